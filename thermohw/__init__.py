@@ -1,0 +1,14 @@
+"""thermohw: map generative Langevin computers onto analog thermodynamic hardware.
+
+Public API (stable names; everything else is internal):
+"""
+from .computer import Computer, connectivity_mask
+from .errors import DivergenceError, InputError, ThermohwError
+from .langevin import Protocol, Trajectory, generate, noising, simulate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Computer", "connectivity_mask", "Protocol", "Trajectory", "simulate", "generate", "noising",
+    "ThermohwError", "InputError", "DivergenceError", "__version__",
+]

@@ -1,0 +1,278 @@
+"""The Langevin computer: parameters, energy and force (Whitelam 2025, Eqs. 1-3).
+
+    V(x) = sum_i (J2_i x_i^2 + J4_i x_i^4 + b_i x_i) + sum_{i<j} J_ij x_i x_j
+    dx_i/dt = -mu_i dV/dx_i + sqrt(2 mu_i kT_i) eta_i
+
+J2, J4, mu and kT are stored per unit (scalars broadcast) because a realised chip has
+per-unit mismatch; the published model has them uniform.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .io import load_record, save_record
+
+SCHEMA = "thermohw.computer/1"
+_SYM_RTOL = 1e-12
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = np.array(a, dtype=np.float64 if a.dtype.kind in "fiu" else a.dtype, copy=True)
+    a.setflags(write=False)
+    return a
+
+
+def _per_unit(name: str, value: Any, n: int) -> np.ndarray:
+    a = np.asarray(value, dtype=np.float64)
+    if a.ndim == 0:
+        a = np.full(n, float(a))
+    if a.shape != (n,):
+        raise InputError(f"{name} has shape {a.shape}; expected a scalar or ({n},), one per unit")
+    if not np.all(np.isfinite(a)):
+        raise InputError(f"{name} contains NaN or inf")
+    return _frozen(a)
+
+
+@dataclass(frozen=True, eq=False)
+class Computer:
+    """An immutable, validated Langevin computer.
+
+    Parameters
+    ----------
+    J : (N, N) symmetric coupling matrix, zero diagonal, zero wherever ``mask`` is False.
+    b : (N,) biases.
+    mask : (N, N) bool, symmetric, False on the diagonal: which couplings exist.
+    n_visible : the first ``n_visible`` units are visible (the image); the rest are hidden.
+    J2, J4, mu, kT : per-unit scalars or (N,) arrays, in model units.
+    bias_trainable : (N,) bool, which biases training may change (default: the hidden ones).
+    image_shape : shape of the visible units as an image, e.g. (28, 28).
+    meta : small JSON-serialisable dict (provenance: data, training config, ...).
+    """
+
+    J: np.ndarray
+    b: np.ndarray
+    mask: np.ndarray
+    n_visible: int
+    J2: Any = 1.0
+    J4: Any = 1.0
+    mu: Any = 1.0
+    kT: Any = 0.1
+    bias_trainable: Any = None
+    image_shape: tuple[int, ...] | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        J = np.asarray(self.J, dtype=np.float64)
+        if J.ndim != 2 or J.shape[0] != J.shape[1]:
+            raise InputError(f"J must be a square matrix, got shape {J.shape}")
+        n = J.shape[0]
+        if n == 0:
+            raise InputError("a computer needs at least one unit")
+        if not np.all(np.isfinite(J)):
+            raise InputError("J contains NaN or inf")
+        mask = np.asarray(self.mask)
+        if mask.shape != (n, n):
+            raise InputError(f"mask has shape {mask.shape}, J has {J.shape}; they must match")
+        mask = mask.astype(bool)
+        if np.any(np.diag(mask)):
+            raise InputError("mask has self-couplings on its diagonal; the on-site terms are J2 and J4")
+        if not np.array_equal(mask, mask.T):
+            raise InputError("mask is not symmetric; a coupling i-j is the same element as j-i")
+        scale = max(1.0, float(np.max(np.abs(J))))
+        asym = float(np.max(np.abs(J - J.T)))
+        if asym > _SYM_RTOL * scale:
+            raise InputError(f"J is not symmetric (max |J - J^T| = {asym:.3g}); "
+                             "the model needs J_ij = J_ji - symmetrise it with (J + J.T)/2")
+        J = 0.5 * (J + J.T)
+        if np.any(J[~mask] != 0):
+            k = int(np.count_nonzero(J[~mask]))
+            raise InputError(f"J has {k} nonzero entries where mask is False (including the diagonal); "
+                             "zero them or add them to the mask")
+        b = np.asarray(self.b, dtype=np.float64)
+        if b.shape != (n,):
+            raise InputError(f"b has shape {b.shape}; expected ({n},) to match J")
+        if not np.all(np.isfinite(b)):
+            raise InputError("b contains NaN or inf")
+        nv = int(self.n_visible)
+        if not 0 <= nv <= n:
+            raise InputError(f"n_visible = {self.n_visible} is outside 0..{n}")
+        J2 = _per_unit("J2", self.J2, n)
+        J4 = _per_unit("J4", self.J4, n)
+        mu = _per_unit("mu", self.mu, n)
+        kT = _per_unit("kT", self.kT, n)
+        if np.any(J4 < 0):
+            raise InputError("J4 < 0 makes the potential unbounded below; J4 must be >= 0")
+        if np.any((J4 == 0) & (J2 <= 0)):
+            raise InputError("a unit with J4 = 0 needs J2 > 0 to be confined")
+        if np.any(mu <= 0):
+            raise InputError("mu (mobility) must be > 0")
+        if np.any(kT <= 0):
+            raise InputError("kT must be > 0")
+        bt = self.bias_trainable
+        if bt is None:
+            bt = np.arange(n) >= nv
+        bt = np.asarray(bt)
+        if bt.shape != (n,):
+            raise InputError(f"bias_trainable has shape {bt.shape}; expected ({n},)")
+        shape = self.image_shape
+        if shape is not None:
+            shape = tuple(int(s) for s in shape)
+            if int(np.prod(shape)) != nv:
+                raise InputError(f"image_shape {shape} has {int(np.prod(shape))} pixels "
+                                 f"but there are {nv} visible units")
+        if not isinstance(self.meta, dict):
+            raise InputError("meta must be a dict")
+        fz = object.__setattr__
+        fz(self, "J", _frozen(J))
+        fz(self, "b", _frozen(b))
+        m = mask.copy()
+        m.setflags(write=False)
+        fz(self, "mask", m)
+        fz(self, "n_visible", nv)
+        fz(self, "J2", J2)
+        fz(self, "J4", J4)
+        fz(self, "mu", mu)
+        fz(self, "kT", kT)
+        bt = bt.astype(bool).copy()
+        bt.setflags(write=False)
+        fz(self, "bias_trainable", bt)
+        fz(self, "image_shape", shape)
+        fz(self, "meta", dict(self.meta))
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def zeros(cls, n_visible: int, n_hidden: int, *, connectivity: str = "paper",
+              mask: np.ndarray | None = None, J2: float = 1.0, J4: float = 1.0, mu: float = 1.0,
+              kT: float = 0.1, image_shape: tuple[int, ...] | None = None,
+              meta: dict | None = None) -> "Computer":
+        """A computer with all couplings and biases zero (the paper's starting point).
+
+        ``connectivity``: ``"paper"`` (visible-hidden and hidden-hidden, no visible-visible),
+        ``"bipartite"`` (visible-hidden only), ``"dense"`` (all pairs). Or pass ``mask``.
+        """
+        n = n_visible + n_hidden
+        if mask is None:
+            mask = connectivity_mask(n_visible, n_hidden, connectivity)
+        return cls(J=np.zeros((n, n)), b=np.zeros(n), mask=mask, n_visible=n_visible, J2=J2, J4=J4,
+                   mu=mu, kT=kT, image_shape=image_shape, meta=meta or {})
+
+    def replace(self, **changes: Any) -> "Computer":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def coupling_free(self) -> "Computer":
+        """The same units with no couplings and no biases (the generation start state)."""
+        return self.replace(J=np.zeros_like(self.J), b=np.zeros_like(self.b))
+
+    # ---- shape ---------------------------------------------------------------------------
+    @property
+    def n_units(self) -> int:
+        return self.J.shape[0]
+
+    @property
+    def n_hidden(self) -> int:
+        return self.n_units - self.n_visible
+
+    @property
+    def n_couplings(self) -> int:
+        return int(np.count_nonzero(np.triu(self.mask, 1)))
+
+    @property
+    def kT_ref(self) -> float:
+        """The reference temperature for 'units of kT' (the bath temperature when uniform)."""
+        return float(np.mean(self.kT))
+
+    def graph(self):
+        """A networkx view of the connectivity; edge attribute ``J`` holds the coupling."""
+        import networkx as nx
+
+        g = nx.Graph()
+        g.add_nodes_from((i, {"visible": i < self.n_visible, "b": float(self.b[i])})
+                         for i in range(self.n_units))
+        ii, jj = np.nonzero(np.triu(self.mask, 1))
+        g.add_edges_from((int(i), int(j), {"J": float(self.J[i, j])}) for i, j in zip(ii, jj))
+        return g
+
+    # ---- physics -------------------------------------------------------------------------
+    def energy(self, x: np.ndarray, extra_bias: np.ndarray | None = None) -> np.ndarray:
+        """V(x) for a state (N,) or a batch (..., N); ``extra_bias`` adds an imposed h.x term."""
+        x = np.asarray(x, dtype=np.float64)
+        x2 = x * x
+        bias = self.b if extra_bias is None else self.b + extra_bias
+        v = x2 @ self.J2 + (x2 * x2) @ self.J4 + np.sum(bias * x, axis=-1)
+        return v + 0.5 * np.einsum("...i,...i->...", x @ self.J, x)
+
+    def grad(self, x: np.ndarray, extra_bias: np.ndarray | None = None) -> np.ndarray:
+        """dV/dx for a state or batch; the force is ``-grad``."""
+        x = np.asarray(x, dtype=np.float64)
+        g = x @ self.J + self.b + x * (2.0 * self.J2 + 4.0 * self.J4 * x * x)
+        if extra_bias is not None:
+            g = g + extra_bias
+        return g
+
+    def force(self, x: np.ndarray, extra_bias: np.ndarray | None = None) -> np.ndarray:
+        return -self.grad(x, extra_bias)
+
+    def hessian_bound(self) -> float:
+        """Largest eigenvalue of the quadratic part's Hessian (2 diag(J2) + J): sets the
+        Euler stability limit mu*dt*lambda < 2 near x = 0."""
+        h = self.J + np.diag(2.0 * self.J2)
+        if self.n_units <= 3000:
+            return float(np.linalg.eigvalsh(h)[-1])
+        from scipy.sparse.linalg import eigsh
+
+        return float(eigsh(h, k=1, which="LA", return_eigenvectors=False)[0])
+
+    # ---- files ---------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        header = {"n_visible": self.n_visible, "image_shape": self.image_shape, "meta": self.meta}
+        arrays = dict(J=self.J, b=self.b, mask=self.mask, J2=self.J2, J4=self.J4, mu=self.mu,
+                      kT=self.kT, bias_trainable=self.bias_trainable)
+        return save_record(path, SCHEMA, header, arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Computer":
+        header, arrays = load_record(path, SCHEMA)
+        return cls.from_parts(header, arrays, source=path)
+
+    @classmethod
+    def from_parts(cls, header: dict, arrays: dict, source: Any = "record") -> "Computer":
+        need = ["J", "b", "mask", "J2", "J4", "mu", "kT", "bias_trainable"]
+        missing = [k for k in need if k not in arrays]
+        if missing:
+            raise InputError(f"{source}: missing arrays {missing}; the file is incomplete")
+        try:
+            return cls(J=arrays["J"], b=arrays["b"], mask=arrays["mask"],
+                       n_visible=int(header["n_visible"]), J2=arrays["J2"], J4=arrays["J4"],
+                       mu=arrays["mu"], kT=arrays["kT"], bias_trainable=arrays["bias_trainable"],
+                       image_shape=header.get("image_shape"), meta=header.get("meta") or {})
+        except InputError as e:
+            raise InputError(f"{source}: {e}") from None
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"{source}: malformed header ({type(e).__name__}: {e})") from None
+
+    def __repr__(self) -> str:
+        return (f"Computer(N={self.n_units}: {self.n_visible} visible + {self.n_hidden} hidden, "
+                f"{self.n_couplings} couplings, kT={self.kT_ref:g})")
+
+
+def connectivity_mask(n_visible: int, n_hidden: int, kind: str = "paper") -> np.ndarray:
+    """Coupling mask for a named connectivity (see :meth:`Computer.zeros`)."""
+    n = n_visible + n_hidden
+    vis = np.arange(n) < n_visible
+    if kind == "paper":
+        m = ~(vis[:, None] & vis[None, :])
+    elif kind == "bipartite":
+        m = vis[:, None] ^ vis[None, :]
+    elif kind == "dense":
+        m = np.ones((n, n), dtype=bool)
+    else:
+        raise InputError(f"unknown connectivity {kind!r}; use 'paper', 'bipartite' or 'dense'")
+    np.fill_diagonal(m, False)
+    return m

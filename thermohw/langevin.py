@@ -1,0 +1,380 @@
+"""Batched overdamped Langevin dynamics (Euler-Maruyama, Eq. 3), protocols and heat.
+
+One step for all runs at once:  x' = x - mu dt dV/dx(x, t) + sqrt(2 mu kT dt) xi.
+
+Speed: the coupling force is one (runs x N) @ (N x N) product per step. Drawing the
+Gaussian noise costs about half as much again and is single-threaded in numpy, so the runs
+are split into contiguous slices advanced by separate threads with single-threaded BLAS
+each; numpy releases the GIL in BLAS, ufuncs and the noise fill, so noise, elementwise work
+and products all use every core (benchmarks/README.md has the figures). Each fixed block of
+``BLOCK`` runs owns its own random stream, so results do not depend on the thread count.
+"""
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .computer import Computer
+from .errors import DivergenceError, InputError
+from .io import load_record, save_record
+
+TRAJECTORY_SCHEMA = "thermohw.trajectory/1"
+BLOCK = 64  # runs per random stream
+_CHECK_EVERY = 25  # steps between divergence checks
+
+
+# ---------------------------------------------------------------------------------------------
+# protocols
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Protocol:
+    """An imposed bias field ``h * envelope(t)`` added to the computer's own biases.
+
+    ``h`` is (N,) or (runs, N). ``kind``: ``"constant"`` (envelope 1) or ``"linear_decay"``
+    (envelope ``max(0, 1 - t / t_off)``, the paper's noising schedule with t_off = 0.75 t_f).
+    """
+
+    h: np.ndarray
+    kind: str = "constant"
+    t_off: float | None = None
+
+    def __post_init__(self) -> None:
+        h = np.array(self.h, dtype=np.float64)
+        if h.ndim not in (1, 2):
+            raise InputError(f"protocol bias h must be (N,) or (runs, N), got shape {h.shape}")
+        if not np.all(np.isfinite(h)):
+            raise InputError("protocol bias h contains NaN or inf")
+        h.setflags(write=False)
+        object.__setattr__(self, "h", h)
+        if self.kind not in ("constant", "linear_decay"):
+            raise InputError(f"unknown protocol kind {self.kind!r}; use 'constant' or 'linear_decay'")
+        if self.kind == "linear_decay" and not (self.t_off and self.t_off > 0):
+            raise InputError("a linear_decay protocol needs t_off > 0")
+
+    def envelope(self, t: float) -> float:
+        if self.kind == "constant":
+            return 1.0
+        return max(0.0, 1.0 - t / self.t_off)
+
+    @property
+    def time_dependent(self) -> bool:
+        return self.kind != "constant"
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "t_off": self.t_off, "h_shape": list(self.h.shape),
+                "h_rms": float(np.sqrt(np.mean(self.h ** 2)))}
+
+
+def noising_field(patterns: np.ndarray, n_units: int, n_visible: int, scale: float = 2.0) -> np.ndarray:
+    """The paper's imposed noising bias: -scale*P_i on visible unit i and -scale*P_(j mod Nv)
+    on hidden unit j. ``patterns`` is (Nv,) or (runs, Nv); returns (N,) or (runs, N)."""
+    p = np.asarray(patterns, dtype=np.float64)
+    if p.shape[-1] != n_visible:
+        raise InputError(f"pattern has {p.shape[-1]} pixels but the computer has {n_visible} visible units")
+    idx = np.arange(n_units) % n_visible
+    return -scale * p[..., idx]
+
+
+# ---------------------------------------------------------------------------------------------
+# trajectory record
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Trajectory:
+    """Result of a simulation. Energies are in model units; ``*_kT`` properties divide by kT.
+
+    ``heat``: energy given to the bath from the first law, W - [V(x_f, t_f) - V(x_0, 0)]
+    (equal to V(x0) - V(x_f) when the parameters are fixed). ``heat_strat``: the
+    Stratonovich sum -sum dV(midpoint).dx (trapezoidal midpoint). ``work``: work done by
+    the protocol, sum over steps of V(x, t+dt) - V(x, t).
+    """
+
+    times: np.ndarray            # (T,) snapshot times, empty if nothing recorded
+    x: np.ndarray | None         # (T, runs, N) snapshots or None
+    x0: np.ndarray               # (runs, N)
+    x_final: np.ndarray          # (runs, N)
+    heat: np.ndarray             # (runs,)
+    heat_strat: np.ndarray       # (runs,) NaN if not computed
+    work: np.ndarray             # (runs,)
+    dt: float
+    n_steps: int
+    kT: float
+    seed: Any = None
+    protocol: dict = field(default_factory=dict)
+
+    @property
+    def heat_kT(self) -> np.ndarray:
+        return self.heat / self.kT
+
+    @property
+    def heat_strat_kT(self) -> np.ndarray:
+        return self.heat_strat / self.kT
+
+    @property
+    def n_runs(self) -> int:
+        return self.x_final.shape[0]
+
+    def save(self, path: str | Path) -> Path:
+        arrays = dict(times=self.times, x0=self.x0, x_final=self.x_final, heat=self.heat,
+                      heat_strat=self.heat_strat, work=self.work,
+                      heat_kT=self.heat_kT, heat_strat_kT=self.heat_strat_kT)
+        if self.x is not None:
+            arrays["x"] = self.x
+        header = dict(dt=self.dt, n_steps=self.n_steps, kT=self.kT, seed=_jsonable_seed(self.seed),
+                      protocol=self.protocol)
+        return save_record(path, TRAJECTORY_SCHEMA, header, arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Trajectory":
+        h, a = load_record(path, TRAJECTORY_SCHEMA)
+        try:
+            return cls(times=a["times"], x=a.get("x"), x0=a["x0"], x_final=a["x_final"], heat=a["heat"],
+                       heat_strat=a["heat_strat"], work=a["work"], dt=float(h["dt"]),
+                       n_steps=int(h["n_steps"]), kT=float(h["kT"]), seed=h.get("seed"),
+                       protocol=h.get("protocol") or {})
+        except KeyError as e:
+            raise InputError(f"{path}: trajectory record lacks {e}") from None
+
+
+def _jsonable_seed(seed: Any) -> Any:
+    return seed if isinstance(seed, (int, type(None))) else repr(seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# the integrator
+# ---------------------------------------------------------------------------------------------
+def _block_generators(seed: Any, n_runs: int) -> list[np.random.Generator]:
+    n_blocks = max(1, math.ceil(n_runs / BLOCK))
+    if isinstance(seed, np.random.Generator):
+        # draw child seeds (advances the parent's serialisable state; Generator.spawn would not)
+        children = [np.random.SeedSequence(int(s)) for s in seed.integers(0, 2 ** 63, size=n_blocks)]
+    else:
+        ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+        children = ss.spawn(n_blocks)
+    return [np.random.Generator(np.random.PCG64(c)) for c in children]
+
+
+def euler_limits(c: Computer, dt: float) -> tuple[float, float]:
+    """(stability margin of the quadratic part, largest stable |x| for the quartic part).
+
+    Explicit Euler is stable while mu*dt*(curvature) < 2. For the on-site drift the Euler map
+    is x' = x (1 - mu dt (2 J2 + 4 J4 x^2)); once |1 - ...| > 1 each step overshoots further, so
+    beyond the returned |x| a state escapes to infinity within a few steps."""
+    mu_max = float(np.max(c.mu))
+    lam = c.hessian_bound() if np.any(c.J) else float(np.max(2 * c.J2))
+    margin = mu_max * dt * lam
+    j4 = float(np.max(c.J4))
+    j2 = float(np.min(c.J2))
+    if j4 > 0:
+        xmax = math.sqrt(max(2.0 / (mu_max * dt) - 2.0 * j2, 1e-300) / (4.0 * j4))
+    else:
+        xmax = 1e8
+    return margin, xmax
+
+
+def _default_threads(n_runs: int, n_units: int, coupled: bool) -> int:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n_blocks = max(1, math.ceil(n_runs / BLOCK))
+    # below ~a few Mflop per step the GIL-held Python overhead dominates: stay single-threaded
+    work = n_runs * n_units * (n_units if coupled else 30)
+    return 1 if work < 4e6 else max(1, min(cpus, n_blocks))
+
+
+def simulate(computer: Computer, x0: np.ndarray, *, n_steps: int, dt: float, seed: Any = None,
+             protocol: Protocol | None = None, record_every: int | None = None,
+             stratonovich: bool = True, threads: int | None = None,
+             progress: Callable[[int], None] | None = None) -> Trajectory:
+    """Advance ``x0`` (runs, N) by ``n_steps`` Euler-Maruyama steps of size ``dt``.
+
+    seed: int, SeedSequence or Generator; the same seed gives identical results.
+    record_every: store a snapshot every this many steps (and the initial and final state).
+    stratonovich: also accumulate the Stratonovich heat sum (costs ~5 % more).
+    threads: worker threads (default: all cores for large problems; results do not depend on it).
+    Raises DivergenceError, with the fix, if dt is beyond the Euler stability limit or a state
+    runs away.
+    """
+    c = computer
+    x0 = np.array(x0, dtype=np.float64, ndmin=2)
+    R, N = x0.shape
+    if N != c.n_units:
+        raise InputError(f"x0 has {N} units but the computer has {c.n_units}")
+    if not np.all(np.isfinite(x0)):
+        raise InputError("x0 contains NaN or inf")
+    if not (dt > 0 and math.isfinite(dt)):
+        raise InputError(f"dt must be a positive number, got {dt}")
+    n_steps = int(n_steps)
+    if n_steps < 0:
+        raise InputError("n_steps must be >= 0")
+    h = None
+    if protocol is not None:
+        h = protocol.h
+        if h.shape[-1] != N or (h.ndim == 2 and h.shape[0] != R):
+            raise InputError(f"protocol bias has shape {h.shape}; expected ({N},) or ({R}, {N})")
+    margin, xmax = euler_limits(c, dt)
+    if margin >= 2.0:
+        raise DivergenceError(
+            f"dt = {dt:g} is beyond the Euler stability limit: mu*dt*lambda_max = {margin:.3g} >= 2 "
+            f"(lambda_max of 2*J2 + J = {margin / (dt * np.max(c.mu)):.4g}); "
+            f"use dt < {2.0 * dt / margin:.3g} or smaller couplings")
+    coupled = bool(np.any(c.J))
+    if threads is None:
+        threads = _default_threads(R, N, coupled)
+    gens = _block_generators(seed, R)
+    rec_idx = None
+    if record_every:
+        rec_idx = sorted(set(range(0, n_steps + 1, int(record_every))) | {n_steps})
+    n_rec = len(rec_idx) if rec_idx else 0
+    xs = np.empty((n_rec, R, N)) if rec_idx else None
+    xf = np.empty((R, N))
+    qs = np.zeros(R)
+    work = np.zeros(R)
+    sigma = np.sqrt(2.0 * c.mu * c.kT * dt)
+    mudt = c.mu * dt
+    a2, a4 = 2.0 * c.J2, 4.0 * c.J4
+    env = (lambda t: protocol.envelope(t)) if protocol is not None else (lambda t: 0.0)
+    tdep = protocol is not None and protocol.time_dependent
+    rec_set = {k: i for i, k in enumerate(rec_idx)} if rec_idx else {}
+
+    def grad_into(out: np.ndarray, x: np.ndarray, tmp: np.ndarray, hs: np.ndarray | None, t: float) -> None:
+        """out <- dV/dx at (x, t), in place (the hot path: no temporaries)."""
+        if coupled:
+            np.matmul(x, c.J, out=out)
+        else:
+            out[...] = 0.0
+        np.multiply(x, x, out=tmp)
+        tmp *= a4
+        tmp += a2
+        tmp *= x
+        out += tmp
+        out += c.b
+        if hs is not None:
+            e = env(t)
+            if e != 0.0:
+                out += e * hs
+
+    def run_slice(blocks: range, report: bool) -> None:
+        r0, r1 = blocks.start * BLOCK, min(R, blocks.stop * BLOCK)
+        # overflow is detected below and reported as DivergenceError, not as numpy warnings
+        with np.errstate(over="ignore", invalid="ignore"):
+            xf[r0:r1] = advance(x0[r0:r1].copy(), r0, r1, blocks, report)
+
+    def advance(x: np.ndarray, r0: int, r1: int, blocks: range, report: bool) -> np.ndarray:
+        hs = None if h is None else (h if h.ndim == 1 else h[r0:r1])
+        bloc = [(gens[k], k * BLOCK - r0, min(R, (k + 1) * BLOCK) - r0) for k in blocks]
+        g, g_new, dx, tmp = (np.empty_like(x) for _ in range(4))
+        grad_into(g, x, tmp, hs, 0.0)
+        for k in range(n_steps):
+            if k in rec_set:
+                xs[rec_set[k], r0:r1] = x
+            t = k * dt
+            for gen, a, b_ in bloc:
+                gen.standard_normal(out=dx[a:b_])
+            dx *= sigma
+            np.multiply(g, mudt, out=tmp)
+            dx -= tmp
+            x += dx
+            grad_into(g_new, x, tmp, hs, t + dt)
+            if stratonovich:  # trapezoidal midpoint: reuses the forces already computed
+                np.add(g, g_new, out=tmp)
+                tmp *= dx
+                qs[r0:r1] -= 0.5 * tmp.sum(axis=1)
+            if tdep and hs is not None:
+                de = env(t + dt) - env(t)
+                if de != 0.0:
+                    work[r0:r1] += de * (x @ hs if hs.ndim == 1 else np.einsum("ij,ij->i", x, hs))
+            g, g_new = g_new, g
+            if (k + 1) % _CHECK_EVERY == 0 or k + 1 == n_steps:
+                m = float(np.max(np.abs(x))) if x.size else 0.0
+                if not (m < xmax):  # also catches NaN
+                    raise DivergenceError(
+                        f"the simulation ran away at step {k + 1} (t = {(k + 1) * dt:g}): max |x| = {m:.3g} "
+                        f"exceeds {xmax:.3g}, beyond which Euler steps of dt = {dt:g} overshoot ever further "
+                        f"on the quartic term; reduce dt (e.g. to {dt / 4:g}) or check the couplings/biases")
+                if report and progress is not None:
+                    progress(k + 1)
+        if n_steps in rec_set:
+            xs[rec_set[n_steps], r0:r1] = x
+        return x
+
+    n_blocks = len(gens)
+    threads = max(1, min(int(threads), n_blocks))
+    if threads == 1:
+        run_slice(range(n_blocks), True)
+    else:
+        from threadpoolctl import threadpool_limits
+
+        edges = np.linspace(0, n_blocks, threads + 1).round().astype(int)
+        slices = [range(edges[i], edges[i + 1]) for i in range(threads)]
+        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as ex:
+            futs = [ex.submit(run_slice, s, i == 0) for i, s in enumerate(slices)]
+            for f in futs:
+                f.result()
+
+    e_end = env(n_steps * dt)
+    v0 = c.energy(x0, None if h is None else env(0.0) * h)
+    vf = c.energy(xf, None if h is None else e_end * h)
+    heat = work - (vf - v0)
+    times = np.asarray(rec_idx, dtype=np.float64) * dt if rec_idx else np.empty(0)
+    return Trajectory(times=times, x=xs, x0=x0, x_final=xf, heat=heat,
+                      heat_strat=qs if stratonovich else np.full(R, np.nan), work=work, dt=float(dt),
+                      n_steps=n_steps, kT=c.kT_ref, seed=_jsonable_seed(seed),
+                      protocol=protocol.describe() if protocol is not None else {})
+
+
+# ---------------------------------------------------------------------------------------------
+# the paper's protocols
+# ---------------------------------------------------------------------------------------------
+def steps_for(t: float, dt: float) -> int:
+    n = int(round(t / dt))
+    if n <= 0 or abs(n * dt - t) > 1e-9 * max(1.0, t):
+        raise InputError(f"time {t:g} is not a positive whole number of steps of dt = {dt:g}")
+    return n
+
+
+def noising(computer: Computer, patterns: np.ndarray, *, t_f: float = 2.5, dt: float = 1e-3,
+            seed: Any = None, decay_fraction: float = 0.75, scale: float = 2.0,
+            t_eq: float | None = None, record_every: int = 1, threads: int | None = 1) -> Trajectory:
+    """The paper's noising trajectory for each row of ``patterns`` (runs, Nv): from x = 0,
+    equilibrate for ``t_eq`` (default t_f) under the fixed imposed field -scale*P on the
+    coupling-free computer, then run t_f with the field decaying linearly to 0 at
+    decay_fraction*t_f. Returns the second phase, recorded every ``record_every`` steps."""
+    free = computer.coupling_free()
+    hfield = noising_field(patterns, computer.n_units, computer.n_visible, scale)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    R = 1 if hfield.ndim == 1 else hfield.shape[0]
+    x = np.zeros((R, computer.n_units))
+    n_eq = steps_for(t_eq if t_eq is not None else t_f, dt)
+    eq = simulate(free, x, n_steps=n_eq, dt=dt, seed=rng, protocol=Protocol(hfield),
+                  stratonovich=False, threads=threads)
+    return simulate(free, eq.x_final, n_steps=steps_for(t_f, dt), dt=dt, seed=rng,
+                    protocol=Protocol(hfield, "linear_decay", decay_fraction * t_f),
+                    record_every=record_every, stratonovich=False, threads=threads)
+
+
+def generate(computer: Computer, n_runs: int, *, t_f: float = 2.5, dt: float = 1e-3, seed: Any = None,
+             t_eq: float | None = None, record_every: int | None = None, stratonovich: bool = True,
+             threads: int | None = None, progress: Callable[[int], None] | None = None) -> Trajectory:
+    """The paper's generation protocol: equilibrate the coupling-free, bias-free computer for
+    ``t_eq`` (default t_f) from x = 0, then run the trained computer for t_f. Returns the
+    second phase; its heat is the heat emitted by generation. Outputs are x_final[:, :Nv]."""
+    if n_runs < 1:
+        raise InputError("n_runs must be >= 1")
+    ss = np.random.SeedSequence(seed) if not isinstance(seed, (np.random.SeedSequence, np.random.Generator)) else seed
+    if isinstance(ss, np.random.Generator):
+        s_eq, s_run = (np.random.SeedSequence(int(v)) for v in ss.integers(0, 2 ** 63, size=2))
+    else:
+        s_eq, s_run = ss.spawn(2)
+    x = np.zeros((n_runs, computer.n_units))
+    eq = simulate(computer.coupling_free(), x, n_steps=steps_for(t_eq if t_eq is not None else t_f, dt),
+                  dt=dt, seed=s_eq, stratonovich=False, threads=threads)
+    tr = simulate(computer, eq.x_final, n_steps=steps_for(t_f, dt), dt=dt, seed=s_run,
+                  record_every=record_every, stratonovich=stratonovich, threads=threads, progress=progress)
+    return Trajectory(times=tr.times, x=tr.x, x0=tr.x0, x_final=tr.x_final, heat=tr.heat,
+                      heat_strat=tr.heat_strat, work=tr.work, dt=tr.dt, n_steps=tr.n_steps, kT=tr.kT,
+                      seed=_jsonable_seed(seed), protocol={"kind": "generation", "t_f": t_f,
+                                                          "t_eq": t_eq if t_eq is not None else t_f})

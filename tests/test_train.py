@@ -1,0 +1,106 @@
+import numpy as np
+import pytest
+
+from thermohw import InputError, noising
+from thermohw.data import Digits
+from thermohw.train import TrainConfig, TrainState, new_state, path_gradient, reverse_action, train
+
+from conftest import random_computer
+
+
+def _path(c, seed=0, steps=40, runs=2):
+    """A noising-like path (any path works for the gradient identity)."""
+    pat = np.random.default_rng(seed).normal(size=(runs, c.n_visible))
+    tr = noising(c, pat, t_f=steps * 1e-3, dt=1e-3, seed=seed, t_eq=0.01)
+    return tr.x
+
+
+def test_gradient_matches_central_finite_differences():
+    """d(-ln P)/dJ_ij = sum_steps r_i x'_j + r_j x'_i and d/db_i = sum r_i (at the END point),
+    against central differences of the reverse action in float64; relative error < 1e-6."""
+    c = random_computer(3, 3, seed=1, scale=0.5)
+    X = _path(c)
+    dt = 1e-3
+    gJ, gb, action = path_gradient(c, X, dt)
+    assert action == pytest.approx(reverse_action(c, X, dt), rel=1e-12)
+    eps = 1e-5  # the action is quadratic in the parameters: central differences are exact up to rounding
+    ii, jj = np.nonzero(np.triu(c.mask, 1))
+    for i, j in zip(ii, jj):
+        E = np.zeros_like(c.J)
+        E[i, j] = E[j, i] = eps
+        fd = (reverse_action(c.replace(J=c.J + E), X, dt) - reverse_action(c.replace(J=c.J - E), X, dt)) / (2 * eps)
+        assert gJ[i, j] == pytest.approx(fd, rel=1e-6, abs=1e-6 * np.abs(gJ).max())
+    for i in range(c.n_units):
+        e = np.zeros(c.n_units)
+        e[i] = eps
+        fd = (reverse_action(c.replace(b=c.b + e), X, dt) - reverse_action(c.replace(b=c.b - e), X, dt)) / (2 * eps)
+        assert gb[i] == pytest.approx(fd, rel=1e-6, abs=1e-6 * np.abs(gb).max())
+    # evaluating at the START point instead would be a different (wrong) gradient
+    r0 = (-(X[1:] - X[:-1]) + c.mu * dt * c.grad(X[:-1])) / (2 * c.kT)
+    wrong = np.einsum("kri,krj->ij", r0, X[:-1])
+    assert not np.allclose(wrong + wrong.T, gJ, rtol=1e-3)
+
+
+def test_gradient_is_chunk_independent(monkeypatch):
+    import thermohw.train as T
+
+    c = random_computer(3, 3, seed=2)
+    X = _path(c, steps=50)
+    full = path_gradient(c, X, 1e-3)
+    monkeypatch.setattr(T, "_CHUNK_ELEMS", 7 * X.shape[1] * X.shape[2])
+    chunked = path_gradient(c, X, 1e-3)
+    np.testing.assert_allclose(chunked[0], full[0], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(chunked[1], full[1], rtol=1e-12, atol=1e-14)
+
+
+def _digits():
+    rng = np.random.default_rng(0)
+    p = rng.normal(size=(2, 4))
+    return Digits((p - p.mean(1, keepdims=True)) / p.std(1, keepdims=True), [0, 1], (2, 2), "test")
+
+
+def _cfg(cycles, **kw):
+    return TrainConfig(cycles=cycles, t_f=0.02, dt=1e-3, seed=3, checkpoint_every=1, **kw)
+
+
+def test_training_updates_only_allowed_parameters_and_lowers_action():
+    st = new_state(_digits(), TrainConfig(cycles=60, t_f=0.2, dt=1e-3, seed=3), n_hidden=3)
+    out = train(st, progress=False)
+    c = out.computer
+    assert np.any(c.J != 0)
+    assert np.all(c.J[~c.mask] == 0) and np.all(c.J[:4, :4] == 0)  # no visible-visible couplings
+    assert np.all(c.b[:4] == 0) and np.any(c.b[4:] != 0)          # visible biases frozen
+    assert out.cycle == 60 and out.losses.shape == (60,)
+    # the trained computer explains 400 fresh noising trajectories better than the untrained one
+    X = noising(c, np.repeat(_digits().patterns, 200, axis=0), t_f=0.2, dt=1e-3, seed=99).x
+    gain = reverse_action(st.computer, X, 1e-3) - reverse_action(c, X, 1e-3)
+    assert gain > 0.01 * X[0].size, gain  # > 0.01 per unit-trajectory
+
+
+def test_default_learning_rate_is_paper_value():
+    assert TrainConfig().lr == pytest.approx(1e-3 / 2.5)
+    assert TrainConfig(batch=4).lr == pytest.approx(4e-4 / 2)
+    with pytest.raises(InputError):
+        TrainConfig(t_f=0.0025, dt=1e-3)  # not a whole number of steps
+
+
+def test_interrupted_run_resumes_exactly(tmp_path):
+    """Ctrl-C after cycle 4 keeps a checkpoint; resuming gives bit-identical parameters to an
+    uninterrupted run (the random stream is part of the checkpoint)."""
+    ck = tmp_path / "ck.npz"
+    straight = train(new_state(_digits(), _cfg(8, batch=2), n_hidden=3), progress=False)
+
+    def interrupt(s):
+        if s.cycle == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(new_state(_digits(), _cfg(8, batch=2), n_hidden=3), checkpoint=ck, progress=False,
+              on_cycle=interrupt)
+    saved = TrainState.load(ck)
+    assert saved.cycle == 4
+    resumed = train(saved, checkpoint=ck, progress=False)
+    np.testing.assert_array_equal(resumed.computer.J, straight.computer.J)
+    np.testing.assert_array_equal(resumed.computer.b, straight.computer.b)
+    np.testing.assert_array_equal(resumed.losses, straight.losses)
+    assert TrainState.load(ck).cycle == 8

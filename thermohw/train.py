@@ -1,0 +1,217 @@
+"""Digital training (Whitelam 2025, Eqs. 8-11): maximise the probability that the computer
+generates the time-reverse of noising trajectories.
+
+For a recorded step x -> x' of a noising trajectory, the reverse step x' -> x under the
+computer has  -ln P = sum_i (Delta_i)^2 / (4 mu_i kT_i dt)  with
+Delta_i = -(x'_i - x_i) + mu_i dt dV/dx_i(x'),  so with r_i = Delta_i / (2 kT_i):
+    d(-ln P)/dJ_ij = r_i x'_j + r_j x'_i,     d(-ln P)/db_i = r_i
+(evaluated at the step's END point x'). Summed over all steps and trajectories of a batch,
+these are two matrix products. Update: theta <- theta - alpha * gradient, alpha = (dt/t_f)/sqrt(batch).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .computer import Computer
+from .data import Digits
+from .errors import InputError
+from .io import load_record, save_record
+from .langevin import noising, steps_for
+
+STATE_SCHEMA = "thermohw.trainstate/1"
+_CHUNK_ELEMS = 4_000_000  # step-chunk size for the gradient (bounds memory at ~100 MB)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training schedule. Defaults are the paper's protocol (DESIGN.md section 3)."""
+
+    cycles: int = 100
+    batch: int = 1
+    t_f: float = 2.5
+    dt: float = 1e-3
+    decay_fraction: float = 0.75
+    bias_scale: float = 2.0
+    t_eq: float | None = None
+    learning_rate: float | None = None
+    seed: int = 0
+    checkpoint_every: int = 10
+
+    def __post_init__(self) -> None:
+        if self.cycles < 0:
+            raise InputError("cycles must be >= 0")
+        if self.batch < 1:
+            raise InputError("batch must be >= 1")
+        if not (self.dt > 0 and self.t_f > 0):
+            raise InputError("dt and t_f must be > 0")
+        steps_for(self.t_f, self.dt)
+        if not 0 < self.decay_fraction <= 1:
+            raise InputError("decay_fraction must be in (0, 1]")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise InputError("learning_rate must be > 0")
+        if self.checkpoint_every < 1:
+            raise InputError("checkpoint_every must be >= 1")
+
+    @property
+    def lr(self) -> float:
+        """alpha = (dt / t_f) / sqrt(batch) unless set explicitly."""
+        if self.learning_rate is not None:
+            return float(self.learning_rate)
+        return (self.dt / self.t_f) / math.sqrt(self.batch)
+
+
+# ---------------------------------------------------------------------------------------------
+# the reverse-path likelihood
+# ---------------------------------------------------------------------------------------------
+def _check_path(c: Computer, X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim == 2:
+        X = X[:, None, :]
+    if X.ndim != 3 or X.shape[2] != c.n_units or X.shape[0] < 2:
+        raise InputError(f"path must be (steps+1, runs, {c.n_units}), got {X.shape}")
+    return X
+
+
+def reverse_action(c: Computer, X: np.ndarray, dt: float) -> float:
+    """-ln P~ (without its constant) of the time-reversed path ``X`` (steps+1, runs, N)."""
+    X = _check_path(c, X)
+    d = -(X[1:] - X[:-1]) + c.mu * dt * c.grad(X[1:])
+    return float(np.sum(d * d / (4.0 * c.mu * c.kT * dt)))
+
+
+def path_gradient(c: Computer, X: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Gradient of :func:`reverse_action` w.r.t. J (symmetric: entry ij is the derivative with
+    respect to the single parameter J_ij = J_ji) and b, and the action itself.
+    Not masked: the caller applies the connectivity and trainability masks."""
+    X = _check_path(c, X)
+    K, R, N = X.shape[0] - 1, X.shape[1], X.shape[2]
+    G = np.zeros((N, N))
+    gb = np.zeros(N)
+    action = 0.0
+    chunk = max(1, _CHUNK_ELEMS // (R * N))
+    for k0 in range(0, K, chunk):
+        k1 = min(K, k0 + chunk)
+        xe = X[k0 + 1:k1 + 1].reshape(-1, N)          # end points x'
+        d = c.mu * dt * c.grad(xe)
+        d -= (X[k0 + 1:k1 + 1] - X[k0:k1]).reshape(-1, N)
+        action += float(np.sum(d * d / (4.0 * c.mu * c.kT * dt)))
+        r = d / (2.0 * c.kT)
+        G += r.T @ xe
+        gb += r.sum(axis=0)
+    return G + G.T, gb, action
+
+
+# ---------------------------------------------------------------------------------------------
+# training state (checkpoint) and loop
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class TrainState:
+    """Everything needed to continue training exactly where it stopped."""
+
+    computer: Computer
+    digits: Digits
+    config: TrainConfig
+    cycle: int = 0
+    rng_state: dict | None = None
+    losses: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    seconds: float = 0.0
+
+    def save(self, path: str | Path) -> Path:
+        c = self.computer
+        header = {"cycle": self.cycle, "rng_state": self.rng_state, "config": asdict(self.config),
+                  "seconds": self.seconds,
+                  "computer": {"n_visible": c.n_visible, "image_shape": c.image_shape, "meta": c.meta},
+                  "digits": {"image_shape": self.digits.image_shape, "source": self.digits.source}}
+        arrays = {f"c_{k}": getattr(c, k) for k in ("J", "b", "mask", "J2", "J4", "mu", "kT",
+                                                     "bias_trainable")}
+        arrays.update(d_patterns=self.digits.patterns, d_labels=self.digits.labels, losses=self.losses)
+        return save_record(path, STATE_SCHEMA, header, arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainState":
+        h, a = load_record(path, STATE_SCHEMA)
+        try:
+            comp = Computer.from_parts(h["computer"], {k[2:]: v for k, v in a.items() if k.startswith("c_")},
+                                       source=path)
+            digits = Digits(a["d_patterns"], a["d_labels"], tuple(h["digits"]["image_shape"]),
+                            h["digits"].get("source", ""))
+            cfg = TrainConfig(**h["config"])
+            return cls(comp, digits, cfg, int(h["cycle"]), h.get("rng_state"), a["losses"],
+                       float(h.get("seconds", 0.0)))
+        except (KeyError, TypeError) as e:
+            raise InputError(f"{path}: incomplete training checkpoint ({e})") from None
+
+
+def new_state(digits: Digits, config: TrainConfig, *, n_hidden: int, connectivity: str = "paper",
+              mask: np.ndarray | None = None, J2: float = 1.0, J4: float = 1.0, mu: float = 1.0,
+              kT: float = 0.1) -> TrainState:
+    """A fresh training run: all couplings and biases zero (as in the paper)."""
+    c = Computer.zeros(digits.n_pixels, n_hidden, connectivity=connectivity, mask=mask, J2=J2, J4=J4,
+                       mu=mu, kT=kT, image_shape=digits.image_shape,
+                       meta={"digits": digits.source, "labels": digits.labels.tolist(),
+                             "connectivity": connectivity if mask is None else "custom"})
+    return TrainState(c, digits, config)
+
+
+def train_cycle(c: Computer, digits: Digits, cfg: TrainConfig,
+                rng: np.random.Generator) -> tuple[Computer, float]:
+    """One SGD update from a batch of noising trajectories; returns the new computer and
+    the reverse action per unit and step (0.5 for a perfect model, see docs)."""
+    pick = rng.integers(0, digits.patterns.shape[0], size=cfg.batch)
+    tr = noising(c, digits.patterns[pick], t_f=cfg.t_f, dt=cfg.dt, seed=rng,
+                 decay_fraction=cfg.decay_fraction, scale=cfg.bias_scale, t_eq=cfg.t_eq)
+    gJ, gb, action = path_gradient(c, tr.x, cfg.dt)
+    lr = cfg.lr
+    new = c.replace(J=c.J - lr * np.where(c.mask, gJ, 0.0), b=c.b - lr * np.where(c.bias_trainable, gb, 0.0))
+    return new, action / (tr.x.shape[0] - 1) / cfg.batch / c.n_units
+
+
+def train(state: TrainState, *, checkpoint: str | Path | None = None, progress: bool = True,
+          on_cycle: Callable[[TrainState], None] | None = None) -> TrainState:
+    """Run the remaining cycles of ``state``; write a checkpoint atomically every
+    ``checkpoint_every`` cycles, at the end and on interruption (Ctrl-C)."""
+    cfg = state.config
+    rng = np.random.default_rng(cfg.seed)
+    if state.rng_state is not None:
+        rng.bit_generator.state = state.rng_state
+    c, losses, cycle = state.computer, list(state.losses.tolist()), state.cycle
+    t_start, sec0 = time.perf_counter(), state.seconds
+
+    def snapshot() -> TrainState:
+        return TrainState(c, state.digits, cfg, cycle, rng.bit_generator.state, np.asarray(losses, float),
+                          sec0 + time.perf_counter() - t_start)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.cycles, initial=cycle, desc="train", unit="cycle", dynamic_ncols=True)
+    try:
+        while cycle < cfg.cycles:
+            c, loss = train_cycle(c, state.digits, cfg, rng)
+            if not np.all(np.isfinite(c.J)):
+                raise InputError("training diverged (non-finite couplings); lower the learning rate")
+            losses.append(loss)
+            cycle += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}")
+            if checkpoint is not None and (cycle % cfg.checkpoint_every == 0 or cycle == cfg.cycles):
+                snapshot().save(checkpoint)
+            if on_cycle is not None:
+                on_cycle(snapshot())
+    except KeyboardInterrupt:
+        if checkpoint is not None:
+            snapshot().save(checkpoint)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    return snapshot()

@@ -1,0 +1,178 @@
+"""Training digits: scikit-learn's bundled 8x8 digits (offline default) and an MNIST IDX
+reader for user-supplied files. Nothing is ever downloaded."""
+from __future__ import annotations
+
+import gzip
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import InputError
+from .io import load_record, save_record
+
+DIGITS_SCHEMA = "thermohw.digits/1"
+
+# IDX type codes (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT")
+_IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+@dataclass(frozen=True, eq=False)
+class Digits:
+    """Training patterns: ``patterns`` (k, Nv) normalised per digit (zero mean, unit
+    variance), ``labels`` (k,), ``image_shape`` and where they came from."""
+
+    patterns: np.ndarray
+    labels: np.ndarray
+    image_shape: tuple[int, ...]
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        p = np.array(self.patterns, dtype=np.float64, ndmin=2)
+        if p.ndim != 2 or p.shape[0] == 0:
+            raise InputError(f"patterns must be (k, pixels) with k >= 1, got shape {p.shape}")
+        if not np.all(np.isfinite(p)):
+            raise InputError("patterns contain NaN or inf")
+        shape = tuple(int(s) for s in self.image_shape)
+        if int(np.prod(shape)) != p.shape[1]:
+            raise InputError(f"image_shape {shape} does not match {p.shape[1]} pixels")
+        lab = np.asarray(self.labels).astype(np.int64).reshape(-1)
+        if lab.shape[0] != p.shape[0]:
+            raise InputError(f"{lab.shape[0]} labels for {p.shape[0]} patterns")
+        p.setflags(write=False)
+        object.__setattr__(self, "patterns", p)
+        object.__setattr__(self, "labels", lab)
+        object.__setattr__(self, "image_shape", shape)
+
+    @property
+    def n_pixels(self) -> int:
+        return self.patterns.shape[1]
+
+    def save(self, path: str | Path) -> Path:
+        return save_record(path, DIGITS_SCHEMA, {"image_shape": self.image_shape, "source": self.source},
+                           {"patterns": self.patterns, "labels": self.labels})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Digits":
+        h, a = load_record(path, DIGITS_SCHEMA)
+        try:
+            return cls(a["patterns"], a["labels"], tuple(h["image_shape"]), h.get("source", ""))
+        except KeyError as e:
+            raise InputError(f"{path}: digits record lacks {e}") from None
+
+
+def normalise(images: np.ndarray) -> np.ndarray:
+    """Scale each image (row) to zero mean and unit variance, as in the paper."""
+    x = np.asarray(images, dtype=np.float64)
+    x = x.reshape(x.shape[0], -1)
+    sd = x.std(axis=1, keepdims=True)
+    if np.any(sd == 0):
+        bad = np.nonzero(sd[:, 0] == 0)[0][:5].tolist()
+        raise InputError(f"image(s) {bad} are constant and cannot be normalised to unit variance")
+    return (x - x.mean(axis=1, keepdims=True)) / sd
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (gzip-compressed or raw, any number of dimensions)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such IDX file")
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:
+            raise InputError(f"{path}: corrupt or truncated gzip data ({e})") from None
+    if len(raw) < 4:
+        raise InputError(f"{path}: too short ({len(raw)} bytes) to be an IDX file")
+    if raw[0] != 0 or raw[1] != 0:
+        raise InputError(f"{path}: not an IDX file (magic bytes {raw[:4].hex()} should start with 0000)")
+    code, ndim = raw[2], raw[3]
+    if code not in _IDX_TYPES:
+        raise InputError(f"{path}: unknown IDX data type code 0x{code:02x}")
+    if ndim == 0:
+        raise InputError(f"{path}: IDX header declares 0 dimensions")
+    head = 4 + 4 * ndim
+    if len(raw) < head:
+        raise InputError(f"{path}: truncated IDX header ({len(raw)} bytes, need {head})")
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    dtype = np.dtype(_IDX_TYPES[code])
+    need = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    have = len(raw) - head
+    if have != need:
+        raise InputError(f"{path}: IDX header says dims {dims} ({need} data bytes) but the file has "
+                         f"{have}; the file is {'truncated' if have < need else 'padded or not IDX'}")
+    return np.frombuffer(raw, dtype=dtype, offset=head).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def load_mnist(images: str | Path, labels: str | Path | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Images (n, rows, cols) and labels (n,) or None from IDX files."""
+    x = read_idx(images)
+    if x.ndim < 2:
+        raise InputError(f"{images}: image IDX must have >= 2 dims, got {x.shape}")
+    y = None
+    if labels is not None:
+        y = read_idx(labels)
+        if y.ndim != 1 or y.shape[0] != x.shape[0]:
+            raise InputError(f"{labels}: {y.shape} labels do not match {x.shape[0]} images")
+    return x, y
+
+
+def find_mnist_labels(images: str | Path) -> Path | None:
+    """The labels file that sits beside an MNIST images file, if any."""
+    p = Path(images)
+    for cand in (p.name.replace("images-idx3", "labels-idx1"), p.name.replace("images", "labels")):
+        q = p.with_name(cand)
+        if cand != p.name and q.is_file():
+            return q
+    return None
+
+
+def bundled_digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled 8x8 handwritten digits (1797 images, shipped with the package)."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return d.images.astype(np.float64), d.target.astype(np.int64)
+
+
+def select(images: np.ndarray, labels: np.ndarray | None, *, digits: Sequence[int] | None = None,
+           indices: Sequence[int] | None = None, source: str = "") -> Digits:
+    """Pick training digits: by ``indices`` into the set, or the first image of each label in
+    ``digits``. Returns them normalised."""
+    images = np.asarray(images)
+    n = images.shape[0]
+    shape = images.shape[1:]
+    if indices is not None and digits is not None:
+        raise InputError("give either digit labels or image indices, not both")
+    if indices is not None:
+        idx = [int(i) for i in indices]
+        bad = [i for i in idx if not 0 <= i < n]
+        if bad:
+            raise InputError(f"image indices {bad} are outside 0..{n - 1}")
+    else:
+        if labels is None:
+            raise InputError("selecting by digit label needs a labels file; pass indices instead")
+        idx = []
+        for d in digits if digits is not None else (0, 1, 2):
+            hit = np.nonzero(labels == int(d))[0]
+            if hit.size == 0:
+                raise InputError(f"no image with label {d} in the data")
+            idx.append(int(hit[0]))
+    if not idx:
+        raise InputError("no training digits selected")
+    lab = labels[idx] if labels is not None else np.full(len(idx), -1)
+    return Digits(normalise(images[idx]), lab, shape, f"{source} indices={idx}")
+
+
+def load_training_digits(mnist: str | Path | None = None, *, digits: Sequence[int] | None = None,
+                         indices: Sequence[int] | None = None) -> Digits:
+    """The training set: bundled 8x8 digits by default, or an MNIST IDX images file."""
+    if mnist is None:
+        x, y = bundled_digits()
+        return select(x, y, digits=digits, indices=indices, source="sklearn bundled digits")
+    lab_path = find_mnist_labels(mnist)
+    x, y = load_mnist(mnist, lab_path)
+    return select(x, y, digits=digits, indices=indices, source=str(mnist))

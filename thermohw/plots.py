@@ -1,0 +1,129 @@
+"""All matplotlib lives here. Every function writes one PNG and returns its path."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | Path) -> Path:
+    from .io import atomic_write
+
+    path = Path(path)
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110, bbox_inches="tight"))
+    _plt().close(fig)
+    return path
+
+
+def _image(v: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    return np.asarray(v, dtype=float).reshape(shape)
+
+
+def image_grid(states: np.ndarray, shape: Sequence[int], path: str | Path, *, title: str = "",
+               n: int = 25, captions: Sequence[str] | None = None) -> Path:
+    """Grid of up to ``n`` visible states (gray: white = high)."""
+    plt = _plt()
+    states = np.asarray(states)[:n]
+    k = states.shape[0]
+    cols = int(math.ceil(math.sqrt(max(k, 1))))
+    rows = int(math.ceil(k / cols)) if k else 1
+    fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.5 * rows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < k:
+            ax.imshow(_image(states[i], shape), cmap="gray", interpolation="nearest")
+            if captions is not None:
+                ax.set_title(captions[i], fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def trajectory_strip(times: np.ndarray, x: np.ndarray, shape: Sequence[int], path: str | Path, *,
+                     title: str = "", n_frames: int = 8, runs: int = 1) -> Path:
+    """Snapshots of the visible units along a trajectory: rows = runs, columns = time."""
+    plt = _plt()
+    x = np.asarray(x)
+    nv = int(np.prod(shape))
+    idx = np.unique(np.linspace(0, x.shape[0] - 1, n_frames).round().astype(int))
+    runs = min(runs, x.shape[1])
+    fig, axes = plt.subplots(runs, len(idx), figsize=(1.3 * len(idx), 1.45 * runs), squeeze=False)
+    for r in range(runs):
+        for j, t in enumerate(idx):
+            ax = axes[r, j]
+            ax.imshow(_image(x[t, r, :nv], shape), cmap="gray", interpolation="nearest")
+            ax.axis("off")
+            if r == 0:
+                ax.set_title(f"t={times[t]:.2f}", fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def receptive_fields(J: np.ndarray, n_visible: int, shape: Sequence[int], path: str | Path, *,
+                     n: int = 16) -> Path:
+    """Couplings from the first ``n`` hidden units to the visible image (blue +, red -)."""
+    plt = _plt()
+    W = np.asarray(J)[:n_visible, n_visible:n_visible + n]
+    k = W.shape[1]
+    cols = int(math.ceil(math.sqrt(max(k, 1))))
+    rows = int(math.ceil(k / cols)) if k else 1
+    fig, axes = plt.subplots(rows, cols, figsize=(1.5 * cols, 1.5 * rows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < k:
+            w = W[:, i]
+            m = float(np.max(np.abs(w))) or 1.0
+            ax.imshow(_image(w, shape), cmap="RdBu", vmin=-m, vmax=m, interpolation="nearest")
+            ax.set_title(f"h{i}", fontsize=7)
+    fig.suptitle("hidden-unit receptive fields J[visible, h] (blue +, red -)")
+    return _save(fig, path)
+
+
+def heat_histogram(heat_kT: dict[str, np.ndarray] | np.ndarray, path: str | Path, *,
+                   reference: tuple[float, float] | None = None, title: str = "") -> Path:
+    """Histogram(s) of heat per generated sample in kT; ``reference`` = (mean, sd) to mark."""
+    plt = _plt()
+    series = heat_kT if isinstance(heat_kT, dict) else {"heat": heat_kT}
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for name, q in series.items():
+        q = np.asarray(q)
+        q = q[np.isfinite(q)]
+        ax.hist(q, bins=40, alpha=0.55, label=f"{name}: {q.mean():.4g} ± {q.std(ddof=1) if q.size > 1 else 0:.3g} kT")
+    if reference is not None:
+        ax.axvline(reference[0], color="k", ls="--", label=f"reference {reference[0]:.3g} kT")
+        ax.axvspan(reference[0] - reference[1], reference[0] + reference[1], color="k", alpha=0.08)
+    ax.set_xlabel("heat emitted per sample Q [kT]")
+    ax.set_ylabel("samples")
+    ax.legend(fontsize=7)
+    ax.set_title(title or "heat per generated sample")
+    return _save(fig, path)
+
+
+def loss_curve(losses: np.ndarray, path: str | Path) -> Path:
+    """Reverse-path action per unit-step over training (0.5 is the noise floor)."""
+    plt = _plt()
+    l = np.asarray(losses, dtype=float)
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(np.arange(1, l.size + 1), l, lw=0.6, alpha=0.5, label="per cycle")
+    if l.size >= 20:
+        w = max(5, l.size // 50)
+        ax.plot(np.arange(w, l.size + 1), np.convolve(l, np.ones(w) / w, mode="valid"), lw=1.5,
+                label=f"running mean ({w})")
+    ax.axhline(0.5, color="k", ls=":", lw=0.8, label="noise floor 0.5")
+    ax.set_xlabel("training cycle")
+    ax.set_ylabel("-ln P / (unit step)")
+    ax.legend(fontsize=7)
+    ax.set_title("training loss (reverse-path action)")
+    return _save(fig, path)

@@ -1,0 +1,152 @@
+"""Command-line interface: a thin argparse layer over thermohw.workflow."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from .errors import ThermohwError
+
+
+def _int_list(s: str) -> list[int]:
+    try:
+        return [int(v) for v in s.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
+
+
+def _positive(kind):
+    def conv(s: str):
+        try:
+            v = kind(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+        if not v > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
+        return v
+    return conv
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="thermohw", description="Generative thermodynamic computing: train Langevin computers "
+                "(Whitelam 2025), generate digits and measure their heat.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__import__('thermohw').__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    t = sub.add_parser("train", help="train couplings and biases on reversed noising trajectories",
+                       description="Train a Langevin computer with the paper's protocol (defaults = the "
+                       "published 784 + 512 MNIST experiment when --mnist is given). Writes model.npz, "
+                       "digits.npz, checkpoint.npz, train.json and plots/ into OUT.")
+    t.add_argument("-o", "--out", required=True, help="output folder")
+    t.add_argument("--mnist", help="MNIST images IDX file (.gz or raw); labels file found beside it. "
+                   "Default: scikit-learn's bundled 8x8 digits")
+    t.add_argument("--digits", type=_int_list, help="labels of the training digits (first image of each), "
+                   "default 0,1,2")
+    t.add_argument("--indices", type=_int_list, help="or: indices of the training images")
+    t.add_argument("--hidden", type=int, default=512, help="hidden units (default 512)")
+    t.add_argument("--connectivity", choices=["paper", "bipartite", "dense"], default="paper",
+                   help="paper: visible-hidden + hidden-hidden (default)")
+    t.add_argument("--cycles", type=int, default=100, help="training trajectories (default 100)")
+    t.add_argument("--batch", type=int, default=1, help="trajectories per update (default 1)")
+    t.add_argument("--t-f", type=_positive(float), default=2.5, help="trajectory time t_f (default 2.5)")
+    t.add_argument("--dt", type=_positive(float), default=1e-3, help="time step (default 1e-3)")
+    t.add_argument("--lr", type=_positive(float), help="learning rate (default (dt/t_f)/sqrt(batch))")
+    t.add_argument("--decay-fraction", type=_positive(float), default=0.75,
+                   help="imposed bias reaches zero at this fraction of t_f (default 0.75)")
+    t.add_argument("--kT", type=_positive(float), default=0.1, help="temperature in model units (default 0.1)")
+    t.add_argument("--J2", type=float, default=1.0, help="quadratic on-site coefficient (default 1)")
+    t.add_argument("--J4", type=float, default=1.0, help="quartic on-site coefficient (default 1)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--checkpoint-every", type=int, default=10, help="cycles between checkpoints")
+    t.add_argument("--resume", action="store_true", help="continue the interrupted run in OUT")
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    s = sub.add_parser("sample", help="generate samples with the paper's protocol and measure heat",
+                       description="Equilibrate the coupling-free computer for t_f, run the trained one for "
+                       "t_f; writes samples.npz (x_final: runs x units, heat_kT: per run), summary.json "
+                       "and plots/ into OUT.")
+    s.add_argument("model", help="model.npz written by 'thermohw train'")
+    s.add_argument("-o", "--out", required=True, help="output folder")
+    s.add_argument("--runs", type=int, default=1000, help="generated trajectories (default 1000)")
+    s.add_argument("--t-f", type=_positive(float), default=2.5)
+    s.add_argument("--dt", type=_positive(float), default=1e-3)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=int, help="worker threads (default: all cores for large problems)")
+    s.add_argument("--digits", help="training digits .npz for scoring (default: digits.npz beside the model)")
+    s.add_argument("-q", "--quiet", action="store_true")
+
+    r = sub.add_parser("report", help="re-score a sample folder and redraw its plots",
+                       description="Reads SAMPLES/samples.npz and writes report.json and plots/.")
+    r.add_argument("samples", help="folder written by 'thermohw sample'")
+    r.add_argument("--model", help="model.npz (default: the one named in summary.json)")
+    r.add_argument("--digits", help="training digits .npz (default: beside the model)")
+    r.add_argument("-o", "--out", help="output folder (default: the samples folder)")
+
+    d = sub.add_parser("demo", help="train, sample and report on the bundled digits (offline, minutes)",
+                       description="Trains a 64 + 64-unit computer on three of scikit-learn's bundled "
+                       "8x8 digits, generates samples and writes a report folder.")
+    d.add_argument("-o", "--out", default="thermohw-demo", help="output folder (default ./thermohw-demo)")
+    d.add_argument("--cycles", type=int, default=300)
+    d.add_argument("--runs", type=int, default=200)
+    d.add_argument("-q", "--quiet", action="store_true")
+    return p
+
+
+def _print_sample_summary(sm: dict) -> None:
+    h = sm["heat"]
+    print(f"heat per sample: {h['mean_kT']:.4g} ± {h['sd_kT']:.3g} kT (s.d.; n = {h['n']})")
+    if "digits" in sm:
+        dg = sm["digits"]
+        modes = ", ".join(f"{m['label']}: {m['upright']}+{m['inverted']}inv" for m in dg["modes"])
+        print(f"mean best |corr| with a training digit: {dg['mean_best_abs_corr']:.3f} "
+              f"± {dg['sem_best_abs_corr']:.3f}; modes {modes}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from . import workflow
+    from .train import TrainConfig
+
+    try:
+        if args.command == "train":
+            cfg = TrainConfig(cycles=args.cycles, batch=args.batch, t_f=args.t_f, dt=args.dt,
+                              decay_fraction=args.decay_fraction, learning_rate=args.lr, seed=args.seed,
+                              checkpoint_every=args.checkpoint_every)
+            sm = workflow.run_training(args.out, mnist=args.mnist, digits=args.digits, indices=args.indices,
+                                       n_hidden=args.hidden, connectivity=args.connectivity, config=cfg,
+                                       J2=args.J2, J4=args.J4, kT=args.kT, resume=args.resume,
+                                       progress=not args.quiet)
+            print(f"trained {sm['cycles']} cycles in {sm['seconds']:.1f} s -> {sm['model']}")
+        elif args.command == "sample":
+            sm = workflow.run_sampling(args.model, args.out, runs=args.runs, t_f=args.t_f, dt=args.dt,
+                                       seed=args.seed, digits=args.digits, threads=args.threads,
+                                       progress=not args.quiet)
+            _print_sample_summary(sm)
+            print(f"samples, summary.json and plots -> {args.out}")
+        elif args.command == "report":
+            sm = workflow.make_report(args.samples, model=args.model, digits=args.digits, out=args.out)
+            _print_sample_summary(sm)
+            print(f"report.json and plots -> {args.out or args.samples}")
+        elif args.command == "demo":
+            rep = workflow.demo(args.out, cycles=args.cycles, runs=args.runs, progress=not args.quiet)
+            _print_sample_summary(rep["samples"])
+            print(f"demo report (plots + report.json) -> {args.out}")
+    except ThermohwError as e:
+        print(f"thermohw {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        hint = " - continue with --resume" if args.command == "train" else ""
+        print(f"\nthermohw {args.command}: interrupted; finished work was saved{hint}", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

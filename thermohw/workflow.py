@@ -1,0 +1,176 @@
+"""The stages as functions over run folders: train, sample, report, demo. The CLI is a thin
+layer over these; they are usable from Python as well."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import plots
+from .computer import Computer
+from .data import Digits, load_training_digits
+from .errors import InputError
+from .io import write_json
+from .langevin import Trajectory, generate, noising, steps_for
+from .metrics import digit_scores, heat_stats, thermodynamic_advantage
+from .train import TrainConfig, TrainState, new_state, train
+
+PAPER_HEAT_KT = (2.9e3, 3.5e2)  # Whitelam 2025: <Q> and s.d. over 1000 generated trajectories
+
+
+def run_training(out: str | Path, *, mnist: str | Path | None = None, digits: Sequence[int] | None = None,
+                 indices: Sequence[int] | None = None, n_hidden: int = 512, connectivity: str = "paper",
+                 config: TrainConfig | None = None, J2: float = 1.0, J4: float = 1.0, mu: float = 1.0,
+                 kT: float = 0.1, resume: bool = False, progress: bool = True) -> dict:
+    """Train into folder ``out``: model.npz, digits.npz, checkpoint.npz, train.json, plots/."""
+    out = Path(out)
+    ck = out / "checkpoint.npz"
+    config = config or TrainConfig()
+    if resume:
+        if not ck.is_file():
+            raise InputError(f"--resume: no checkpoint at {ck}; start without --resume")
+        st = TrainState.load(ck)
+        if st.config.cycles != config.cycles:
+            # the schedule may be extended (or shortened) on resume; everything else is kept
+            st = TrainState(st.computer, st.digits, TrainConfig(**{**asdict(st.config), "cycles": config.cycles}),
+                            st.cycle, st.rng_state, st.losses, st.seconds)
+        if progress:
+            print(f"resuming {ck} at cycle {st.cycle} of {st.config.cycles}")
+    else:
+        if ck.exists():
+            raise InputError(f"{out} already holds a training run; pass --resume to continue it "
+                             "or choose another output folder")
+        d = load_training_digits(mnist, digits=digits, indices=indices)
+        st = new_state(d, config, n_hidden=n_hidden, connectivity=connectivity, J2=J2, J4=J4, mu=mu, kT=kT)
+    out.mkdir(parents=True, exist_ok=True)
+    st.digits.save(out / "digits.npz")
+    st = train(st, checkpoint=ck, progress=progress)
+    c = st.computer.replace(meta={**st.computer.meta, "train": asdict(st.config), "cycles_done": st.cycle})
+    c.save(out / "model.npz")
+    pdir = out / "plots"
+    plots.loss_curve(st.losses, pdir / "loss.png")
+    if c.n_hidden:
+        plots.receptive_fields(c.J, c.n_visible, c.image_shape, pdir / "receptive_fields.png")
+    cfg = st.config
+    nz = noising(c, st.digits.patterns[:1], t_f=cfg.t_f, dt=cfg.dt, seed=cfg.seed + 1,
+                 decay_fraction=cfg.decay_fraction, scale=cfg.bias_scale, t_eq=cfg.t_eq,
+                 record_every=max(1, steps_for(cfg.t_f, cfg.dt) // 8))
+    plots.trajectory_strip(nz.times, nz.x, c.image_shape, pdir / "noising.png",
+                           title="noising trajectory (training data)")
+    summary = {"model": str(out / "model.npz"), "cycles": st.cycle, "seconds": st.seconds,
+               "units": {"visible": c.n_visible, "hidden": c.n_hidden, "couplings": c.n_couplings},
+               "digits": {"source": st.digits.source, "labels": st.digits.labels.tolist()},
+               "config": asdict(cfg), "learning_rate": cfg.lr,
+               "final_loss_mean_last_10pct": float(np.mean(st.losses[-max(1, len(st.losses) // 10):]))
+               if len(st.losses) else None}
+    write_json(out / "train.json", summary)
+    return summary
+
+
+def _digits_beside(model: Path, digits: str | Path | None) -> Digits | None:
+    p = Path(digits) if digits else model.with_name("digits.npz")
+    return Digits.load(p) if p.is_file() else None
+
+
+def run_sampling(model: str | Path, out: str | Path, *, runs: int = 1000, t_f: float = 2.5, dt: float = 1e-3,
+                 seed: int = 0, digits: str | Path | None = None, threads: int | None = None,
+                 progress: bool = True) -> dict:
+    """Generate ``runs`` samples with the paper's protocol into folder ``out``."""
+    model = Path(model)
+    c = Computer.load(model)
+    out = Path(out)
+    n_steps = steps_for(t_f, dt)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_steps, desc=f"generate {runs} runs", unit="step", dynamic_ncols=True)
+    t0 = time.perf_counter()
+
+    def tick(k: int) -> None:
+        bar.update(k - bar.n)
+
+    try:
+        tr = generate(c, runs, t_f=t_f, dt=dt, seed=seed, threads=threads, progress=tick if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - t0
+    out.mkdir(parents=True, exist_ok=True)
+    tr.save(out / "samples.npz")
+    # a few recorded trajectories for the denoising figure (cheap: 4 runs)
+    show = generate(c, 4, t_f=t_f, dt=dt, seed=seed + 7919, record_every=max(1, n_steps // 8), threads=1)
+    d = _digits_beside(model, digits)
+    summary = score(c, tr, d, out, denoise=show)
+    summary.update(model=str(model), seconds=seconds, runs=runs, t_f=t_f, dt=dt, seed=seed)
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def score(c: Computer, tr: Trajectory, d: Digits | None, out: Path, denoise: Trajectory | None = None) -> dict:
+    """Digit metrics, heat statistics, advantage estimate and plots for generated samples."""
+    pdir = out / "plots"
+    xv = tr.x_final[:, :c.n_visible]
+    summary: dict = {"heat": heat_stats(tr.heat_kT)}
+    if np.all(np.isfinite(tr.heat_strat_kT)):
+        summary["heat_stratonovich"] = heat_stats(tr.heat_strat_kT)
+        summary["heat_formula_gap_kT"] = float(np.mean(np.abs(tr.heat_kT - tr.heat_strat_kT)))
+    summary["paper_reference_heat_kT"] = {"mean": PAPER_HEAT_KT[0], "sd": PAPER_HEAT_KT[1]}
+    summary["thermodynamic_advantage"] = {
+        k: thermodynamic_advantage(c, tr.n_steps, summary["heat"]["mean_kT"], mac=k) for k in ("fp32", "int8")}
+    captions = None
+    if d is not None:
+        sc = digit_scores(xv, d.patterns, d.labels)
+        per = sc.pop("per_sample")
+        summary["digits"] = sc
+        captions = [f"{d.labels[b]}{'-' if s < 0 else ''} {a:.2f}"
+                    for b, a, s in zip(per["best"], per["best_abs_corr"], per["sign"])]
+        plots.image_grid(d.patterns, c.image_shape, pdir / "training_digits.png", title="training digits")
+    if c.image_shape:
+        plots.image_grid(xv, c.image_shape, pdir / "generated.png", n=25, captions=captions,
+                         title="generated samples (label, - if inverted, |corr|)" if captions else "generated samples")
+        if denoise is not None and denoise.x is not None:
+            plots.trajectory_strip(denoise.times, denoise.x, c.image_shape, pdir / "denoising.png",
+                                   runs=denoise.n_runs, title="generation (denoising) trajectories")
+    plots.heat_histogram({"V(x0)-V(xf)": tr.heat_kT}, pdir / "heat.png",
+                         reference=PAPER_HEAT_KT if c.n_visible == 784 else None)
+    return summary
+
+
+def make_report(samples_dir: str | Path, *, model: str | Path | None = None, digits: str | Path | None = None,
+                out: str | Path | None = None) -> dict:
+    """Re-score a sample folder (its samples.npz) and rewrite metrics JSON and plots."""
+    sdir = Path(samples_dir)
+    tr = Trajectory.load(sdir / "samples.npz")
+    prev = sdir / "summary.json"
+    if model is None and prev.is_file():
+        import json
+
+        model = json.loads(prev.read_text()).get("model")
+    if model is None:
+        raise InputError(f"no model given and {prev} does not name one; pass --model")
+    model = Path(model)
+    c = Computer.load(model)
+    out = Path(out) if out else sdir
+    summary = score(c, tr, _digits_beside(model, digits), out)
+    summary.update(model=str(model), samples=str(sdir / "samples.npz"))
+    write_json(out / "report.json", summary)
+    return summary
+
+
+def demo(out: str | Path = "thermohw-demo", *, cycles: int = 300, runs: int = 200, progress: bool = True) -> dict:
+    """Train a small computer on the bundled 8x8 digits, generate samples, write a report."""
+    out = Path(out)
+    if (out / "train" / "checkpoint.npz").exists():
+        import shutil
+
+        shutil.rmtree(out / "train")
+    tr = run_training(out / "train", digits=(0, 1, 7), n_hidden=64, config=TrainConfig(cycles=cycles, seed=0),
+                      progress=progress)
+    sm = run_sampling(out / "train" / "model.npz", out / "samples", runs=runs, seed=1, progress=progress)
+    rep = {"train": tr, "samples": sm}
+    write_json(out / "report.json", rep)
+    return rep

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -81,7 +80,7 @@ def load_record(path: str | os.PathLike, schema: str) -> tuple[dict[str, Any], d
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError) as e:
+    except Exception as e:  # any failure to decode untrusted bytes (zlib.error, tokenize.TokenError, ...)
         raise InputError(f"{path}: not a readable .npz record ({type(e).__name__}: {e}); "
                          "the file is corrupt or truncated - regenerate it") from None
     if HEADER_KEY not in arrays:

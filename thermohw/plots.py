@@ -56,7 +56,9 @@ def trajectory_strip(times: np.ndarray, x: np.ndarray, shape: Sequence[int], pat
     plt = _plt()
     x = np.asarray(x)
     nv = int(np.prod(shape))
-    idx = np.unique(np.linspace(0, x.shape[0] - 1, n_frames).round().astype(int))
+    # frames nearest to evenly spaced times (snapshots need not be evenly spaced)
+    times = np.asarray(times, dtype=float)
+    idx = np.unique([int(np.argmin(np.abs(times - t))) for t in np.linspace(times[0], times[-1], n_frames)])
     runs = min(runs, x.shape[1])
     fig, axes = plt.subplots(runs, len(idx), figsize=(1.3 * len(idx), 1.45 * runs), squeeze=False)
     for r in range(runs):

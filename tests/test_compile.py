@@ -1,0 +1,191 @@
+import json
+
+import numpy as np
+import pytest
+
+from thermohw import Computer, InputError
+from thermohw.backends import rc
+from thermohw.cli import main
+from thermohw.compile import CompiledProgram, CompileOptions, compile_computer
+from thermohw.target import Target
+
+from conftest import random_computer
+
+
+def test_quantisation_error_is_within_half_an_lsb_and_realised_is_what_the_circuit_implements():
+    c = random_computer(4, 4, seed=3)
+    p = compile_computer(c, "rc-8bit-dense")
+    lsb = p.report["quantise"]["coupling_lsb"]
+    assert lsb == pytest.approx(np.abs(c.J).max() / 127)
+    assert np.max(np.abs(p.realised.J - c.J)) <= lsb / 2 * (1 + 1e-9)
+    assert np.max(np.abs(p.realised.b - c.b)) <= p.report["quantise"]["bias_lsb"] / 2 * (1 + 1e-9)
+    # the trim grid of the preset: 1024 levels over [0.5, 1.5]; J2 = 1 sits between two codes
+    assert abs(p.realised.J2[0] - 1.0) == pytest.approx(0.5 / 1023, rel=1e-6)
+    # round trip: hardware -> model equals the programmed (quantised) model
+    back = rc.to_computer(p.artefact, p)
+    for k in ("J", "b", "J2", "J4", "mu", "kT"):
+        np.testing.assert_allclose(getattr(back, k), getattr(p.programmed, k), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(getattr(p.realised, k), getattr(p.programmed, k), rtol=1e-12, atol=1e-15)
+
+
+def test_rc_formulas_against_hand_computation():
+    """One unit, J2 = 1, J4 = 1, b = 0.5, kT = 0.1, mu = 1; C = 1 pF, V_s = 0.1 V, tau = 1 us,
+    ideal resistors, no trim: g = 2 mu C J2 = 2 uS, k3 = 4 mu C J4 / V_s^2 = 4e-4 A/V^3,
+    I_b = -mu C V_s b = -0.05 uA, s^2 = 2 mu kT C^2 V_s^2 = 2e-21 A^2/Hz, E = C V_s^2/2 = 5 fJ."""
+    c = Computer(J=np.zeros((1, 1)), b=[0.5], mask=np.zeros((1, 1), bool), n_visible=0, bias_trainable=[True])
+    t = Target.preset("rc-8bit-dense").replace(components={"resistor_series": None}, diagonal=None,
+                                                 biases={"min": -0.5, "max": 0.5, "bits": 8})
+    p = compile_computer(c, t)
+    a = p.artefact
+    assert a.g[0] == pytest.approx(2e-6, rel=1e-12)
+    assert a.R[0] == pytest.approx(5e5, rel=1e-12)
+    assert a.k3[0] == pytest.approx(4e-4, rel=1e-12)
+    assert a.I_b[0] == pytest.approx(-5e-8, rel=1e-12)
+    assert a.s2[0] == pytest.approx(2e-21, rel=1e-12)
+    assert p.scales["energy_per_model_unit_J"] == pytest.approx(5e-15, rel=1e-12)
+    assert p.scales["T_eff_K"] == pytest.approx(0.1 * 5e-15 / 1.380649e-23, rel=1e-12)
+
+
+def test_e_series_resistor_plus_trim_and_without_trim():
+    c = random_computer(2, 2, seed=1)
+    p = compile_computer(c, "rc-8bit-dense")  # E96 + 10-bit trim
+    a = p.artefact
+    from thermohw.target import E_SERIES
+
+    mant = a.R / 10 ** np.floor(np.log10(a.R))
+    assert all(np.min(np.abs(np.array(E_SERIES["E96"]) - m)) < 1e-9 for m in mant)
+    assert np.all(a.g_trim >= 0)  # the trim only adds conductance
+    np.testing.assert_allclose(a.g, 2 * a.mu * a.C * p.programmed.J2, rtol=1e-12)
+    # without a trim the E-series step shows up in the realised J2 (E96: steps of ~2.4 %)
+    t = Target.preset("rc-8bit-dense").replace(diagonal=None)
+    q = compile_computer(c, t)
+    err = abs(q.realised.J2[0] - 1.0)
+    assert 0 < err < 0.025
+    assert q.report["errors"]["J2"]["max_abs"] == pytest.approx(err)
+
+
+def test_degree_limited_target_prunes_to_the_degree_bound_or_refuses():
+    c = random_computer(10, 10, seed=2, connectivity="dense")
+    t = Target.preset("rc-degree16").replace(topology={"type": "degree-limited", "max_degree": 4})
+    p = compile_computer(c, t)
+    deg = (p.realised.J != 0).sum(axis=1)
+    assert deg.max() <= 4
+    assert p.report["placement"]["couplings_pruned"] == c.n_couplings - p.programmed.n_couplings
+    assert any(v["check"] == "topology" for v in p.report["violations"])
+    # the greedy keeps the strongest couplings: every kept |J| beats the median of all
+    kept = np.abs(c.J[np.triu(p.programmed.mask, 1)])
+    assert np.median(kept) > np.median(np.abs(c.J[np.triu(c.mask, 1)]))
+    with pytest.raises(InputError, match="cannot host"):
+        compile_computer(c, t, CompileOptions(prune="refuse"))
+
+
+def test_lattice_placement_retains_more_weight_than_identity():
+    c = random_computer(8, 8, seed=5, connectivity="dense")
+    t = Target.preset("rc-kings").replace(units=16, topology={"type": "kings", "rows": 4, "cols": 4})
+    p = compile_computer(c, t)
+    q = compile_computer(c, t, CompileOptions(placement_effort=0))
+    assert p.report["placement"]["pruned_abs_J_fraction"] < q.report["placement"]["pruned_abs_J_fraction"]
+    A = t.mask(16)
+    perm = p.placement
+    assert np.all(A[np.ix_(perm, perm)][p.programmed.mask])  # every kept coupling is a lattice edge
+
+
+def test_stochastic_rounding_is_unbiased():
+    """Mean over 400 seeds of a stochastically rounded coupling is the coupling (s.e. < LSB/40)."""
+    c = random_computer(2, 2, seed=7)
+    vals = []
+    for s in range(400):
+        vals.append(compile_computer(c, "rc-8bit-dense", CompileOptions(rounding="stochastic", bits=3, seed=s)).programmed.J)
+    vals = np.array(vals)
+    lsb = np.abs(c.J).max() / 3
+    m = c.mask
+    z = (vals.mean(0)[m] - c.J[m]) / (vals.std(0, ddof=1)[m] / np.sqrt(400) + 1e-12)
+    assert np.max(np.abs(z)) < 4.5
+    assert np.any(vals.std(0)[m] > 0.1 * lsb)  # it did round randomly
+
+
+def test_model_larger_than_target_is_a_clear_error():
+    c = random_computer(100, 40, seed=0)
+    with pytest.raises(InputError, match="has 128"):
+        compile_computer(c, "rc-8bit-dense")
+
+
+def test_compiled_program_save_load_roundtrip(tmp_path):
+    c = random_computer(3, 3, seed=2)
+    p = compile_computer(c, "rc-8bit-dense")
+    p.save(tmp_path / "prog")
+    q = CompiledProgram.load(tmp_path / "prog")
+    np.testing.assert_array_equal(q.realised.J, p.realised.J)
+    np.testing.assert_array_equal(q.codes["J"], p.codes["J"])
+    np.testing.assert_allclose(q.artefact.G, p.artefact.G)
+    assert q.target == p.target
+    assert json.loads((tmp_path / "prog" / "report.json").read_text())["errors"]["J"]["max_abs"] > 0
+
+
+def test_user_text_cannot_inject_spice_control_statements():
+    evil = "digits\n.control\nshell touch /tmp/pwned\n.endc\n.include /etc/passwd"
+    c = random_computer(2, 2, seed=1).replace(meta={"digits": evil})
+    p = compile_computer(c, "rc-8bit-dense")
+    text = rc.netlist(p.artefact, t_stop=1e-7, title=evil, meta={evil: evil})
+    for line in text.splitlines():
+        s = line.strip().lower()
+        assert not s.startswith((".control", "shell", ".include", ".endc")), line
+    lines = text.splitlines()
+    assert [ln for ln in lines if ln.strip().lower() == ".end"] == [".end"] and lines[-1] == ".end"
+    # and the written chip file (which carries the model's metadata) is clean too
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        p.save(d)
+        chip = (Path(d) / "chip.cir").read_text()
+    assert not any(ln.strip().lower().startswith((".control", "shell", ".include")) for ln in chip.splitlines())
+
+
+# ---- CLI ------------------------------------------------------------------------------------
+def _model(tmp_path, n_vis=3, n_hid=3):
+    path = tmp_path / "m.npz"
+    random_computer(n_vis, n_hid, seed=1).save(path)
+    return path
+
+
+def test_cli_compile_writes_netlist_and_report(tmp_path, capsys):
+    m = _model(tmp_path)
+    assert main(["compile", str(m), "--target", "rc-8bit-dense", "--bits", "6", "-o", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "6 bits" in out and "energy scale" in out
+    for f in ("chip.cir", "realised.npz", "report.json", "summary.txt", "target.yaml"):
+        assert (tmp_path / "o" / f).is_file()
+
+
+@pytest.mark.parametrize("yaml_text, match", [
+    ("kind: rc\nunits: [1, 2\n", "YAML"),
+    ("- just\n- a list\n", "mapping"),
+    ("name: x\nkind: rc\nunits: -5\n", "units"),
+])
+def test_cli_compile_bad_target_yaml(tmp_path, capsys, yaml_text, match):
+    m = _model(tmp_path)
+    y = tmp_path / "t.yaml"
+    y.write_text(yaml_text)
+    assert main(["compile", str(m), "--target", str(y), "-o", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "error" in err[0] and match.lower() in err[0].lower(), err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_compile_nan_model_and_too_large(tmp_path, capsys):
+    bad = tmp_path / "nan.npz"
+    c = random_computer(2, 2, seed=1)
+    arrays = {k: getattr(c, k) for k in ("J", "b", "mask", "J2", "J4", "mu", "kT", "bias_trainable")}
+    arrays["b"] = np.array([0, 0, np.nan, 0])
+    from thermohw.computer import SCHEMA
+    from thermohw.io import save_record
+
+    save_record(bad, SCHEMA, {"n_visible": 2, "image_shape": None, "meta": {}}, arrays)
+    assert main(["compile", str(bad), "--target", "rc-8bit-dense", "-o", str(tmp_path / "o")]) == 1
+    assert "NaN" in capsys.readouterr().err
+    big = tmp_path / "big.npz"
+    Computer.zeros(100, 100).save(big)
+    assert main(["compile", str(big), "--target", "rc-8bit-dense", "-o", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "200 units" in err[0]

@@ -1,0 +1,274 @@
+"""RC s-unit backend (DESIGN.md section 4): one node per unit, node voltage v_i = V_s x_i on
+a grounded capacitor C. With mu the physical mobility (1/s) = model mu / tau:
+
+    ground conductance   g   = 2 mu C J2            (E-series resistor + trim transconductor)
+    cubic current        k3  = 4 mu C J4 / V_s^2    (i = k3 v^3, behavioural source)
+    bias current         I_b = -mu C V_s b          (into the node)
+    coupling             G_ij = mu C J_ij           (VCCS drawing G_ij v_j out of node i)
+    noise current        s^2 = 2 mu kT C^2 V_s^2    (two-sided white level, A^2/Hz)
+
+so that C dv/dt = -mu C V_s dV/dx + noise. One model energy unit is E = C V_s^2/(2 J2) J,
+k_B T_eff = kT E, and heat converts as Q_J = Q E. Real circuits also burn a housekeeping
+power ~ mu C V_s^2 per unit in their resistors and transconductors, far above E |Q|.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..computer import Computer
+from ..errors import InputError
+from ..io import atomic_write
+from ..spice.netlist import eng, eng_unit, sanitize_comment
+from ..target import snap_to_series
+
+K_B = 1.380649e-23
+
+
+@dataclass(frozen=True, eq=False)
+class RCCircuit:
+    """Element values of an RC s-unit chip, SI units, logical unit order."""
+
+    C: np.ndarray          # (N,) F
+    R: np.ndarray          # (N,) ohm, ground resistor (E-series snapped), inf if none
+    g_trim: np.ndarray     # (N,) S, trim transconductance to ground (>= 0 when a resistor is used)
+    k3: np.ndarray         # (N,) A/V^3
+    I_b: np.ndarray        # (N,) A, into the node
+    G: np.ndarray          # (N, N) S, G[i, j]: current G v_j drawn out of node i
+    s2: np.ndarray         # (N,) A^2/Hz two-sided white noise level
+    V_s: float             # V per unit of x
+    mu: np.ndarray         # (N,) 1/s, the physical mobility used to derive the elements
+    tau: float            # s per model time unit
+    kT_model: np.ndarray   # (N,) model kT (for the realised model)
+    n_visible: int
+    image_shape: tuple | None
+    meta: dict
+
+    @property
+    def n_units(self) -> int:
+        return self.C.shape[0]
+
+    @property
+    def g(self) -> np.ndarray:
+        """Total ground conductance per node, S."""
+        with np.errstate(divide="ignore"):
+            return 1.0 / self.R + self.g_trim
+
+
+def _v_s(p) -> float:
+    ph = p.target.physics
+    if ph.V_s_V is not None:
+        return float(ph.V_s_V)
+    # thermal noise: k_B T = kT * C V_s^2 / (2 J2) fixes V_s
+    c = p.programmed
+    return math.sqrt(2 * float(np.mean(c.J2)) * K_B * ph.noise.temperature_K / (c.kT_ref * ph.C_F))
+
+
+def scales(p) -> dict:
+    ph = p.target.physics
+    c = p.programmed
+    V_s = _v_s(p)
+    E = ph.C_F * V_s ** 2 / (2 * float(np.mean(c.J2)))
+    mu = float(np.mean(c.mu)) / ph.tau_s
+    return {"C_F": ph.C_F, "V_s_V": V_s, "tau_s": ph.tau_s, "mu_per_s": mu,
+            "energy_per_model_unit_J": E, "kT_J": c.kT_ref * E, "T_eff_K": c.kT_ref * E / K_B,
+            "housekeeping_power_per_unit_W": mu * ph.C_F * V_s ** 2,
+            "noise_density_A2_per_Hz": 2 * mu * c.kT_ref * ph.C_F ** 2 * V_s ** 2}
+
+
+def lower(p) -> RCCircuit:
+    c = p.programmed
+    ph = p.target.physics
+    n = c.n_units
+    V_s = p.scales.get("V_s_V") or _v_s(p)
+    C = np.full(n, ph.C_F)
+    mu = c.mu / ph.tau_s
+    g = 2 * mu * C * c.J2
+    series = p.target.components.resistor_series if p.target.components else None
+    if series is None:
+        R, g_trim = 1.0 / g, np.zeros(n)
+    elif p.target.diagonal is not None:
+        # resistor one series step weaker than needed, trim transconductor makes up the rest
+        # (the trim code already set J2 exactly: the realised g is the trimmed one)
+        R = snap_to_series(1.0 / g, series)
+        R = np.where(1.0 / R > g, _next_up(R, series), R)
+        g_trim = g - 1.0 / R
+    else:
+        R, g_trim = snap_to_series(1.0 / g, series), np.zeros(n)
+    k3 = 4 * mu * C * c.J4 / V_s ** 2
+    I_b = -mu * C * V_s * c.b
+    G = (mu * C)[:, None] * c.J
+    s2 = 2 * mu * c.kT * C ** 2 * V_s ** 2
+    return RCCircuit(C=C, R=np.asarray(R, float), g_trim=g_trim, k3=k3, I_b=I_b, G=G, s2=s2, V_s=float(V_s),
+                     mu=mu, tau=ph.tau_s, kT_model=c.kT.copy(), n_visible=c.n_visible,
+                     image_shape=c.image_shape, meta={"source_hash": p.report.get("source_hash", "")})
+
+
+def _next_up(R: np.ndarray, series: str) -> np.ndarray:
+    """The next larger series value above each R (R already on the series)."""
+    from ..target import E_SERIES
+
+    vals = np.asarray(E_SERIES[series])
+    dec = np.floor(np.log10(R) + 1e-9)
+    m = R / 10 ** dec
+    k = np.searchsorted(vals, m * (1 + 1e-9), side="right")
+    nxt = np.where(k < len(vals), vals[np.minimum(k, len(vals) - 1)] * 10 ** dec, vals[0] * 10 ** (dec + 1))
+    return nxt
+
+
+def circuit_to_computer(circ: RCCircuit, *, mu0: float | None = None, C0: float | None = None) -> Computer:
+    """The ideal model an RC circuit implements. x_i = v_i / V_s and the model's energy unit
+    is set by the reference mobility mu0 (1/s) and capacitance C0 (default: unit 0's):
+
+        dx_i/dt = -(1/(C_i V_s)) [g_i V_s x_i + k3_i V_s^3 x_i^3 - I_b,i + sum_j G_ij V_s x_j] + noise
+    is the Langevin equation with mu_i = mu0 C0 / C_i (model units: times tau), J2 = g/(2 mu0 C0),
+    J4 = k3 V_s^2/(4 mu0 C0), b = -I_b/(V_s mu0 C0), J_ij = G_ij/(mu0 C0) and
+    kT_i = s_i^2 / (2 mu_i C_i^2 V_s^2). Needs G symmetric (a mismatched chip is not a
+    gradient system: symmetrise first and report the asymmetry)."""
+    mu0 = float(circ.mu[0]) if mu0 is None else mu0
+    C0 = float(circ.C[0]) if C0 is None else C0
+    a = mu0 * C0
+    G = circ.G
+    if not np.allclose(G, G.T, rtol=1e-12, atol=1e-30):
+        raise InputError("the circuit's couplings are not symmetric (G_ij != G_ji): it does not implement "
+                         "a Langevin computer with an energy; symmetrise and report the asymmetry")
+    mu_phys = a / circ.C
+    V_s = circ.V_s
+    J = G / a
+    np.fill_diagonal(J, 0.0)
+    mask = J != 0
+    return Computer(J=J, b=-circ.I_b / (V_s * a), mask=mask, n_visible=circ.n_visible, J2=circ.g / (2 * a),
+                    J4=circ.k3 * V_s ** 2 / (4 * a), mu=mu_phys * circ.tau,
+                    kT=circ.s2 / (2 * mu_phys * circ.C ** 2 * V_s ** 2), image_shape=circ.image_shape,
+                    meta={"realised_from": "rc", **circ.meta})
+
+
+def to_computer(circ: RCCircuit, p=None) -> Computer:
+    c = circuit_to_computer(circ, mu0=float(np.mean(circ.mu)), C0=float(circ.C[0]))
+    if p is not None and p.programmed is not None:
+        # keep the model's connectivity (a coupling quantised to zero is still a programmable element)
+        c = c.replace(mask=p.programmed.mask | c.mask, bias_trainable=p.programmed.bias_trainable,
+                      meta={**p.programmed.meta, **c.meta})
+    return c
+
+
+def check(p) -> list[dict]:
+    out = []
+    circ = p.artefact
+    if circ is None:
+        return out
+    if np.any(circ.g_trim < -1e-18):
+        out.append({"check": "trim", "message": "negative trim conductance needed (resistor too small)"})
+    # bandwidth: the fastest local relaxation rate must stay below the transconductors' reach
+    lam = (circ.g + np.sum(np.abs(circ.G), axis=1)) / circ.C
+    out_rate = float(np.max(lam))
+    nd = p.target.physics.noise.density_A2_per_Hz
+    if nd is not None and np.max(circ.s2) > nd:
+        out.append({"check": "noise", "message": f"needs noise density {np.max(circ.s2):.3g} A^2/Hz, "
+                    f"the generator delivers at most {nd:.3g}"})
+    if out_rate * p.target.physics.tau_s > 100:
+        out.append({"check": "bandwidth", "message": f"fastest local rate {out_rate:.3g} 1/s is "
+                    f"{out_rate * p.target.physics.tau_s:.0f}x the unit rate 1/tau: simulation and hardware get stiff"})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# netlist
+# ---------------------------------------------------------------------------------------------
+def noise_interval(circ: RCCircuit, fraction: float = 0.01) -> float:
+    """Noise sample interval NT = fraction x the fastest local time constant (DESIGN.md 4a:
+    keep NT <= tau_min/100)."""
+    lam = (circ.g + np.sum(np.abs(circ.G), axis=1) + 3 * circ.k3 * circ.V_s ** 2) / circ.C
+    return float(fraction / np.max(lam))
+
+
+def held_noise_variance_factor(nt_over_tau: float) -> float:
+    """Stationary variance of a first-order unit (time constant tau) driven by sample-and-hold
+    white noise of interval NT and level NA^2 NT, relative to true white noise, sampled at the
+    hold instants: tanh(x/2)/(x/2) with x = NT/tau (exact for the linear unit)."""
+    x = float(nt_over_tau)
+    return 1.0 if x == 0 else math.tanh(x / 2) / (x / 2)
+
+
+def netlist(circ: RCCircuit, *, t_stop: float, nt: float | None = None, seed: int = 1,
+            noise: str = "trrandom", x0: np.ndarray | None = None, title: str = "thermohw rc chip",
+            meta: dict | None = None) -> str:
+    """SPICE netlist text (ngspice). ``noise``: ``trrandom`` (Gaussian sample-and-hold, follows
+    ``.options seed``), ``trnoise`` (ngspice 39 ignores its seed: not reproducible), or ``none``.
+    ``x0``: initial state in model units (``.ic``, with UIC)."""
+    n = circ.n_units
+    nt = noise_interval(circ) if nt is None else float(nt)
+    if not (t_stop > 0 and nt > 0):
+        raise InputError("t_stop and the noise interval must be > 0")
+    if noise not in ("trrandom", "trnoise", "none"):
+        raise InputError(f"noise = {noise!r}; use 'trrandom', 'trnoise' or 'none'")
+    lines = [f"* {sanitize_comment(title)}",
+             "* generated by thermohw (RC s-units, DESIGN.md section 4); units SI",
+             f"* source model sha256/16: {sanitize_comment(circ.meta.get('source_hash', ''))}",
+             f"* scales: V_s = {circ.V_s:.6g} V per unit x; tau = {circ.tau:.6g} s per model time unit",
+             "* node u<i> carries unit i: x_i = v(u<i>) / V_s",
+             f"* noise: {noise}, sample interval NT = {nt:.6g} s, seed {int(seed)}",
+             "* run: ngspice -b -r out.raw THIS_FILE"]
+    for k, v in (meta or {}).items():
+        lines.append(f"* {sanitize_comment(k, 40)}: {sanitize_comment(v)}")
+    lines += ["", ".subckt sunit n params: c=1p r=1e12 gt=0 k3=0 ib=0 na=0",
+              "C1 n 0 {c}",
+              "R1 n 0 {r}",
+              "Gt n 0 n 0 {gt}",
+              "B3 n 0 I={k3}*V(n)*V(n)*V(n)",
+              "Ib 0 n DC {ib}",
+              ".ends sunit", ""]
+    for i in range(n):
+        r = circ.R[i] if np.isfinite(circ.R[i]) else 1e15
+        lines.append(f"X{i} u{i} sunit params: c={eng(circ.C[i])} r={eng(r)} gt={eng(circ.g_trim[i])} "
+                     f"k3={eng(circ.k3[i])} ib={eng(circ.I_b[i])}")
+    # noise sources at top level (one per unit, so each draws its own stream)
+    if noise != "none":
+        for i in range(n):
+            na = math.sqrt(circ.s2[i] / nt)  # white level s^2 = NA^2 NT
+            if noise == "trrandom":
+                lines.append(f"In{i} 0 u{i} DC 0 TRRANDOM(2 {eng(nt)} 0 {eng(na)} 0)")
+            else:
+                lines.append(f"In{i} 0 u{i} DC 0 TRNOISE({eng(na)} {eng(nt)} 0 0)")
+    ii, jj = np.nonzero(circ.G)
+    for i, j in zip(ii.tolist(), jj.tolist()):
+        lines.append(f"G{i}_{j} u{i} 0 u{j} 0 {eng(circ.G[i, j])}")
+    opts = f".options seed={int(seed)}" if noise == "trrandom" else ""
+    if opts:
+        lines.append(opts)
+    uic = ""
+    if x0 is not None:
+        x0 = np.asarray(x0, float)
+        if x0.shape != (n,):
+            raise InputError(f"x0 must have shape ({n},)")
+        lines.append(".ic " + " ".join(f"v(u{i})={eng(circ.V_s * x0[i])}" for i in range(n)))
+        uic = " uic"
+    lines.append(f".tran {eng(nt)} {eng(t_stop)} 0 {eng(nt)}{uic}")
+    lines.append(".end")
+    return "\n".join(lines) + "\n"
+
+
+def write(p, folder) -> list[Path]:
+    """chip.cir (a 1-model-time-unit free run from x = 0) and elements.csv."""
+    folder = Path(folder)
+    circ = p.artefact
+    txt = netlist(circ, t_stop=circ.tau, seed=1, title=f"thermohw rc chip: target {p.target.name}",
+                  meta={"model": p.source.meta.get("digits", ""), "target": p.target.name})
+    out = [atomic_write(folder / "chip.cir", lambda fh: fh.write(txt), mode="w")]
+    rows = ["unit,C_F,R_ohm,g_trim_S,k3_A_per_V3,I_b_A,noise_s2_A2_per_Hz"]
+    for i in range(circ.n_units):
+        rows.append(f"{i},{circ.C[i]:.6e},{circ.R[i]:.6e},{circ.g_trim[i]:.6e},{circ.k3[i]:.6e},"
+                    f"{circ.I_b[i]:.6e},{circ.s2[i]:.6e}")
+    out.append(atomic_write(folder / "units.csv", lambda fh: fh.write("\n".join(rows) + "\n"), mode="w"))
+    ii, jj = np.nonzero(np.triu(circ.G, 1))
+    rows = ["i,j,G_S"] + [f"{i},{j},{circ.G[i, j]:.6e}" for i, j in zip(ii.tolist(), jj.tolist())]
+    out.append(atomic_write(folder / "couplings.csv", lambda fh: fh.write("\n".join(rows) + "\n"), mode="w"))
+    return out
+
+
+def describe(circ: RCCircuit) -> str:
+    return (f"{circ.n_units} RC units: C = {eng_unit(circ.C[0], 'F')}, g = {eng_unit(circ.g[0], 'S')}, "
+            f"V_s = {eng_unit(circ.V_s, 'V')}, noise s = {eng_unit(math.sqrt(circ.s2[0]), 'A/rtHz')}")

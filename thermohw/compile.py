@@ -1,0 +1,428 @@
+"""Compile a trained Computer onto a hardware Target.
+
+The compile stage is an explicit list of passes, each a plain function
+``CompiledProgram -> CompiledProgram`` (Qiskit-style split: *check* passes only add to the
+report; *transform* passes change the program):
+
+    check_fit      (check)     unit budget; an impossible target raises
+    place          (transform) logical -> physical units; couplings the topology lacks are
+                               pruned and reported (or refused, as the user chooses)
+    scale          (transform) choose the programmable full-scale ranges; clip what exceeds them
+    quantise       (transform) uniform signed codes for couplings and biases, trims for J2
+    lower          (transform) the backend maps the programmed model onto components/parameters
+                               and says exactly which ideal Computer they implement (realised)
+    check_limits   (check)     the backend's physical limits (bandwidth, overdamping, beta_C...)
+
+The *realised* Computer is the key output: the ideal Langevin model that the quantised
+hardware implements, in logical unit order, so the ideal simulator can run it beside SPICE.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .computer import Computer
+from .errors import InputError
+from .io import write_json
+from .target import Target
+
+PROGRAM_SCHEMA = "thermohw.program/1"
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """User choices that override the target's defaults.
+
+    bits / bias_bits : coupling and bias code widths (default: the target's).
+    rounding : "nearest" | "stochastic" (default: the target's); ``seed`` seeds stochastic rounding.
+    prune : "prune" | "refuse" couplings the topology cannot host (default: the target's).
+    range : "auto" uses the smallest symmetric full-scale that holds the model's values (the
+        target's min/max are the largest programmable range); "full" uses the target's range.
+    """
+
+    bits: int | None = None
+    bias_bits: int | None = None
+    rounding: str | None = None
+    prune: str | None = None
+    range: str = "auto"
+    seed: int = 0
+    placement_effort: int = 20
+
+    def __post_init__(self) -> None:
+        if self.bits is not None and not 2 <= int(self.bits) <= 16:
+            raise InputError(f"bits = {self.bits} is outside 2..16")
+        if self.bias_bits is not None and not 2 <= int(self.bias_bits) <= 16:
+            raise InputError(f"bias_bits = {self.bias_bits} is outside 2..16")
+        if self.rounding not in (None, "nearest", "stochastic"):
+            raise InputError(f"rounding = {self.rounding!r}; use 'nearest' or 'stochastic'")
+        if self.prune not in (None, "prune", "refuse"):
+            raise InputError(f"prune = {self.prune!r}; use 'prune' or 'refuse'")
+        if self.range not in ("auto", "full"):
+            raise InputError(f"range = {self.range!r}; use 'auto' or 'full'")
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledProgram:
+    """A computer compiled onto a target. Fields are filled in by the passes.
+
+    source : the float model. programmed : the model after placement, pruning, clipping and
+    quantisation (what the codes encode). realised : the exact ideal model the hardware
+    implements (from the backend). codes : integer DAC codes per parameter class.
+    artefact : the backend's physical description (netlist data, parameter set).
+    scales : SI scale factors (energy per model unit, k_B T_eff, ...). report : the compile report.
+    """
+
+    source: Computer
+    target: Target
+    options: CompileOptions = field(default_factory=CompileOptions)
+    placement: np.ndarray | None = None
+    programmed: Computer | None = None
+    realised: Computer | None = None
+    codes: dict = field(default_factory=dict)
+    artefact: Any = None
+    scales: dict = field(default_factory=dict)
+    report: dict = field(default_factory=dict)
+
+    def with_(self, **changes: Any) -> "CompiledProgram":
+        return dataclasses.replace(self, **changes)
+
+    def note(self, key: str, value: Any) -> "CompiledProgram":
+        return self.with_(report={**self.report, key: value})
+
+    def violation(self, check: str, message: str, **data: Any) -> "CompiledProgram":
+        v = list(self.report.get("violations", []))
+        v.append({"check": check, "message": message, **data})
+        return self.note("violations", v)
+
+    @property
+    def backend(self):
+        from .backends import get_backend
+
+        return get_backend(self.target.kind)
+
+    @property
+    def coupling_quant(self):
+        return _quant(self.target.couplings, self.options.bits, self.options.rounding,
+                      self.report.get("scale", {}).get("coupling_full_scale"))
+
+    @property
+    def bias_quant(self):
+        return _quant(self.target.biases, self.options.bias_bits, self.options.rounding,
+                      self.report.get("scale", {}).get("bias_full_scale"))
+
+    # ---- files ---------------------------------------------------------------------------
+    def save(self, folder: str | Path) -> list[Path]:
+        """Write everything a chip designer and the later stages need into ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        out = [self.source.save(folder / "source.npz"), self.realised.save(folder / "realised.npz"),
+               self.programmed.save(folder / "programmed.npz"), self.target.save(folder / "target.yaml")]
+        from .io import save_record
+
+        out.append(save_record(folder / "codes.npz", "thermohw.codes/1",
+                               {"placement_note": "placement[i] = physical unit of logical unit i"},
+                               {"placement": self.placement, **{k: np.asarray(v) for k, v in self.codes.items()}}))
+        out.append(write_json(folder / "report.json", {"schema": PROGRAM_SCHEMA, "target": self.target.name,
+                                                        "kind": self.target.kind,
+                                                        "options": dataclasses.asdict(self.options),
+                                                        "scales": self.scales, **self.report}))
+        summary = summary_text(self)
+        from .io import atomic_write
+
+        out.append(atomic_write(folder / "summary.txt", lambda fh: fh.write(summary), mode="w"))
+        out += self.backend.write(self, folder)
+        return out
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "CompiledProgram":
+        """Read a folder written by :meth:`save` (the artefact is rebuilt by the backend)."""
+        from .io import load_record
+
+        folder = Path(folder)
+        if not (folder / "report.json").is_file():
+            raise InputError(f"{folder}: not a compiled program (no report.json); "
+                             "make one with 'thermohw compile'")
+        rep = json.loads((folder / "report.json").read_text())
+        if rep.get("schema") != PROGRAM_SCHEMA:
+            raise InputError(f"{folder}/report.json: schema {rep.get('schema')!r}, expected {PROGRAM_SCHEMA!r}")
+        target = Target.from_yaml(folder / "target.yaml")
+        _, codes = load_record(folder / "codes.npz", "thermohw.codes/1")
+        placement = codes.pop("placement")
+        opts = CompileOptions(**rep.pop("options"))
+        scales = rep.pop("scales")
+        for k in ("schema", "target", "kind"):
+            rep.pop(k, None)
+        p = cls(source=Computer.load(folder / "source.npz"), target=target, options=opts, placement=placement,
+                programmed=Computer.load(folder / "programmed.npz"), realised=Computer.load(folder / "realised.npz"),
+                codes=codes, scales=scales, report=rep)
+        return p.with_(artefact=p.backend.lower(p))
+
+
+def _quant(q, bits, rounding, full_scale):
+    changes = {}
+    if bits is not None:
+        changes["bits"] = int(bits)
+    if rounding is not None:
+        changes["rounding"] = rounding
+    if full_scale is not None:
+        changes["min"], changes["max"] = -full_scale, full_scale
+    return dataclasses.replace(q, **changes) if changes else q
+
+
+def model_hash(c: Computer) -> str:
+    """A short content hash of a model (for netlist headers and provenance)."""
+    h = hashlib.sha256()
+    for a in (c.J, c.b, c.J2, c.J4, c.mu, c.kT):
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------
+# passes
+# ---------------------------------------------------------------------------------------------
+def check_fit(p: CompiledProgram) -> CompiledProgram:
+    """The model must fit the unit budget; anything else can be pruned, clipped or reported."""
+    n, budget = p.source.n_units, p.target.units
+    if n > budget:
+        raise InputError(f"the model has {n} units but target {p.target.name!r} has {budget}; "
+                         "use a larger target (edit 'units' in its YAML) or train a smaller model")
+    if not np.all(np.isfinite(p.source.J)) or not np.all(np.isfinite(p.source.b)):
+        raise InputError("the model has NaN or inf parameters; retrain it")
+    return p.note("fit", {"model_units": n, "target_units": budget, "unused_units": budget - n})
+
+
+def _retained(W: np.ndarray, A: np.ndarray, perm: np.ndarray) -> float:
+    return float(np.sum(np.triu(W * A[np.ix_(perm, perm)], 1)))
+
+
+def _improve_placement(W: np.ndarray, A: np.ndarray, perm: np.ndarray, effort: int,
+                       rng: np.random.Generator) -> np.ndarray:
+    """Pairwise-swap local search maximising the retained coupling weight sum |J| over edges
+    the hardware offers. Each candidate swap is evaluated in O(N)."""
+    n = len(perm)
+    perm = perm.copy()
+    Ap = A[np.ix_(perm, perm)].astype(np.float64)  # adjacency seen in logical order
+    for _ in range(effort * n):
+        a, b = rng.integers(0, n, size=2)
+        if a == b:
+            continue
+        # swapping the physical sites of a and b exchanges rows/cols a and b of Ap
+        da = W[a] - W[b]
+        delta = float(np.dot(da, Ap[b] - Ap[a]))
+        delta += 2 * W[a, b] * (Ap[a, b] - Ap[a, b])  # the a-b pair keeps its edge
+        # rows a, b also include the entries k = a, b: correct for them
+        delta -= (W[a, a] - W[b, a]) * (Ap[b, a] - Ap[a, a]) + (W[a, b] - W[b, b]) * (Ap[b, b] - Ap[a, b])
+        if delta > 1e-12:
+            perm[[a, b]] = perm[[b, a]]
+            Ap[[a, b], :] = Ap[[b, a], :]
+            Ap[:, [a, b]] = Ap[:, [b, a]]
+    return perm
+
+
+def _degree_limited(W: np.ndarray, mask: np.ndarray, d: int) -> np.ndarray:
+    """Keep the strongest couplings such that no unit exceeds degree d (greedy b-matching)."""
+    n = W.shape[0]
+    ii, jj = np.nonzero(np.triu(mask, 1))
+    order = np.argsort(-W[ii, jj], kind="stable")
+    deg = np.zeros(n, dtype=np.int64)
+    keep = np.zeros((n, n), dtype=bool)
+    for k in order:
+        i, j = ii[k], jj[k]
+        if deg[i] < d and deg[j] < d:
+            keep[i, j] = keep[j, i] = True
+            deg[i] += 1
+            deg[j] += 1
+    return keep
+
+
+def place(p: CompiledProgram) -> CompiledProgram:
+    """Map logical units onto physical ones and decide which couplings survive.
+
+    all-to-all / admitted masks: identity. Degree-limited (programmable routing): keep the
+    strongest couplings within the degree bound. Fixed sparse graphs (lattice, bipartite, edge
+    list): identity improved by a swap search that maximises the retained sum of |J|.
+    """
+    c, t = p.source, p.target
+    n = c.n_units
+    W = np.abs(c.J)
+    topo = t.topology
+    perm = np.arange(n)
+    if topo.type == "degree-limited":
+        keep = _degree_limited(W, c.mask, topo.max_degree)
+    else:
+        A = t.mask(n) if topo.type != "all-to-all" else np.ones((n, n), bool)
+        if not np.all(A[c.mask]) and p.options.placement_effort > 0:
+            rng = np.random.default_rng(p.options.seed)
+            perm = _improve_placement(W, A, perm, p.options.placement_effort, rng)
+        keep = c.mask & A[np.ix_(perm, perm)]
+    lost = c.mask & ~keep
+    n_lost = int(np.count_nonzero(np.triu(lost, 1)))
+    lost_w = float(np.sum(np.triu(W * lost, 1)))
+    total_w = float(np.sum(np.triu(W, 1))) or 1.0
+    policy = p.options.prune or t.couplings.prune
+    info = {"type": topo.type, "couplings_in_model": c.n_couplings, "couplings_pruned": n_lost,
+            "pruned_abs_J_fraction": lost_w / total_w, "identity": bool(np.all(perm == np.arange(n)))}
+    if n_lost and policy == "refuse":
+        ii, jj = np.nonzero(np.triu(lost, 1))
+        ex = ", ".join(f"{i}-{j}" for i, j in list(zip(ii.tolist(), jj.tolist()))[:5])
+        raise InputError(f"target {t.name!r} ({topo.type}) cannot host {n_lost} of the model's "
+                         f"{c.n_couplings} couplings (e.g. {ex}; {100 * lost_w / total_w:.1f} % of sum |J|); "
+                         "train for this topology (thermohw train --target) or allow pruning (--prune)")
+    prog = c.replace(J=np.where(keep, c.J, 0.0), mask=keep & c.mask)
+    q = p.with_(placement=perm, programmed=prog).note("placement", info)
+    if n_lost:
+        q = q.violation("topology", f"{n_lost} couplings pruned ({100 * lost_w / total_w:.1f} % of sum |J|)",
+                        count=n_lost)
+    return q
+
+
+def scale(p: CompiledProgram) -> CompiledProgram:
+    """Choose the programmable full-scale ranges (smallest symmetric range holding the model,
+    capped by the target) and clip what exceeds them."""
+    c = p.programmed
+    tq, tb = p.target.couplings, p.target.biases
+    jmax = float(np.max(np.abs(c.J[c.mask]))) if c.n_couplings else 0.0
+    bmax = float(np.max(np.abs(c.b))) if c.n_units else 0.0
+    cap_j = min(abs(tq.min), abs(tq.max))
+    cap_b = min(abs(tb.min), abs(tb.max))
+    if p.options.range == "full":
+        fs_j, fs_b = cap_j, cap_b
+    else:
+        fs_j = min(jmax, cap_j) if jmax > 0 else cap_j
+        fs_b = min(bmax, cap_b) if bmax > 0 else cap_b
+    J = np.clip(c.J, -fs_j, fs_j)
+    b = np.clip(c.b, -fs_b, fs_b)
+    n_cj = int(np.count_nonzero(np.triu(J != c.J, 1)))
+    n_cb = int(np.count_nonzero(b != c.b))
+    q = p.with_(programmed=c.replace(J=J, b=b)).note("scale", {
+        "coupling_full_scale": fs_j, "bias_full_scale": fs_b, "model_max_abs_J": jmax,
+        "model_max_abs_b": bmax, "couplings_clipped": n_cj, "biases_clipped": n_cb})
+    if n_cj or n_cb:
+        q = q.violation("range", f"{n_cj} couplings and {n_cb} biases exceed the target's range and were clipped",
+                        couplings=n_cj, biases=n_cb)
+    return q
+
+
+def quantise(p: CompiledProgram) -> CompiledProgram:
+    """Signed uniform codes for couplings and biases; J2 onto the diagonal trim grid."""
+    c = p.programmed
+    rng = np.random.default_rng(p.options.seed)
+    qj, qb = p.coupling_quant, p.bias_quant
+    iu = np.triu_indices(c.n_units, 1)
+    codes_j = np.zeros(c.J.shape, dtype=np.int64)
+    vals = c.J[iu]
+    cj = qj.encode(vals, rng)
+    cj = np.where(c.mask[iu], cj, 0)
+    codes_j[iu] = cj
+    codes_j = codes_j + codes_j.T
+    J = qj.decode(codes_j)
+    codes_b = np.where(c.bias_trainable | (c.b != 0), qb.encode(c.b, rng), 0)
+    b = qb.decode(codes_b)
+    codes = {"J": codes_j, "b": codes_b}
+    J2 = c.J2
+    if p.target.diagonal is not None:
+        tr = p.target.diagonal
+        codes["J2_trim"] = tr.encode(c.J2)
+        J2 = tr.decode(codes["J2_trim"])
+        if np.any((c.J2 < tr.min) | (c.J2 > tr.max)):
+            p = p.violation("trim", f"J2 outside the trim range [{tr.min:g}, {tr.max:g}] was clipped")
+    zeroed = int(np.count_nonzero(np.triu((J == 0) & c.mask, 1)))
+    prog = c.replace(J=J, b=b, J2=J2, mask=c.mask)
+    return p.with_(programmed=prog, codes=codes).note("quantise", {
+        "coupling_bits": qj.bits, "coupling_lsb": qj.step, "bias_bits": qb.bits, "bias_lsb": qb.step,
+        "rounding": qj.rounding, "couplings_rounded_to_zero": zeroed,
+        "J2_trim_lsb": p.target.diagonal.step if p.target.diagonal is not None else None})
+
+
+def lower(p: CompiledProgram) -> CompiledProgram:
+    """The backend maps the programmed model onto hardware and returns the realised model."""
+    be = p.backend
+    scales = be.scales(p)
+    p = p.with_(scales=scales)
+    art = be.lower(p)
+    return p.with_(artefact=art, realised=be.to_computer(art, p))
+
+
+def check_limits(p: CompiledProgram) -> CompiledProgram:
+    for v in p.backend.check(p):
+        p = p.violation(**v)
+    return p
+
+
+def error_report(p: CompiledProgram) -> CompiledProgram:
+    """Max and RMS errors of the realised model against the source, per parameter class."""
+    s, r = p.source, p.realised
+    iu = np.triu_indices(s.n_units, 1)
+    m = s.mask[iu]
+
+    def stats(a: np.ndarray, b: np.ndarray) -> dict:
+        d = b - a
+        scale_ = float(np.sqrt(np.mean(a * a))) if a.size else 0.0
+        return {"max_abs": float(np.max(np.abs(d))) if d.size else 0.0,
+                "rms": float(np.sqrt(np.mean(d * d))) if d.size else 0.0,
+                "rms_relative": float(np.sqrt(np.mean(d * d)) / scale_) if scale_ > 0 else 0.0}
+
+    errors = {"J": stats(s.J[iu][m], r.J[iu][m]), "b": stats(s.b, r.b), "J2": stats(s.J2, r.J2),
+              "J4": stats(s.J4, r.J4), "mu": stats(s.mu, r.mu), "kT": stats(s.kT, r.kT)}
+    return p.note("errors", errors).note("realised_couplings", r.n_couplings)
+
+
+PASSES: list[Callable[[CompiledProgram], CompiledProgram]] = [
+    check_fit, place, scale, quantise, lower, check_limits, error_report]
+
+
+def compile_computer(computer: Computer, target: Target | str, options: CompileOptions | None = None,
+                     passes: list | None = None) -> CompiledProgram:
+    """Run the compile passes; returns the CompiledProgram (see the module docstring)."""
+    if isinstance(target, str):
+        target = resolve_target(target)
+    p = CompiledProgram(source=computer, target=target, options=options or CompileOptions(),
+                        report={"violations": [], "source_hash": model_hash(computer)})
+    for f in passes or PASSES:
+        p = f(p)
+    return p
+
+
+def resolve_target(spec: str | Path) -> Target:
+    """A preset name or a path to a YAML file."""
+    from .target import resolve
+
+    return resolve(spec)
+
+
+def summary_text(p: CompiledProgram) -> str:
+    """A short human-readable compile summary."""
+    from .spice.netlist import eng_unit
+
+    r = p.report
+    lines = [f"thermohw compile: {p.source.n_units}-unit model -> target {p.target.name} ({p.target.kind})",
+             f"source model hash {r.get('source_hash')}"]
+    pl = r.get("placement", {})
+    lines.append(f"couplings: {pl.get('couplings_in_model')} in model, {pl.get('couplings_pruned')} pruned "
+                 f"({100 * pl.get('pruned_abs_J_fraction', 0):.2f} % of sum |J|), {r.get('realised_couplings')} realised")
+    sc, qu = r.get("scale", {}), r.get("quantise", {})
+    lines.append(f"couplings: {qu.get('coupling_bits')} bits over +-{sc.get('coupling_full_scale', 0):.4g} "
+                 f"(LSB {qu.get('coupling_lsb', 0):.3g}), {sc.get('couplings_clipped')} clipped, "
+                 f"{qu.get('couplings_rounded_to_zero')} rounded to zero")
+    lines.append(f"biases: {qu.get('bias_bits')} bits over +-{sc.get('bias_full_scale', 0):.4g} "
+                 f"(LSB {qu.get('bias_lsb', 0):.3g}), {sc.get('biases_clipped')} clipped")
+    for k, e in r.get("errors", {}).items():
+        if e["max_abs"] > 0:
+            lines.append(f"error {k:>3}: max {e['max_abs']:.3g}, rms {e['rms']:.3g} ({100 * e['rms_relative']:.2f} % rms)")
+    if "energy_per_model_unit_J" in p.scales:
+        e = p.scales["energy_per_model_unit_J"]
+        lines.append(f"energy scale: 1 model unit = {eng_unit(e, 'J')}; "
+                     f"1 kT = {eng_unit(p.scales.get('kT_J', 0), 'J')} (T_eff = {p.scales.get('T_eff_K', 0):.4g} K)")
+    for k, v in p.scales.items():
+        if k not in ("energy_per_model_unit_J", "kT_J", "T_eff_K") and isinstance(v, (int, float)):
+            lines.append(f"  {k} = {v:.6g}")
+    v = r.get("violations", [])
+    lines.append(f"violations: {len(v)}")
+    lines += [f"  [{x['check']}] {x['message']}" for x in v]
+    return "\n".join(lines) + "\n"

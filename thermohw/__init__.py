@@ -5,10 +5,13 @@ Public API (stable names; everything else is internal):
 from .computer import Computer, connectivity_mask
 from .errors import DivergenceError, InputError, ThermohwError
 from .langevin import Protocol, Trajectory, generate, noising, simulate
+from .target import Target, list_presets
+from .compile import CompiledProgram, CompileOptions, compile_computer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Computer", "connectivity_mask", "Protocol", "Trajectory", "simulate", "generate", "noising",
+    "Target", "list_presets", "CompiledProgram", "CompileOptions", "compile_computer",
     "ThermohwError", "InputError", "DivergenceError", "__version__",
 ]

@@ -89,6 +89,29 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--digits", help="training digits .npz (default: beside the model)")
     r.add_argument("-o", "--out", help="output folder (default: the samples folder)")
 
+    cp = sub.add_parser("compile", help="quantise a model and map it onto a hardware target",
+                        description="Compile MODEL onto a target (a preset name or a YAML file): placement, "
+                        "scaling, quantisation, lowering to a netlist or parameter set, limit checks. "
+                        "Writes the netlist/parameter set, realised.npz (the exact ideal model the hardware "
+                        "implements), report.json and summary.txt into OUT.")
+    cp.add_argument("model", help="model.npz written by 'thermohw train'")
+    cp.add_argument("--target", required=True, help="preset name (see --list-targets) or path to a target YAML")
+    cp.add_argument("-o", "--out", required=True, help="output folder")
+    cp.add_argument("--bits", type=int, help="coupling bits (default: the target's)")
+    cp.add_argument("--bias-bits", type=int, help="bias bits (default: the target's)")
+    cp.add_argument("--rounding", choices=["nearest", "stochastic"], help="default: the target's")
+    cp.add_argument("--seed", type=int, default=0, help="seed for stochastic rounding and placement search")
+    g = cp.add_mutually_exclusive_group()
+    g.add_argument("--prune", dest="prune", action="store_const", const="prune",
+                   help="drop couplings the topology cannot host (and report them)")
+    g.add_argument("--refuse", dest="prune", action="store_const", const="refuse",
+                   help="fail if any coupling cannot be hosted")
+    cp.add_argument("--range", choices=["auto", "full"], default="auto",
+                    help="auto: smallest full-scale holding the model (default); full: the target's whole range")
+
+    lt = sub.add_parser("targets", help="list the bundled hardware target presets")
+    lt.add_argument("--show", help="print one preset's YAML")
+
     d = sub.add_parser("demo", help="train, sample and report on the bundled digits (offline, minutes)",
                        description="Trains a 64 + 64-unit computer on three of scikit-learn's bundled "
                        "8x8 digits, generates samples and writes a report folder.")
@@ -134,6 +157,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             sm = workflow.make_report(args.samples, model=args.model, digits=args.digits, out=args.out)
             _print_sample_summary(sm)
             print(f"report.json and plots -> {args.out or args.samples}")
+        elif args.command == "compile":
+            from .compile import CompileOptions, compile_computer, resolve_target, summary_text
+            from .computer import Computer
+
+            opts = CompileOptions(bits=args.bits, bias_bits=args.bias_bits, rounding=args.rounding,
+                                  prune=args.prune, range=args.range, seed=args.seed)
+            prog = compile_computer(Computer.load(args.model), resolve_target(args.target), opts)
+            files = prog.save(args.out)
+            print(summary_text(prog), end="")
+            print(f"wrote {len(files)} files -> {args.out}")
+        elif args.command == "targets":
+            from .target import Target, list_presets
+
+            if args.show:
+                print(Target.preset(args.show).to_yaml(), end="")
+            else:
+                for name in list_presets():
+                    t = Target.preset(name)
+                    print(f"{name:24s} {t.kind:10s} {t.units:6d} units  {t.topology.type:14s} {t.description}")
         elif args.command == "demo":
             rep = workflow.demo(args.out, cycles=args.cycles, runs=args.runs, progress=not args.quiet)
             _print_sample_summary(rep["samples"])

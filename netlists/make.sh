@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Regenerate the example netlists in this folder (see README.md). Deterministic: fixed seeds.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+thermohw train -q -o "$work/model" --digits 0,1,7 --hidden 16 --cycles 200 --seed 0
+for t in rc-8bit-dense rc-degree16; do
+  thermohw compile "$work/model/model.npz" --target "$t" -o "$work/$t" > /dev/null
+  cp "$work/$t/chip.cir" "$here/$t.cir"
+  cp "$work/$t/summary.txt" "$here/$t.summary.txt"
+done
+thermohw compile "$work/model/model.npz" --target rc-8bit-dense --bits 4 -o "$work/rc4" > /dev/null
+cp "$work/rc4/chip.cir" "$here/rc-4bit-dense.cir"
+cp "$work/rc4/summary.txt" "$here/rc-4bit-dense.summary.txt"
+echo "netlists written to $here"

@@ -1,0 +1,83 @@
+"""Shared pieces of the thermally driven backends (mechanical, josephson).
+
+Units (DESIGN.md section 4, "Common rule"). The model's kT is a number (0.1 in the paper),
+so the hardware fixes the size of one *model energy unit*
+
+    eps = k_B T / kT_ref      joules per model energy unit
+
+with T the bath temperature of the target and kT_ref the model's reference kT. A unit whose
+model kT_i differs from kT_ref needs its own bath at T_i = T kT_i / kT_ref (one cannot get
+that from a single thermal bath: the backends report it). Everything else is then plain
+rescaling: U [J] = eps V(x), and "J2 in units of kT" in DESIGN.md is J2/kT_ref, so
+eps J2 = (J2/kT) k_B T, the form the design notes use.
+
+One model time unit is tau_s seconds (t = tau_s t_model).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import yaml
+from scipy.constants import k as K_B
+
+from ..io import atomic_write
+
+
+def kT_reference(kT: np.ndarray) -> float:
+    """The model's reference kT: the common value when uniform (exactly, so that the bath
+    temperatures come out exactly equal to the target's), else the mean."""
+    kT = np.asarray(kT, dtype=np.float64)
+    return float(kT[0]) if np.all(kT == kT[0]) else float(np.mean(kT))
+
+
+def energy_unit(kT: np.ndarray, temperature_K: float) -> float:
+    """eps = k_B T / kT_ref: joules per model energy unit."""
+    return K_B * float(temperature_K) / kT_reference(kT)
+
+
+def bath_temperatures(kT: np.ndarray, temperature_K: float) -> np.ndarray:
+    """Per-unit bath temperature T_i = T kT_i / kT_ref (all equal to T for a uniform model)."""
+    kT = np.asarray(kT, dtype=np.float64)
+    return float(temperature_K) * (kT / kT_reference(kT))
+
+
+def frozen(a: Any, dtype=np.float64) -> np.ndarray:
+    a = np.array(a, dtype=dtype, copy=True)
+    a.setflags(write=False)
+    return a
+
+
+def fl(x: Any) -> float:
+    """A plain Python float (yaml.safe_dump cannot represent numpy scalars)."""
+    return float(x)
+
+
+def yaml_text(header_lines: list[str], data: dict) -> str:
+    """A '# '-commented header followed by ``yaml.safe_dump(data)``. PyYAML writes floats
+    with repr(), so ``yaml.safe_load`` reads back the identical numbers. The libyaml emitter
+    (CSafeDumper: same safe representer, same text, ~4x faster) is used when available."""
+    head = "".join("# " + "".join(ch if ch.isprintable() else " " for ch in line) + "\n"
+                   for line in header_lines)
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return head + yaml.dump(data, Dumper=dumper, sort_keys=False, default_flow_style=False, width=100)
+
+
+def write_text(path, text: str):
+    return atomic_write(path, lambda fh: fh.write(text), mode="w")
+
+
+def csv_float(x: float) -> str:
+    """repr(): the shortest text that reads back to the same float."""
+    return repr(float(x))
+
+
+def uniform(a: np.ndarray) -> bool:
+    a = np.asarray(a)
+    return bool(a.size == 0 or np.all(a == a.flat[0]))
+
+
+def rel_spread(a: np.ndarray) -> float:
+    a = np.asarray(a, dtype=np.float64)
+    m = float(np.max(np.abs(a))) if a.size else 0.0
+    return 0.0 if m == 0 else float((np.max(a) - np.min(a)) / m)

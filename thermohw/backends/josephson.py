@@ -1,0 +1,488 @@
+"""Josephson backend: overdamped rf-SQUIDs at half a flux quantum (DESIGN.md section 4).
+
+Each unit is an rf-SQUID: a loop of self-inductance L interrupted by a shunted junction of
+critical current I_c (RCSJ: shunt R, capacitance C), with loop phase phi = 2 pi Phi / Phi0
+(Phi the flux through the loop) and applied flux Phi_x = Phi0 phi_x / (2 pi). Units couple
+through mutual inductances M_ij. Write Phi_r = Phi0 / (2 pi) (reduced flux quantum),
+E_L = Phi_r^2 / L and E_J = Phi_r I_c, beta_L = E_J / E_L = 2 pi L I_c / Phi0.
+
+Single SQUID. U = E_L (phi - phi_x)^2 / 2 - E_J cos(phi). Bias at phi_x = pi + delta and set
+phi = pi + s x (s = phase scale, rad per unit of x). Since -cos(pi + a) = cos(a),
+
+    U = E_L (s x - delta)^2 / 2 + E_J cos(s x)
+      = const + E_L (1 - beta_L) s^2 x^2 / 2 + E_J s^4 x^4 / 24 - E_J s^6 x^6 / 720 + ...
+        - E_L s delta x
+
+(the x^6 term is negative: cos a = 1 - a^2/2 + a^4/24 - a^6/720 + a^8/40320 - ...). With one
+model energy unit eps = k_B T / kT_ref joules (``_thermal``; eps J = J' k_BT with J' = J/kT):
+
+    E_J   = 24 eps J4 / s^4                       I_c = E_J / Phi_r
+    E_L   = E_J + 2 eps J2 / s^2                  L   = Phi_r^2 / E_L
+    beta_L = E_J / E_L = 12 J4 / (J2 s^2 + 12 J4)       (so E_L = 2 J2' k_BT / ((1 - beta_L) s^2))
+    delta = -b' k_BT / (E_L s)      for a lone SQUID (coupled ones: see "offsets" below)
+
+The dropped x^6 term is the truncation error, -E_J s^6 x^6 / 720 = -J4' s^2 x^6 / 30 in kT
+(-0.33 kT at |x| = 1, -0.0052 kT at |x| = 0.5 for J4' = 10, s = 1). ``to_computer`` maps back
+to fourth order in x.
+
+Mutual inductance (sign convention: M_ij > 0 when a positive circulating current in loop j
+threads positive flux through loop i, e.g. stacked loops; side-by-side coplanar loops have
+M < 0). The inductive energy of the coupled loops, as a function of the inductor branch
+fluxes Phi_i - Phi_xi (the coordinates the junction phases fix), is
+
+    U_ind = 1/2 (Phi - Phi_x)^T Lmat^{-1} (Phi - Phi_x),    Lmat = diag(L) + M,
+    Lmat^{-1} = diag(1/L) - M_ij / (L_i L_j) + O(M^2),
+
+so to first order in M/L the coupling energy of a pair is
+-(M_ij / (L_i L_j)) (Phi_i - Phi_xi)(Phi_j - Phi_xj) = K_ij (phi_i - phi_xi)(phi_j - phi_xj)
+with the phase stiffness K_ij = -Phi_r^2 M_ij / (L_i L_j) (and K_ii = E_L,i). (Written with
+currents, 1/2 I^T Lmat I contains +M I_i I_j, but I = Lmat^{-1} (Phi - Phi_x) itself mixes the
+loops; as a function of the branch fluxes psi the cross term is -M_ij psi_i psi_j / (L_i L_j).)
+With phi - phi_x = s x - delta, the x_i x_j term is K_ij s_i s_j, hence
+
+    K_ij = eps J_ij / (s_i s_j),   M_ij = -K_ij L_i L_j / Phi_r^2,   i.e.  M_ij / L = -J_ij' k_BT / (E_L s^2).
+
+M > 0 gives J < 0 (ferromagnetic); J > 0 needs M < 0.
+
+Offsets. The coupling multiplies *branch* fluxes phi - phi_x, so the pi's of phi = pi + s x
+and phi_x = pi + delta cancel: there is no pi-sized offset. (A term written as K phi_i phi_j
+would give spurious linear terms pi s K_ij x_i, pi/|delta| - hundreds of - times the real ones.) What does appear
+is each neighbour's bias shift: K_ij (s_i x_i - delta_i)(s_j x_j - delta_j) contains
+-K_ij s_i delta_j x_i. The linear term of x_i is therefore -s_i (K delta)_i, and the flux biases
+that give exactly the intended b solve the linear system
+
+    K delta = -eps b / s,   K = diag(E_L) + [K_ij]
+
+(``lower`` solves it; the lone-SQUID formula delta = -eps b / (E_L s) is its zeroth order and
+leaves an error -s_i sum_j K_ij delta_j / eps on b_i, about 1 % of b for the preset).
+
+Hardware model and what it neglects. The "hardware" that ``to_computer`` inverts is the
+inductive energy to first order in M (the sparse K above) and the junction energy to x^4. The
+next order of Lmat^{-1}, K2 = K1 diag(1/E_L) K1 (K1 the off-diagonal part), renormalises
+every E_L (J2 shift) and adds next-nearest-neighbour couplings that the coupling mask does not
+contain; :func:`mutual_inductance_error` reports it (exactly, from the full inverse) in kT, and
+``check`` flags it when it exceeds half an LSB of its parameter class.
+
+Shunt resistor (RCSJ, derived here). Current balance at the junction: the shunt carries
+Phi_r (dphi/dt) / R, its Johnson noise has two-sided density 2 k_B T / R. Multiplying by Phi_r,
+in the overdamped limit (C -> 0)
+
+    (Phi_r^2 / R) dphi/dt = -dU/dphi + sqrt(2 (Phi_r^2 / R) k_B T) eta(t),
+
+the common rule with friction gamma = Phi_r^2 / R on coordinate phi = pi + s x, i.e. length
+scale s. As for the mechanical backend (same algebra: t = tau t_m, U = eps V),
+mu = tau eps / (gamma s^2), so
+
+    R_i = mu_i Phi_r^2 s^2 / (tau eps) = Phi_r^2 s^2 mu_phys / (k_B T),   mu_phys = mu kT / tau.
+
+Inertia and quantum limits. With C the equation gains Phi_r^2 C phi''. The inertial time
+R C over the relaxation time Phi_r^2 / (R E_J) at curvature E_J is the Stewart-McCumber
+parameter beta_C = 2 pi I_c R^2 C / Phi0 (= Q^2 of the mode): overdamped needs beta_C << 1
+(flagged at >= 0.05; >= 1/4 means the mode rings). A classical Langevin model needs
+hbar omega_p << k_B T, omega_p = sqrt(2 pi I_c / (Phi0 C)) (flagged when the quantum
+correction to a harmonic variance, (hbar omega / k_B T)^2 / 12, exceeds 1 %: ratio > 0.35).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.constants import hbar as HBAR
+from scipy.constants import k as K_B
+from scipy.constants import physical_constants
+
+from .. import __version__
+from ..computer import Computer
+from ..errors import InputError
+from ..spice.netlist import eng_unit
+from . import _thermal as th
+
+SCHEMA = "thermohw.josephson/1"
+PHI0 = physical_constants["mag. flux quantum"][0]   # Wb
+PHI_R = PHI0 / (2 * math.pi)                          # reduced flux quantum, Wb
+BETA_C_LIMIT = 0.05        # beta_C (= Q^2 of the junction mode) above this: not overdamped enough
+BETA_C_RINGING = 0.25      # Q = 1/2
+CLASSICAL_LIMIT = 0.35     # hbar omega_p / k_B T above this: > 1 % quantum correction
+FAB_TOLERANCE = 0.01       # fabricated Ic_A / L_H vs the values the mapping needs
+
+
+@dataclass(frozen=True, eq=False)
+class RFSquidArray:
+    """Physical parameters of an rf-SQUID array, SI units, logical unit order.
+
+    I_c, L, C, R : (N,) critical current [A], loop self-inductance [H], junction capacitance
+        [F], shunt resistance [ohm].
+    delta_phi_x : (N,) flux-bias shift from half a flux quantum, rad (phi_x = pi + delta).
+    s : (N,) phase scale, rad of loop phase per unit of x (phi = pi + s x).
+    M : (N, N) mutual inductances [H], symmetric, zero diagonal (sign: module docstring).
+    coupled : (N, N) bool, the programmed couplers (a coupler may be programmed to 0).
+    temperature : (N,) bath (shunt) temperature, K.
+    energy_unit_J : eps, joules per model energy unit. tau_s : seconds per model time unit.
+    """
+
+    I_c: np.ndarray
+    L: np.ndarray
+    C: np.ndarray
+    R: np.ndarray
+    delta_phi_x: np.ndarray
+    s: np.ndarray
+    M: np.ndarray
+    coupled: np.ndarray
+    temperature: np.ndarray
+    energy_unit_J: float
+    tau_s: float
+    n_visible: int
+    image_shape: tuple | None = None
+    meta: dict | None = None
+
+    def __post_init__(self) -> None:
+        n = np.shape(self.I_c)[0] if np.ndim(self.I_c) == 1 else -1
+        if n < 1:
+            raise InputError("I_c must be a 1-d array with one critical current per SQUID")
+        for name in ("L", "C", "R", "delta_phi_x", "s", "temperature"):
+            if np.shape(getattr(self, name)) != (n,):
+                raise InputError(f"{name} has shape {np.shape(getattr(self, name))}; expected ({n},)")
+        for name in ("M", "coupled"):
+            if np.shape(getattr(self, name)) != (n, n):
+                raise InputError(f"{name} has shape {np.shape(getattr(self, name))}; expected ({n}, {n})")
+        for name in ("I_c", "L", "C", "R", "delta_phi_x", "s", "M", "temperature"):
+            a = th.frozen(getattr(self, name))
+            if not np.all(np.isfinite(a)):
+                raise InputError(f"{name} contains NaN or inf")
+            object.__setattr__(self, name, a)
+        object.__setattr__(self, "coupled", th.frozen(self.coupled, bool))
+        for name in ("L", "C", "R", "s", "temperature"):
+            if np.any(getattr(self, name) <= 0):
+                raise InputError(f"{name} must be > 0")
+        if np.any(self.I_c < 0):
+            raise InputError("I_c must be >= 0")
+        if not (self.energy_unit_J > 0 and self.tau_s > 0):
+            raise InputError("energy_unit_J and tau_s must be > 0")
+        object.__setattr__(self, "meta", dict(self.meta or {}))
+
+    # ---- derived quantities ------------------------------------------------------------
+    @property
+    def n_units(self) -> int:
+        return self.I_c.shape[0]
+
+    @property
+    def E_J(self) -> np.ndarray:
+        """Josephson energy Phi_r I_c, J."""
+        return PHI_R * self.I_c
+
+    @property
+    def E_L(self) -> np.ndarray:
+        """Inductive energy scale Phi_r^2 / L, J."""
+        return PHI_R ** 2 / self.L
+
+    @property
+    def beta_L(self) -> np.ndarray:
+        """2 pi L I_c / Phi0 = E_J / E_L (< 1: one well at phi_x = pi)."""
+        return self.E_J / self.E_L
+
+    @property
+    def K(self) -> np.ndarray:
+        """Phase-stiffness matrix to first order in M: diag(E_L) - Phi_r^2 M_ij / (L_i L_j), J/rad^2."""
+        K = -PHI_R ** 2 * self.M / np.outer(self.L, self.L)
+        np.fill_diagonal(K, self.E_L)
+        return K
+
+    @property
+    def flux_bias_Phi0(self) -> np.ndarray:
+        """Applied flux per loop in flux quanta: 1/2 + delta / (2 pi)."""
+        return 0.5 + self.delta_phi_x / (2 * math.pi)
+
+    @property
+    def beta_C(self) -> np.ndarray:
+        """Stewart-McCumber parameter 2 pi I_c R^2 C / Phi0 (overdamped needs << 1)."""
+        return 2 * math.pi * self.I_c * self.R ** 2 * self.C / PHI0
+
+    @property
+    def omega_p(self) -> np.ndarray:
+        """Plasma frequency sqrt(2 pi I_c / (Phi0 C)), rad/s."""
+        return np.sqrt(2 * math.pi * self.I_c / (PHI0 * self.C))
+
+    @property
+    def kT_J(self) -> np.ndarray:
+        return K_B * self.temperature
+
+    @property
+    def hbar_omega_p_over_kT(self) -> np.ndarray:
+        """hbar omega_p / k_B T (classical Langevin needs << 1)."""
+        return HBAR * self.omega_p / self.kT_J
+
+    def truncation_error_kT(self, x: float) -> np.ndarray:
+        """The dropped x^6 term at |x|, per SQUID, in units of its k_B T:
+        -E_J s^6 x^6 / 720 / k_B T (= -J4' s^2 x^6 / 30)."""
+        return -self.E_J * (self.s * x) ** 6 / 720.0 / self.kT_J
+
+    def residual_kT(self, x: float) -> np.ndarray:
+        """Everything beyond x^4, all orders: E_J [cos(sx) - 1 + (sx)^2/2 - (sx)^4/24] / k_B T."""
+        a = self.s * x
+        return self.E_J * (np.cos(a) - 1 + a * a / 2 - a ** 4 / 24) / self.kT_J
+
+
+def energy_J(art: RFSquidArray, x: np.ndarray, *, order: int | None = None) -> np.ndarray:
+    """Hardware potential (joules) at states x (..., N), relative to x = 0: the inductive
+    energy 1/2 psi^T K psi with psi = s x - delta (first order in M) plus sum_i E_J cos(s x)
+    (-E_J cos(phi) at phi = pi + s x), the cosine in full (``order=None``) or expanded to
+    ``order`` (2, 4 or 6) in x."""
+    x = np.asarray(x, dtype=np.float64)
+    K, s, d = art.K, art.s, art.delta_phi_x
+
+    def u(xx):
+        psi = s * xx - d
+        ind = 0.5 * np.einsum("...i,ij,...j->...", psi, K, psi)
+        a = s * xx
+        if order is None:
+            c = np.cos(a)
+        else:
+            terms = {0: 1.0, 2: -a ** 2 / 2, 4: a ** 4 / 24, 6: -a ** 6 / 720}
+            c = sum(v for k, v in terms.items() if k <= order)
+        return ind + np.sum(art.E_J * c, axis=-1)
+
+    return u(x) - u(np.zeros(x.shape[-1]))
+
+
+def mutual_inductance_error(art: RFSquidArray) -> dict:
+    """What the first-order-in-M hardware model leaves out, from the exact inductance inverse
+    K_exact = Phi_r^2 (diag(L) + M)^{-1}: per unit J2 error and bias error in kT (of the unit)
+    and the largest coupling error (including next-nearest pairs the mask lacks) in kT.
+    The leading term is K2 = K1 diag(1/E_L) K1."""
+    n = art.n_units
+    if n == 1 or not np.any(art.M):
+        z = np.zeros(n)
+        return {"J2_kT": z, "b_kT": z, "J_kT_max": 0.0, "uncoupled_J_kT_max": 0.0}
+    Lmat = art.M + np.diag(art.L)
+    dK = PHI_R ** 2 * np.linalg.inv(Lmat) - art.K
+    dK = 0.5 * (dK + dK.T)
+    s, kT = art.s, art.kT_J
+    dJ2 = s * s * np.diag(dK) / 2 / kT
+    db = -s * (dK @ art.delta_phi_x) / kT
+    dJ = dK * np.outer(s, s) / np.sqrt(np.outer(kT, kT))
+    np.fill_diagonal(dJ, 0.0)
+    return {"J2_kT": dJ2, "b_kT": db, "J_kT_max": float(np.max(np.abs(dJ))),
+            "uncoupled_J_kT_max": float(np.max(np.abs(np.where(art.coupled, 0.0, dJ))))}
+
+
+# ---------------------------------------------------------------------------------------------
+def _solve(K: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    try:
+        if K.shape[0] > 3000:
+            from scipy.sparse import csr_matrix
+            from scipy.sparse.linalg import spsolve
+
+            return np.asarray(spsolve(csr_matrix(K), rhs))
+        return np.linalg.solve(K, rhs)
+    except np.linalg.LinAlgError:
+        raise InputError("the phase-stiffness matrix K = diag(E_L) + couplings is singular: the "
+                         "couplings are as strong as the loop inductances; reduce J or s") from None
+
+
+def _build(p) -> RFSquidArray:
+    c = p.programmed
+    ph = p.target.physics
+    n = c.n_units
+    eps = th.energy_unit(c.kT, ph.temperature_K)       # J per model energy unit
+    tau = float(ph.tau_s)
+    s = np.full(n, float(ph.phase_scale))
+    E_J = 24.0 * eps * c.J4 / s ** 4
+    E_L = E_J + 2.0 * eps * c.J2 / s ** 2
+    bad = np.nonzero(E_L <= 0)[0]
+    if bad.size:
+        raise InputError(f"units {bad[:5].tolist()} have J2 s^2 + 12 J4 <= 0, which needs a loop "
+                         "inductance E_L <= 0 (no rf-SQUID has that); use a larger J4/J2 or a "
+                         "smaller phase scale s")
+    L = PHI_R ** 2 / E_L
+    K = eps * c.J / np.outer(s, s)
+    np.fill_diagonal(K, 0.0)
+    M = -K * np.outer(L, L) / PHI_R ** 2
+    np.fill_diagonal(K, E_L)
+    delta = _solve(K, -eps * c.b / s)
+    R = c.mu * PHI_R ** 2 * s ** 2 / (tau * eps)
+    return RFSquidArray(I_c=E_J / PHI_R, L=L, C=np.full(n, float(ph.C_F)), R=R, delta_phi_x=delta, s=s, M=M,
+                        coupled=c.mask.copy(), temperature=th.bath_temperatures(c.kT, ph.temperature_K),
+                        energy_unit_J=eps, tau_s=tau, n_visible=c.n_visible, image_shape=c.image_shape,
+                        meta={"source_hash": p.report.get("source_hash", ""), "target": p.target.name})
+
+
+def lower(p) -> RFSquidArray:
+    """The rf-SQUID parameters (SI) for ``p.programmed`` on ``p.target``."""
+    return _build(p)
+
+
+def lone_squid_flux_shift(p) -> np.ndarray:
+    """DESIGN.md's per-SQUID delta = -b' k_BT / (E_L s), which ignores the neighbours' bias
+    shifts (kept for comparison: :func:`lower` folds them in exactly)."""
+    a = p.artefact if p.artefact is not None else _build(p)
+    return -a.energy_unit_J * p.programmed.b / (a.E_L * a.s)
+
+
+def scales(p) -> dict:
+    a = _build(p)
+    c = p.programmed
+    eps = a.energy_unit_J
+    t1, t05 = a.truncation_error_kT(1.0), a.truncation_error_kT(0.5)
+    return {"energy_per_model_unit_J": eps, "kT_J": c.kT_ref * eps, "T_eff_K": c.kT_ref * eps / K_B,
+            "tau_s": a.tau_s, "mu_per_s": float(np.mean(c.mu)) / a.tau_s,
+            "kT_mu_per_s": float(np.mean(c.mu * c.kT)) / a.tau_s,
+            "phase_scale_rad": float(a.s[0]), "beta_L": float(np.mean(a.beta_L)),
+            "E_L_J": float(np.mean(a.E_L)), "L_H": float(np.mean(a.L)), "I_c_A": float(np.mean(a.I_c)),
+            "R_shunt_ohm": float(np.mean(a.R)), "C_F": float(a.C[0]), "beta_C_max": float(np.max(a.beta_C)),
+            "hbar_omega_p_over_kT_max": float(np.max(a.hbar_omega_p_over_kT)),
+            "truncation_error_kT_at_x1": float(t1[np.argmax(np.abs(t1))]),
+            "truncation_error_kT_at_x0.5": float(t05[np.argmax(np.abs(t05))])}
+
+
+def to_computer(art: RFSquidArray, p=None) -> Computer:
+    """The ideal model the SQUIDs implement, to fourth order in x and first order in M:
+
+        J2 = (E_L - E_J) s^2 / (2 eps), J4 = E_J s^4 / (24 eps), J_ij = K_ij s_i s_j / eps,
+        b = -s (K delta) / eps, mu = tau eps R / (Phi_r^2 s^2), kT = k_B T / eps.
+    """
+    eps, s = art.energy_unit_J, art.s
+    K = art.K
+    E_L, E_J = np.diag(K).copy(), art.E_J
+    J = K * np.outer(s, s) / eps
+    np.fill_diagonal(J, 0.0)
+    c = Computer(J=J, b=-s * (K @ art.delta_phi_x) / eps, mask=art.coupled, n_visible=art.n_visible,
+                 J2=(E_L - E_J) * s ** 2 / (2.0 * eps), J4=E_J * s ** 4 / (24.0 * eps),
+                 mu=art.tau_s * eps * art.R / (PHI_R ** 2 * s ** 2), kT=K_B * art.temperature / eps,
+                 image_shape=art.image_shape, meta={"realised_from": "josephson", "order": "x^4, M^1",
+                                                    **(art.meta or {})})
+    if p is not None and p.programmed is not None:
+        c = c.replace(mask=p.programmed.mask | c.mask, bias_trainable=p.programmed.bias_trainable,
+                      meta={**p.programmed.meta, **c.meta})
+    return c
+
+
+def check(p) -> list[dict]:
+    out = []
+    a = p.artefact
+    if a is None:
+        return out
+    bc = float(np.max(a.beta_C))
+    if bc >= BETA_C_LIMIT:
+        ring = bc >= BETA_C_RINGING
+        what = ("the junction mode is UNDERDAMPED (beta_C >= 1/4)" if ring
+                else "inertia shifts relaxation rates by ~beta_C")
+        out.append({"check": "beta_C", "message": f"Stewart-McCumber beta_C = {bc:.3g} is not << 1 "
+                    f"(limit {BETA_C_LIMIT}): {what}; lower C (now {eng_unit(float(np.max(a.C)), 'F')}) "
+                    "or R (a larger tau_s lowers R)",
+                    "beta_C": bc, "verdict": "underdamped" if ring else "weakly overdamped"})
+    q = float(np.max(a.hbar_omega_p_over_kT))
+    if q > CLASSICAL_LIMIT:
+        out.append({"check": "classical", "message": f"hbar omega_p / k_B T = {q:.3g} > {CLASSICAL_LIMIT}: "
+                    f"quantum corrections (~{100 * q * q / 12:.2g} % on variances, tunnelling) break the "
+                    f"classical Langevin model at T = {np.min(a.temperature):.4g} K; raise T or C",
+                    "hbar_omega_p_over_kT": q})
+    if not th.uniform(a.temperature):
+        out.append({"check": "temperature", "message": "the model's kT differs between units "
+                    f"(shunt temperatures {np.min(a.temperature):.4g}..{np.max(a.temperature):.4g} K): "
+                    "one cryostat cannot provide that; inject extra current noise on the hotter units",
+                    "spread": th.rel_spread(a.temperature)})
+    if a.n_units <= 4000 and np.any(a.M):
+        err = mutual_inductance_error(a)
+        kT = p.programmed.kT                       # model units: error_model = error_kT * kT
+        e_j2 = float(np.max(np.abs(err["J2_kT"]) * kT))
+        e_j = err["J_kT_max"] * float(np.max(kT))
+        e_b = float(np.max(np.abs(err["b_kT"]) * kT))
+        lsb_j, lsb_b = p.coupling_quant.step, p.bias_quant.step
+        lsb_t = p.target.diagonal.step if p.target.diagonal is not None else lsb_j
+        over = [f"{name} {e:.3g} > {lsb / 2:.3g}" for name, e, lsb in
+                (("J2", e_j2, lsb_t), ("J", e_j, lsb_j), ("b", e_b, lsb_b)) if e > 0.5 * lsb]
+        if over:
+            out.append({"check": "mutual_inductance", "message": "second-order mutual-inductance terms, "
+                        "dropped by the first-order hardware model, exceed half an LSB (model units: "
+                        f"{', '.join(over)}); the couplings' error includes {err['uncoupled_J_kT_max']:.3g} kT "
+                        "between units the mask does not couple. The J2 part can be trimmed out through L "
+                        "(exact inverse inductance); the rest scales as s^2 J^2 / (24 J4 + 2 J2 s^2): a smaller "
+                        "phase scale s reduces it (and the x^6 error) at the price of larger I_c and "
+                        "hbar omega_p ~ 1/s^2", "J2": e_j2, "J": e_j, "b": e_b})
+        if a.n_units <= 3000:
+            lam = float(np.linalg.eigvalsh(a.K)[0])
+            if lam <= 0:
+                out.append({"check": "inductance", "message": "the phase-stiffness matrix K is not positive "
+                            "definite: no passive inductance network realises these couplings", "min_eig_J": lam})
+    ph = p.target.physics
+    for name, want, have in (("Ic_A", a.I_c, ph.Ic_A), ("L_H", a.L, ph.L_H)):
+        if have is None:
+            continue
+        dev = float(np.max(np.abs(want / have - 1)))
+        if dev > FAB_TOLERANCE:
+            out.append({"check": "fabricated", "message": f"the mapping needs {name} = "
+                        f"{np.min(want):.4g}..{np.max(want):.4g}, the target's fabricated value is {have:.4g} "
+                        f"({100 * dev:.3g} % off): change the phase scale s or J2/J4, or fabricate to match",
+                        "parameter": name, "relative_deviation": dev})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+def to_dict(a: RFSquidArray) -> dict:
+    """The parameter set as plain data (SI units in the key names)."""
+    t1, t05 = a.truncation_error_kT(1.0), a.truncation_error_kT(0.5)
+    r1, r05 = a.residual_kT(1.0), a.residual_kT(0.5)
+    E_J, E_L, beta_L, beta_C = a.E_J, a.E_L, a.beta_L, a.beta_C
+    fb, q = a.flux_bias_Phi0, a.hbar_omega_p_over_kT
+    sq = []
+    for i in range(a.n_units):
+        sq.append({"unit": i, "E_J_J": th.fl(E_J[i]), "I_c_A": th.fl(a.I_c[i]), "L_H": th.fl(a.L[i]),
+                   "E_L_J": th.fl(E_L[i]), "C_F": th.fl(a.C[i]), "R_shunt_ohm": th.fl(a.R[i]),
+                   "flux_bias_Phi0": th.fl(fb[i]), "flux_bias_shift_rad": th.fl(a.delta_phi_x[i]),
+                   "phase_scale_rad": th.fl(a.s[i]), "beta_L": th.fl(beta_L[i]), "beta_C": th.fl(beta_C[i]),
+                   "hbar_omega_p_over_kBT": th.fl(q[i]), "temperature_K": th.fl(a.temperature[i]),
+                   "truncation_error_kT_at_x1": th.fl(t1[i]), "truncation_error_kT_at_x0.5": th.fl(t05[i]),
+                   "residual_all_orders_kT_at_x1": th.fl(r1[i]),
+                   "residual_all_orders_kT_at_x0.5": th.fl(r05[i])})
+    ii, jj = np.nonzero(np.triu(a.coupled, 1))
+    cp = [{"i": int(i), "j": int(j), "M_H": th.fl(a.M[i, j])} for i, j in zip(ii.tolist(), jj.tolist())]
+    temp = th.fl(a.temperature[0]) if th.uniform(a.temperature) else [th.fl(t) for t in a.temperature]
+    d = {"schema": SCHEMA, "target": (a.meta or {}).get("target", ""),
+         "source_hash": (a.meta or {}).get("source_hash", ""), "temperature_K": temp,
+         "energy_per_model_unit_J": th.fl(a.energy_unit_J), "tau_s": th.fl(a.tau_s),
+         "n_units": a.n_units, "n_visible": a.n_visible, "squids": sq, "couplings": cp}
+    if a.n_units <= 4000:
+        err = mutual_inductance_error(a)
+        d["mutual_inductance_second_order"] = {
+            "J2_error_kT_max": th.fl(np.max(np.abs(err["J2_kT"]), initial=0.0)),
+            "b_error_kT_max": th.fl(np.max(np.abs(err["b_kT"]), initial=0.0)),
+            "J_error_kT_max": th.fl(err["J_kT_max"]), "uncoupled_J_error_kT_max": th.fl(err["uncoupled_J_kT_max"])}
+    return d
+
+
+def write(p, folder) -> list[Path]:
+    """rfsquids.yaml (per-SQUID SI parameters, couplings, truncation errors) and couplings.csv."""
+    folder = Path(folder)
+    a = p.artefact
+    eps = a.energy_unit_J
+    t1, t05 = a.truncation_error_kT(1.0), a.truncation_error_kT(0.5)
+    head = [f"thermohw rf-SQUID array ({SCHEMA})",
+            f"made by thermohw {__version__} (thermohw/backends/josephson.py) from target "
+            f"{p.target.name!r}, source model sha256/16 {p.report.get('source_hash', '')}",
+            "mapping (DESIGN.md s4): phi = pi + s x, phi_x = pi + delta; E_J = 24 J4 eps/s^4, "
+            "E_L = E_J + 2 J2 eps/s^2, K_ij = J_ij eps/(s_i s_j), M_ij = -K_ij L_i L_j/Phi_r^2, "
+            "K delta = -b eps/s, R = mu Phi_r^2 s^2/(tau eps)",
+            "sign: M_ij > 0 when positive current in loop j threads positive flux through loop i "
+            "(gives J_ij < 0); to first order in M/L, fourth order in x",
+            f"energy scale: one model energy unit eps = {eps:.6g} J; k_B T = {np.mean(a.kT_J):.6g} J "
+            f"(T = {np.mean(a.temperature):.6g} K); tau = {a.tau_s:.6g} s per model time unit",
+            f"beta_C max {np.max(a.beta_C):.3g} (overdamped needs << 1); hbar omega_p / k_B T max "
+            f"{np.max(a.hbar_omega_p_over_kT):.3g} (classical needs << 1)",
+            f"x^6 truncation error (-E_J s^6 x^6/720): max {np.max(np.abs(t1)):.3g} kT at |x| = 1, "
+            f"{np.max(np.abs(t05)):.3g} kT at |x| = 0.5 (per unit)"]
+    out = [th.write_text(folder / "rfsquids.yaml", th.yaml_text(head, to_dict(a)))]
+    rows = ["i,j,M_H,K_J_per_rad2"]
+    K = a.K
+    ii, jj = np.nonzero(np.triu(a.coupled, 1))
+    for i, j in zip(ii.tolist(), jj.tolist()):
+        rows.append(f"{i},{j},{th.csv_float(a.M[i, j])},{th.csv_float(K[i, j])}")
+    out.append(th.write_text(folder / "couplings.csv", "\n".join(rows) + "\n"))
+    return out
+
+
+def describe(a: RFSquidArray) -> str:
+    return (f"{a.n_units} rf-SQUIDs: I_c = {eng_unit(a.I_c[0], 'A')}, L = {eng_unit(a.L[0], 'H')}, "
+            f"beta_L = {a.beta_L[0]:.3g}, R = {eng_unit(a.R[0], 'ohm')}, beta_C = {a.beta_C[0]:.3g}, "
+            f"hbar omega_p/k_BT = {a.hbar_omega_p_over_kT[0]:.3g}")

@@ -188,13 +188,15 @@ def _default_threads(n_runs: int, n_units: int, coupled: bool) -> int:
 def simulate(computer: Computer, x0: np.ndarray, *, n_steps: int, dt: float, seed: Any = None,
              protocol: Protocol | None = None, record_every: int | None = None,
              stratonovich: bool = True, threads: int | None = None,
-             progress: Callable[[int], None] | None = None) -> Trajectory:
+             progress: Callable[[int], None] | None = None, noise: np.ndarray | None = None) -> Trajectory:
     """Advance ``x0`` (runs, N) by ``n_steps`` Euler-Maruyama steps of size ``dt``.
 
     seed: int, SeedSequence or Generator; the same seed gives identical results.
     record_every: store a snapshot every this many steps (and the initial and final state).
     stratonovich: also accumulate the Stratonovich heat sum (costs ~5 % more).
     threads: worker threads (default: all cores for large problems; results do not depend on it).
+    noise: optional (n_steps, runs, N) standard normals to use instead of the seeded streams,
+        so another simulator (ngspice, in paired co-simulation) can be driven by the same noise.
     Raises DivergenceError, with the fix, if dt is beyond the Euler stability limit or a state
     runs away.
     """
@@ -221,6 +223,10 @@ def simulate(computer: Computer, x0: np.ndarray, *, n_steps: int, dt: float, see
             f"dt = {dt:g} is beyond the Euler stability limit: mu*dt*lambda_max = {margin:.3g} >= 2 "
             f"(lambda_max of 2*J2 + J = {margin / (dt * np.max(c.mu)):.4g}); "
             f"use dt < {2.0 * dt / margin:.3g} or smaller couplings")
+    if noise is not None:
+        noise = np.asarray(noise, dtype=np.float64)
+        if noise.shape != (n_steps, R, N):
+            raise InputError(f"noise has shape {noise.shape}; expected (n_steps, runs, N) = {(n_steps, R, N)}")
     coupled = bool(np.any(c.J))
     if threads is None:
         threads = _default_threads(R, N, coupled)
@@ -272,8 +278,11 @@ def simulate(computer: Computer, x0: np.ndarray, *, n_steps: int, dt: float, see
             if k in rec_set:
                 xs[rec_set[k], r0:r1] = x
             t = k * dt
-            for gen, a, b_ in bloc:
-                gen.standard_normal(out=dx[a:b_])
+            if noise is not None:
+                dx[...] = noise[k, r0:r1]
+            else:
+                for gen, a, b_ in bloc:
+                    gen.standard_normal(out=dx[a:b_])
             dx *= sigma
             np.multiply(g, mudt, out=tmp)
             dx -= tmp

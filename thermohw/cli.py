@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from .errors import ThermohwError
@@ -109,6 +110,27 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--range", choices=["auto", "full"], default="auto",
                     help="auto: smallest full-scale holding the model (default); full: the target's whole range")
 
+    cs = sub.add_parser("cosim", help="run a compiled netlist in ngspice beside the ideal models and compare",
+                        description="Runs PROGRAM's netlist in ngspice (transient noise) with the paper's generation "
+                        "protocol, runs the float and the realised ideal models, and writes a comparison report "
+                        "(cosim.json, plots/, spice_runs.npz) into OUT. Finished SPICE runs are kept if interrupted.")
+    cs.add_argument("program", help="folder written by 'thermohw compile'")
+    cs.add_argument("-o", "--out", required=True, help="output folder")
+    cs.add_argument("--runs", type=int, default=16, help="SPICE runs (default 16)")
+    cs.add_argument("--ideal-runs", type=int, default=1000, help="runs of each ideal model (default 1000)")
+    cs.add_argument("--workers", type=int, default=1, help="parallel SPICE processes (default 1)")
+    cs.add_argument("--scheduler", help="Dask scheduler address tcp://HOST:PORT (instead of local processes)")
+    cs.add_argument("--engine", choices=["batch", "shared"], default="batch",
+                    help="batch: ngspice -b -r (default); shared: PySpice's in-process libngspice")
+    cs.add_argument("--noise", choices=["trrandom", "pwl"], default="trrandom",
+                    help="trrandom: ngspice's seeded Gaussian source; pwl: numpy noise shared with the ideal "
+                    "run of the same index (paired comparison)")
+    cs.add_argument("--nt-fraction", type=_positive(float), default=0.02,
+                    help="noise interval as a fraction of the fastest local time constant (default 0.02)")
+    cs.add_argument("--t-f", type=_positive(float), default=2.5)
+    cs.add_argument("--seed", type=int, default=0)
+    cs.add_argument("-q", "--quiet", action="store_true")
+
     lt = sub.add_parser("targets", help="list the bundled hardware target presets")
     lt.add_argument("--show", help="print one preset's YAML")
 
@@ -165,8 +187,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   prune=args.prune, range=args.range, seed=args.seed)
             prog = compile_computer(Computer.load(args.model), resolve_target(args.target), opts)
             files = prog.save(args.out)
+            beside = Path(args.model).with_name("digits.npz")
+            if beside.is_file():  # keep the training digits with the program, for cosim's digit scores
+                import shutil
+
+                shutil.copyfile(beside, Path(args.out) / "digits.npz")
             print(summary_text(prog), end="")
             print(f"wrote {len(files)} files -> {args.out}")
+        elif args.command == "cosim":
+            from .compile import CompiledProgram
+            from .cosim import CosimConfig, run_cosim
+            from .data import Digits
+
+            prog = CompiledProgram.load(args.program)
+            dfile = Path(args.program) / "digits.npz"
+            cfg = CosimConfig(runs=args.runs, ideal_runs=args.ideal_runs, t_f=args.t_f, nt_fraction=args.nt_fraction,
+                              noise=args.noise, engine=args.engine, workers=args.workers, scheduler=args.scheduler,
+                              seed=args.seed)
+            rep = run_cosim(prog, cfg, args.out, digits=Digits.load(dfile) if dfile.is_file() else None,
+                            progress=not args.quiet)
+            print("\n".join(rep["verdicts"]))
+            print(f"{rep['spice_runs']} SPICE runs in {rep['spice_seconds']:.0f} s; report -> {args.out}")
         elif args.command == "targets":
             from .target import Target, list_presets
 

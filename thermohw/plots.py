@@ -129,3 +129,60 @@ def loss_curve(losses: np.ndarray, path: str | Path) -> Path:
     ax.legend(fontsize=7)
     ax.set_title("training loss (reverse-path action)")
     return _save(fig, path)
+
+
+def bitwidth_sweep(rows: list[dict], path: str | Path) -> Path:
+    """Digit quality and heat against coupling bit width (the 'float' row as a reference band)."""
+    plt = _plt()
+    ref = next((r for r in rows if r["config"] == "float"), None)
+    q = [r for r in rows if r["config"] != "float"]
+    bits = [int(r["config"].split()[0]) for r in q]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.2))
+    a1.errorbar(bits, [r["mean_best_abs_corr"] for r in q], [r["sem_best_abs_corr"] for r in q], marker="o")
+    a2.errorbar(bits, [r["heat_mean_kT"] for r in q], [r["heat_sem_kT"] for r in q], marker="o")
+    if ref is not None:
+        for ax, k, e in ((a1, "mean_best_abs_corr", "sem_best_abs_corr"), (a2, "heat_mean_kT", "heat_sem_kT")):
+            ax.axhspan(ref[k] - 2 * ref[e], ref[k] + 2 * ref[e], color="k", alpha=0.1, label="float ± 2 s.e.")
+            ax.legend(fontsize=7)
+    a1.set_xlabel("coupling bits")
+    a1.set_ylabel("mean best |corr| with a training digit")
+    a2.set_xlabel("coupling bits")
+    a2.set_ylabel("<Q> per sample [kT]")
+    fig.suptitle("post-training quantisation (realised ideal model)")
+    return _save(fig, path)
+
+
+def side_by_side(groups: dict[str, np.ndarray], shape: Sequence[int], path: str | Path, *, n: int = 8) -> Path:
+    """Rows of generated images, one row per source (e.g. float ideal / realised ideal / SPICE)."""
+    plt = _plt()
+    rows = len(groups)
+    fig, axes = plt.subplots(rows, n, figsize=(1.2 * n, 1.35 * rows), squeeze=False)
+    for r, (name, states) in enumerate(groups.items()):
+        for j in range(n):
+            ax = axes[r, j]
+            ax.axis("off")
+            if j < len(states):
+                ax.imshow(_image(states[j], shape), cmap="gray", interpolation="nearest")
+        axes[r, 0].set_title(name, fontsize=8, loc="left")
+    return _save(fig, path)
+
+
+def unit_moments(mean_ideal: np.ndarray, mean_spice: np.ndarray, var_ideal: np.ndarray, var_spice: np.ndarray,
+                 n_spice: int, path: str | Path) -> Path:
+    """Per-unit means and variances, SPICE against the ideal model, with +-2 s.e. of SPICE."""
+    plt = _plt()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.6))
+    se_m = np.sqrt(var_ideal / n_spice)
+    a1.errorbar(mean_ideal, mean_spice, yerr=2 * se_m, fmt="o", ms=3, alpha=0.6)
+    lim = [min(mean_ideal.min(), mean_spice.min()), max(mean_ideal.max(), mean_spice.max())]
+    a1.plot(lim, lim, "k--", lw=0.8)
+    a1.set_xlabel("ideal (realised) mean x_i")
+    a1.set_ylabel("SPICE mean x_i")
+    se_v = var_ideal * np.sqrt(2.0 / max(n_spice - 1, 1))
+    a2.errorbar(var_ideal, var_spice, yerr=2 * se_v, fmt="o", ms=3, alpha=0.6)
+    lim = [0, max(var_ideal.max(), var_spice.max())]
+    a2.plot(lim, lim, "k--", lw=0.8)
+    a2.set_xlabel("ideal (realised) var x_i")
+    a2.set_ylabel("SPICE var x_i")
+    fig.suptitle(f"per-unit moments at t_f ({n_spice} SPICE runs, bars: ±2 s.e.)")
+    return _save(fig, path)

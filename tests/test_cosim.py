@@ -1,0 +1,73 @@
+"""Co-simulation harness against the real ngspice on small circuits (seconds each)."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from thermohw import Computer
+from thermohw.cli import main
+from thermohw.compile import compile_computer
+from thermohw.cosim import CosimConfig, load_runs, run_cosim
+from thermohw.target import Target
+
+from conftest import random_computer
+
+pytestmark = pytest.mark.skipif(shutil.which("ngspice") is None,
+                                reason="ngspice not installed (apt-get install -y ngspice libngspice0)")
+
+
+def small_program(seed=1):
+    c = random_computer(4, 2, seed=seed, scale=0.3)
+    t = Target.preset("rc-8bit-dense").replace(units=16)
+    return compile_computer(c, t)
+
+
+def test_paired_noise_spice_equals_realised_ideal(tmp_path):
+    """Same numpy noise into ngspice (held PWL currents) and into the realised ideal model
+    (Euler, dt = NT): the final states agree to < 1 % of their spread; what remains is the
+    Euler step error O(dt) and SPICE's own integration error, not the hardware mapping."""
+    p = small_program()
+    cfg = CosimConfig(runs=4, ideal_runs=50, t_f=0.5, noise="pwl", nt_fraction=0.02, seed=3)
+    rep = run_cosim(p, cfg, tmp_path / "c", progress=False)
+    pr = rep["paired"]
+    assert pr["relative"] < 0.01, pr  # measured 0.13 % at nt_fraction 0.02, scaling with NT
+    # and unpaired noise would differ by ~sqrt(2) x the spread: the pairing is real
+    hdr, runs = load_runs(tmp_path / "c" / "spice_runs.npz")
+    assert runs["x_final"].shape == (4, 6)
+    shuffled = runs["x_final"][::-1]
+    assert np.sqrt(np.mean((shuffled - runs["x_final"]) ** 2)) > 5 * pr["rms_state_difference"]
+
+
+def test_trrandom_cosim_writes_report_and_heat_is_consistent(tmp_path):
+    p = small_program(seed=2)
+    cfg = CosimConfig(runs=4, ideal_runs=100, t_f=0.5, seed=1)
+    rep = run_cosim(p, cfg, tmp_path / "c", progress=False)
+    out = tmp_path / "c"
+    for f in ("cosim.json", "spice_runs.npz", "ideal_float.npz", "ideal_realised.npz", "plots/heat.png",
+              "plots/unit_moments.png"):
+        assert (out / f).is_file(), f
+    _, runs = load_runs(out / "spice_runs.npz")
+    # model heat two ways on the SPICE trajectory: first law and Stratonovich sum agree
+    assert np.max(np.abs(runs["heat"] - runs["heat_strat"])) < 0.02 * np.max(np.abs(runs["heat"])) + 0.01
+    # electrical dissipation: resistors and cubic elements only dissipate
+    assert np.all(runs["energy_resistive_J"] > 0)
+    # the report states its verdicts with the test used
+    assert len(rep["verdicts"]) >= 2 and all(("AGREE" in v) or ("DIFFER" in v) for v in rep["verdicts"][:2])
+    assert json.loads((out / "cosim.json").read_text())["spice_runs"] == 4
+
+
+def test_cli_cosim_and_parallel_workers(tmp_path, capsys):
+    p = small_program(seed=4)
+    p.save(tmp_path / "prog")
+    code = main(["cosim", str(tmp_path / "prog"), "-o", str(tmp_path / "c"), "--runs", "4", "--ideal-runs", "50",
+                 "--t-f", "0.3", "--workers", "2", "-q"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "per-unit means/variances" in out and "4 SPICE runs" in out
+
+
+def test_cli_cosim_bad_program_folder(tmp_path, capsys):
+    assert main(["cosim", str(tmp_path), "-o", str(tmp_path / "c")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "compiled program" in err[0]

@@ -169,8 +169,13 @@ def run_cosim(p: CompiledProgram, cfg: CosimConfig, out: str | Path, *, digits=N
     out.mkdir(parents=True, exist_ok=True)
     specs, x0, noise = prepare(p, cfg)
     nt_model = cfg.t_f / (len(specs[0]["grid_s"]) - 1)
+    from .backends.rc import held_noise_variance_factor
+
     meta = {"config": asdict(cfg), "target": p.target.name, "nt_model": nt_model,
-            "nt_s": nt_model * p.artefact.tau}
+            "nt_s": nt_model * p.artefact.tau,
+            # sample-and-hold noise: stationary variance factor tanh(x/2)/(x/2) at x = NT/tau; the
+            # fastest unit (tau_min, cubic curvature at |x| = 1 included) bounds the loss for all
+            "held_noise_variance_factor_worst": held_noise_variance_factor(cfg.nt_fraction)}
     results: list[dict] = []
     failures: list[dict] = []
 

@@ -26,6 +26,15 @@ BACKENDS: dict[str, str] = {
 }
 
 
+def adopt_program(c, p):
+    """Give a realised Computer the programmed model's connectivity, trainability and
+    metadata (a coupling quantised to zero is still a programmable element of the chip)."""
+    if p is None or p.programmed is None:
+        return c
+    return c.replace(mask=p.programmed.mask | c.mask, bias_trainable=p.programmed.bias_trainable,
+                     meta={**p.programmed.meta, **c.meta})
+
+
 def get_backend(kind: str) -> ModuleType:
     if kind not in BACKENDS:
         raise InputError(f"no backend for kind {kind!r}; available: {', '.join(BACKENDS)}")

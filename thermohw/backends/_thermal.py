@@ -48,6 +48,33 @@ def frozen(a: Any, dtype=np.float64) -> np.ndarray:
     return a
 
 
+def freeze_fields(obj: Any, lead: str, vectors: tuple, matrices: tuple, positive: tuple, what: str) -> int:
+    """Validate and freeze an artefact's per-unit arrays in place: ``lead`` and ``vectors`` are
+    (n,), ``matrices`` and the boolean ``coupled`` are (n, n), all finite, ``positive`` > 0.
+    Returns n. ``what`` names one element of ``lead`` for the error message."""
+    from ..errors import InputError
+
+    n = np.shape(getattr(obj, lead))[0] if np.ndim(getattr(obj, lead)) == 1 else -1
+    if n < 1:
+        raise InputError(f"{lead} must be a 1-d array with one {what}")
+    for name in vectors:
+        if np.shape(getattr(obj, name)) != (n,):
+            raise InputError(f"{name} has shape {np.shape(getattr(obj, name))}; expected ({n},)")
+    for name in (*matrices, "coupled"):
+        if np.shape(getattr(obj, name)) != (n, n):
+            raise InputError(f"{name} has shape {np.shape(getattr(obj, name))}; expected ({n}, {n})")
+    for name in (lead, *vectors, *matrices):
+        a = frozen(getattr(obj, name))
+        if not np.all(np.isfinite(a)):
+            raise InputError(f"{name} contains NaN or inf")
+        object.__setattr__(obj, name, a)
+    object.__setattr__(obj, "coupled", frozen(obj.coupled, bool))
+    for name in positive:
+        if np.any(getattr(obj, name) <= 0):
+            raise InputError(f"{name} must be > 0")
+    return n
+
+
 def fl(x: Any) -> float:
     """A plain Python float (yaml.safe_dump cannot represent numpy scalars)."""
     return float(x)

@@ -93,6 +93,7 @@ from scipy.constants import hbar as HBAR
 from scipy.constants import k as K_B
 from scipy.constants import physical_constants
 
+from . import adopt_program
 from .. import __version__
 from ..computer import Computer
 from ..errors import InputError
@@ -138,24 +139,8 @@ class RFSquidArray:
     meta: dict | None = None
 
     def __post_init__(self) -> None:
-        n = np.shape(self.I_c)[0] if np.ndim(self.I_c) == 1 else -1
-        if n < 1:
-            raise InputError("I_c must be a 1-d array with one critical current per SQUID")
-        for name in ("L", "C", "R", "delta_phi_x", "s", "temperature"):
-            if np.shape(getattr(self, name)) != (n,):
-                raise InputError(f"{name} has shape {np.shape(getattr(self, name))}; expected ({n},)")
-        for name in ("M", "coupled"):
-            if np.shape(getattr(self, name)) != (n, n):
-                raise InputError(f"{name} has shape {np.shape(getattr(self, name))}; expected ({n}, {n})")
-        for name in ("I_c", "L", "C", "R", "delta_phi_x", "s", "M", "temperature"):
-            a = th.frozen(getattr(self, name))
-            if not np.all(np.isfinite(a)):
-                raise InputError(f"{name} contains NaN or inf")
-            object.__setattr__(self, name, a)
-        object.__setattr__(self, "coupled", th.frozen(self.coupled, bool))
-        for name in ("L", "C", "R", "s", "temperature"):
-            if np.any(getattr(self, name) <= 0):
-                raise InputError(f"{name} must be > 0")
+        th.freeze_fields(self, "I_c", ("L", "C", "R", "delta_phi_x", "s", "temperature"), ("M",),
+                         ("L", "C", "R", "s", "temperature"), "critical current per SQUID")
         if np.any(self.I_c < 0):
             raise InputError("I_c must be >= 0")
         if not (self.energy_unit_J > 0 and self.tau_s > 0):
@@ -352,9 +337,7 @@ def to_computer(art: RFSquidArray, p=None) -> Computer:
                  mu=art.tau_s * eps * art.R / (PHI_R ** 2 * s ** 2), kT=K_B * art.temperature / eps,
                  image_shape=art.image_shape, meta={"realised_from": "josephson", "order": "x^4, M^1",
                                                     **(art.meta or {})})
-    if p is not None and p.programmed is not None:
-        c = c.replace(mask=p.programmed.mask | c.mask, bias_trainable=p.programmed.bias_trainable,
-                      meta={**p.programmed.meta, **c.meta})
+    c = adopt_program(c, p)
     return c
 
 

@@ -93,6 +93,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import adopt_program
 from ..computer import Computer
 from ..errors import InputError
 from ..io import atomic_write
@@ -250,10 +251,7 @@ def circuit_to_computer(circ: LCCircuit) -> Computer:
 
 def to_computer(circ: LCCircuit, p=None) -> Computer:
     c = circuit_to_computer(circ)
-    if p is not None and p.programmed is not None:
-        # keep the model's connectivity (a coupling quantised to zero is still a programmable element)
-        c = c.replace(mask=p.programmed.mask | c.mask, bias_trainable=p.programmed.bias_trainable,
-                      meta={**p.programmed.meta, **c.meta})
+    c = adopt_program(c, p)
     return c
 
 

@@ -66,6 +66,7 @@ from pathlib import Path
 import numpy as np
 from scipy.constants import k as K_B
 
+from . import adopt_program
 from .. import __version__
 from ..computer import Computer
 from ..errors import InputError
@@ -107,24 +108,8 @@ class OscillatorArray:
     meta: dict | None = None
 
     def __post_init__(self) -> None:
-        n = np.shape(self.k)[0] if np.ndim(self.k) == 1 else -1
-        if n < 1:
-            raise InputError("k must be a 1-d array with one stiffness per oscillator")
-        for name in ("alpha", "mass", "gamma", "F", "temperature", "l"):
-            if np.shape(getattr(self, name)) != (n,):
-                raise InputError(f"{name} has shape {np.shape(getattr(self, name))}; expected ({n},)")
-        for name in ("kappa", "coupled"):
-            if np.shape(getattr(self, name)) != (n, n):
-                raise InputError(f"{name} has shape {np.shape(getattr(self, name))}; expected ({n}, {n})")
-        for name in ("k", "alpha", "mass", "gamma", "F", "temperature", "l", "kappa"):
-            a = th.frozen(getattr(self, name))
-            if not np.all(np.isfinite(a)):
-                raise InputError(f"{name} contains NaN or inf")
-            object.__setattr__(self, name, a)
-        object.__setattr__(self, "coupled", th.frozen(self.coupled, bool))
-        for name in ("mass", "gamma", "temperature", "l"):
-            if np.any(getattr(self, name) <= 0):
-                raise InputError(f"{name} must be > 0")
+        th.freeze_fields(self, "k", ("alpha", "mass", "gamma", "F", "temperature", "l"), ("kappa",),
+                         ("mass", "gamma", "temperature", "l"), "stiffness per oscillator")
         if not (self.energy_unit_J > 0 and self.tau_s > 0):
             raise InputError("energy_unit_J and tau_s must be > 0")
         object.__setattr__(self, "meta", dict(self.meta or {}))
@@ -248,9 +233,7 @@ def to_computer(art: OscillatorArray, p=None) -> Computer:
                  J2=art.k * l ** 2 / (2.0 * eps), J4=art.alpha * l ** 4 / (4.0 * eps),
                  mu=art.tau_s * eps / (art.gamma * l ** 2), kT=K_B * art.temperature / eps,
                  image_shape=art.image_shape, meta={"realised_from": "mechanical", **(art.meta or {})})
-    if p is not None and p.programmed is not None:
-        c = c.replace(mask=p.programmed.mask | c.mask, bias_trainable=p.programmed.bias_trainable,
-                      meta={**p.programmed.meta, **c.meta})
+    c = adopt_program(c, p)
     return c
 
 

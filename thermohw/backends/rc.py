@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import adopt_program
 from ..computer import Computer
 from ..errors import InputError
 from ..io import atomic_write
@@ -148,10 +149,7 @@ def circuit_to_computer(circ: RCCircuit, *, mu0: float | None = None, C0: float 
 
 def to_computer(circ: RCCircuit, p=None) -> Computer:
     c = circuit_to_computer(circ, mu0=float(np.mean(circ.mu)), C0=float(circ.C[0]))
-    if p is not None and p.programmed is not None:
-        # keep the model's connectivity (a coupling quantised to zero is still a programmable element)
-        c = c.replace(mask=p.programmed.mask | c.mask, bias_trainable=p.programmed.bias_trainable,
-                      meta={**p.programmed.meta, **c.meta})
+    c = adopt_program(c, p)
     return c
 
 

@@ -1,0 +1,40 @@
+"""ngspice cost per run against unit count, dense and sparse (degree-limited) couplings.
+
+Each run: t_f = 0.25 model time units of the RC netlist (one G element per coupling,
+TRRANDOM noise at NT = 0.02 / fastest local rate), reported per 1000 noise samples.
+Limit: a dense circuit matrix is refactored every step, so dense cost should grow as N^3
+(DESIGN.md 4a); ratio = fitted dense exponent / 3. Last line: ratio=<number>.
+
+usage: python benchmarks/bench_spice_scaling.py
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _spice import random_program, time_run  # noqa: E402
+
+
+def main() -> None:
+    rows = []
+    for kind, sizes, degree in (("dense", (16, 32, 64, 96), None), ("degree 8", (64, 128, 256, 512), 8),
+                                ("degree 16", (128, 256, 512), 16)):
+        for n in sizes:
+            p = random_program(n, degree)
+            sec, k = time_run(p, t_f=0.25)
+            rows.append((kind, n, p.realised.n_couplings, sec, k, 1000 * sec / k))
+            print(f"{kind:9s} N = {n:4d}  couplings = {p.realised.n_couplings:6d}  {sec:7.2f} s for {k} noise "
+                  f"samples  = {1000 * sec / k:7.3f} s per 1000 samples", flush=True)
+    d = np.array([(n, s) for kind, n, _, _, _, s in rows if kind == "dense"])
+    e_dense = np.polyfit(np.log(d[:, 0]), np.log(d[:, 1]), 1)[0]
+    s8 = np.array([(n, s) for kind, n, _, _, _, s in rows if kind == "degree 8"])
+    e_sparse = np.polyfit(np.log(s8[:, 0]), np.log(s8[:, 1]), 1)[0]
+    print(f"fitted exponent: dense {e_dense:.2f}, degree-8 {e_sparse:.2f} (time per sample ~ N^exponent)")
+    print(f"ratio={e_dense / 3:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -289,9 +289,7 @@ def simulate(computer: Computer, x0: np.ndarray, *, n_steps: int, dt: float, see
             x += dx
             grad_into(g_new, x, tmp, hs, t + dt)
             if stratonovich:  # trapezoidal midpoint: reuses the forces already computed
-                np.add(g, g_new, out=tmp)
-                tmp *= dx
-                qs[r0:r1] -= 0.5 * tmp.sum(axis=1)
+                qs[r0:r1] -= 0.5 * (np.einsum("ij,ij->i", g, dx) + np.einsum("ij,ij->i", g_new, dx))
             if tdep and hs is not None:
                 de = env(t + dt) - env(t)
                 if de != 0.0:

@@ -186,3 +186,62 @@ def unit_moments(mean_ideal: np.ndarray, mean_spice: np.ndarray, var_ideal: np.n
     a2.set_ylabel("SPICE var x_i")
     fig.suptitle(f"per-unit moments at t_f ({n_spice} SPICE runs, bars: ±2 s.e.)")
     return _save(fig, path)
+
+
+# ---- calibration ---------------------------------------------------------------------------
+def fitted_vs_programmed(intended: Computer, fits: dict[str, Fit], path: str | Path) -> Path:
+    """Couplings: fitted against intended; b, J2, kT: fitted - intended per unit. One marker
+    set per fit (e.g. before / after correction), error bars 2 standard errors."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.4))
+    iu = np.triu_indices(intended.n_units, 1)
+    m = intended.mask[iu]
+    units = np.arange(intended.n_units)
+    for k, (name, f) in enumerate(fits.items()):
+        e, s = f.estimate, f.stderr
+        axes[0].errorbar(intended.J[iu][m], f.J[iu][m], yerr=2 * f.J_se[iu][m], fmt="o", ms=3, alpha=0.6,
+                         label=name)
+        for ax, key in zip(axes[1:], ("b", "J2", "kT")):
+            ax.errorbar(units + 0.15 * k, e[key] - getattr(intended, key), yerr=2 * s[key], fmt="o", ms=3,
+                        alpha=0.7, label=name)
+    lo, hi = axes[0].get_xlim()
+    axes[0].plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    axes[0].set_xlabel("intended J_ij (realised program)")
+    axes[0].set_ylabel("fitted J_ij (chip)")
+    axes[0].set_title("couplings")
+    for ax, key in zip(axes[1:], ("b", "J2", "kT")):
+        ax.axhline(0, color="k", lw=0.8, ls="--")
+        ax.set_xlabel("unit")
+        ax.set_title(f"{key}: fitted - intended")
+    axes[0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def residual_histogram(residuals: np.ndarray, path: str | Path, *, title: str = "") -> Path:
+    """Standardised residuals of the Euler likelihood (should be N(0, 1)), all units pooled."""
+    plt = _plt()
+    r = np.asarray(residuals, dtype=float).ravel()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.hist(r, bins=80, density=True, alpha=0.6, label=f"mean {r.mean():.3f}, sd {r.std():.3f}")
+    g = np.linspace(-5, 5, 400)
+    ax.plot(g, np.exp(-g * g / 2) / np.sqrt(2 * np.pi), "k-", lw=1, label="N(0, 1)")
+    ax.set_yscale("log")
+    ax.set_ylim(1e-5, 1)
+    ax.set_xlabel("standardised residual (dx - drift dt) / sqrt(2 mu kT dt)")
+    ax.legend(fontsize=7)
+    ax.set_title(title or "residuals of the fit")
+    return _save(fig, path)
+
+
+def error_history(rows: list[dict], path: str | Path) -> Path:
+    """Estimated RMS error per parameter class against the iteration."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    keys = ["J", "b", "J2", "J4", "kT", "mu"]
+    for k in keys:
+        ax.semilogy([r["iteration"] for r in rows], [max(r["estimated_errors"][k], 1e-12) for r in rows],
+                    "o-", label=k)
+    ax.set_xlabel("measurement")
+    ax.set_ylabel("RMS (fitted - intended)")
+    ax.legend(fontsize=7, ncol=2)
+    return _save(fig, path)

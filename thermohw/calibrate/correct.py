@@ -1,0 +1,392 @@
+"""Correction: pre-distort the compiled codes so that the chip implements the intended model.
+
+Loop (:func:`calibrate`): program -> record -> fit -> correct -> program -> ... -> verify.
+
+Element models. Every trimmable element is described by a per-element law, fitted from
+*all* measurements so far (pooled, inverse-variance weighted, so the estimate sharpens with
+every iteration instead of chasing the last fit's noise), and the estimated deviations of a
+class (gamma - 1 or delta for all its elements) are shrunk together by the positive-part
+James-Stein factor max(0, 1 - (p - 2) / sum z^2) (z = deviation / standard error): a mismatch
+resolved by many standard errors is corrected fully, one lost in the measurement noise hardly
+at all - a short, noisy measurement cannot make a well-matched chip worse:
+
+    coupling pair (i, j)   implemented J_ij = gamma_ij * programmed J_ij   (transconductor gain)
+    on-site J2_i           implemented J2_i = gamma_i  * programmed J2_i   (R tolerance, trim gain)
+    bias b_i               implemented b_i  = programmed b_i + delta_i     (offset currents)
+    noise level kT_i       implemented kT_i = gamma_i  * programmed kT_i   (generator amplitude)
+
+and the next program is (intended - delta) / gamma, quantised on the target's grids: coupling
+and bias codes (``Quant`` of the compiled full scale), the J2 trim (``target.diagonal``), and -
+if the noise amplitude is adjustable (``noise_trim``) - kT per unit (continuous, or on a
+relative grid ``noise_trim_step``). Requests outside a range are clipped and reported element
+by element (``out_of_range``). What cannot be trimmed is reported, not hidden: J4 (no cubic
+trim), the mobility mu (capacitor mismatch sets each unit's speed; it does not change the
+stationary distribution), and, on non-reciprocal chips, the antisymmetric part of the
+couplings (one code per pair sets only the symmetric part).
+
+The comparison is made in the gauge of the fit: ``mobility='bias'`` (default; needs bias-step
+recordings) measures the parameters in the program's energy units. The intended model is the
+uncorrected program's realised model (what the compiler promised).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..compile import CompiledProgram, lower
+from ..computer import Computer
+from ..errors import InputError
+from ..langevin import Protocol
+from .device import Device
+from .fit import DISCRETISATIONS, MOBILITIES, Fit, fit
+from .params import ChipParameters
+
+
+@dataclass(frozen=True)
+class CorrectionConfig:
+    """iterations : correction steps (each followed by a re-measurement); the loop stops earlier
+        when no code changes. mobility / discretisation : passed to :func:`fit`.
+    noise_trim : whether the injected-noise amplitude can be set per unit. noise_trim_step :
+        its relative resolution (None: continuous). J4_trim_step : relative resolution of a
+        trim of the cubic element's gain, if the chip has one (the Target format does not
+        describe it; None = no J4 trim, J4 is reported as untrimmable). trim_couplings /
+        trim_biases / trim_J2 : which element classes may be changed."""
+
+    iterations: int = 3
+    mobility: str = "bias"
+    discretisation: str = "euler"
+    noise_trim: bool = True
+    noise_trim_step: float | None = None
+    J4_trim_step: float | None = None
+    trim_couplings: bool = True
+    trim_biases: bool = True
+    trim_J2: bool = True
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1:
+            raise InputError("iterations must be >= 1")
+        if self.mobility not in MOBILITIES:
+            raise InputError(f"mobility = {self.mobility!r}; use one of {MOBILITIES}")
+        if self.discretisation not in DISCRETISATIONS:
+            raise InputError(f"discretisation = {self.discretisation!r}; use one of {DISCRETISATIONS}")
+        for name in ("noise_trim_step", "J4_trim_step"):
+            v = getattr(self, name)
+            if v is not None and not 0 < v < 0.5:
+                raise InputError(f"{name} must be in (0, 0.5) (a relative step)")
+
+
+# ---------------------------------------------------------------------------------------------
+# errors against the intended model
+# ---------------------------------------------------------------------------------------------
+def _pairs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.nonzero(np.triu(mask, 1))
+
+
+def parameter_errors(chip: ChipParameters, intended: Computer) -> dict[str, float]:
+    """RMS differences chip - intended per class (model units): J (symmetric part, over the
+    intended couplings), J_antisymmetric, b, J2, J4, kT, mu."""
+    ii, jj = _pairs(intended.mask)
+    Js = chip.J
+    rms = lambda d: float(np.sqrt(np.mean(np.square(d)))) if np.size(d) else 0.0  # noqa: E731
+    return {"J": rms(Js[ii, jj] - intended.J[ii, jj]),
+            "J_antisymmetric": rms(0.5 * (chip.K - chip.K.T)[ii, jj]),
+            "b": rms(chip.b - intended.b), "J2": rms(chip.J2 - intended.J2), "J4": rms(chip.J4 - intended.J4),
+            "kT": rms(chip.kT - intended.kT), "mu": rms(chip.mu - intended.mu)}
+
+
+def estimated_errors(f: Fit, intended: Computer) -> dict[str, dict[str, float]]:
+    """From a fit alone: per class (J, b, J2, J4, kT, mu, J_antisymmetric) the RMS of
+    (fit - intended) ('raw', which includes the measurement noise), the RMS standard error, and
+    the noise-debiased estimate of the true RMS error, sqrt(max(0, raw^2 - mean se^2))
+    ('excess')."""
+    a = _fit_arrays(f)
+    ii, jj = _pairs(intended.mask)
+    out = {}
+    for k in ("J", "b", "J2", "J4", "kT", "mu"):
+        v, se = a[k]
+        ref = getattr(intended, k)
+        if k == "J":
+            v, se, ref = v[ii, jj], se[ii, jj], ref[ii, jj]
+        if np.size(v) == 0:
+            continue
+        raw2 = float(np.mean((v - ref) ** 2))
+        out[k] = {"raw": raw2 ** 0.5, "excess": max(0.0, raw2 - float(np.mean(se ** 2))) ** 0.5,
+                  "se_rms": float(np.mean(se ** 2)) ** 0.5}
+    if ii.size:   # antisymmetric part of the directed rows: (K_ij - K_ji) / 2, se sqrt(se_ij^2 + se_ji^2) / 2
+        K, sK = f.estimate["K"], f.stderr["K"]
+        d = 0.5 * (K - K.T)[ii, jj]
+        s2 = 0.25 * (sK ** 2 + sK.T ** 2)[ii, jj]
+        raw2 = float(np.mean(d * d))
+        out["J_antisymmetric"] = {"raw": raw2 ** 0.5, "excess": max(0.0, raw2 - float(np.mean(s2))) ** 0.5,
+                                  "se_rms": float(np.mean(s2)) ** 0.5}
+    return out
+
+
+def _fit_arrays(f: Fit) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    e, s = f.estimate, f.stderr
+    return {"J": (f.J, f.J_se), "b": (e["b"], s["b"]), "J2": (e["J2"], s["J2"]), "kT": (e["kT"], s["kT"]),
+            "J4": (e["J4"], s["J4"]), "mu": (e["mu"], s["mu"])}
+
+
+# ---------------------------------------------------------------------------------------------
+# one correction step
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Correction:
+    """A pre-distorted program and what it could not do.
+
+    program : the corrected CompiledProgram (codes, programmed, realised, artefact).
+    requested : the unquantised values asked for (J (N, N), b, J2, kT).
+    out_of_range : one dict per clipped element: element, requested, limit.
+    estimated_errors : RMS (fit - intended) per class before this correction (includes the
+        measurement noise). estimated_true_errors : the same, noise-debiased (``estimated_errors``
+        function: sqrt(max(0, RMS^2 - mean se^2))).
+    untrimmable : estimated RMS errors of classes with no trim (J4, mu, [kT], antisymmetric J).
+    codes_changed : codes that differ from the previous program, plus continuous trims (kT,
+        J4) that moved by more than the relative standard error of their estimate.
+    """
+
+    program: CompiledProgram
+    requested: dict
+    out_of_range: list
+    estimated_errors: dict
+    untrimmable: dict
+    codes_changed: int
+    estimated_true_errors: dict = field(default_factory=dict)
+
+
+def _shrink(dev: np.ndarray, se: np.ndarray) -> np.ndarray:
+    """James-Stein factor for a class of p estimated deviations with standard errors se:
+    max(0, 1 - (p - 2) / sum (dev/se)^2) for p >= 3 (per element max(0, 1 - (se/dev)^2) for
+    fewer). Near 1 when the class's mismatch is many standard errors, near 0 when it is not
+    resolved - so an under-powered measurement leaves the chip (almost) alone instead of
+    programming its own noise into it. Returns the factor broadcast to dev's shape."""
+    dev = np.asarray(dev, dtype=np.float64)
+    se = np.broadcast_to(np.asarray(se, dtype=np.float64), dev.shape)
+    ok = np.isfinite(se) & (se > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z2 = np.where(ok, (dev / se) ** 2, 0.0)
+    p = int(np.count_nonzero(ok))
+    if p >= 3:
+        tot = float(np.sum(z2))
+        return np.full(dev.shape, max(0.0, 1.0 - (p - 2) / tot) if tot > 0 else 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(z2 > 0, np.clip(1.0 - 1.0 / z2, 0.0, 1.0), 0.0)
+
+
+def _pooled_gain(P: np.ndarray, M: np.ndarray, S: np.ndarray) -> np.ndarray:
+    """Per element, weighted least squares through the origin over the measurements so far,
+    M_k = gamma P_k (+ noise S_k); the deviation gamma - 1 is shrunk by :func:`_shrink`."""
+    w = 1.0 / np.maximum(S, 1e-300) ** 2
+    num = np.sum(w * P * M, axis=0)
+    den = np.sum(w * P * P, axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = np.where(den > 0, num / den, 1.0)
+        se = np.where(den > 0, 1.0 / np.sqrt(den), np.inf)
+    return 1.0 + (g - 1.0) * _shrink(g - 1.0, se)
+
+
+def _pooled_offset(P: np.ndarray, M: np.ndarray, S: np.ndarray) -> np.ndarray:
+    """Per element, the weighted mean of M_k - P_k (an additive offset), shrunk."""
+    w = 1.0 / np.maximum(S, 1e-300) ** 2
+    d = np.sum(w * (M - P), axis=0) / np.sum(w, axis=0)
+    return d * _shrink(d, 1.0 / np.sqrt(np.sum(w, axis=0)))
+
+
+def correction_step(history: list[tuple[CompiledProgram, Fit]], intended: Computer,
+                    config: CorrectionConfig = CorrectionConfig()) -> Correction:
+    """The next program from all (program, fit) measurements so far (the last one is current)."""
+    if not history:
+        raise InputError("correction needs at least one measurement")
+    p = history[-1][0]
+    prog = p.programmed
+    n = prog.n_units
+    if intended.n_units != n:
+        raise InputError(f"the intended model has {intended.n_units} units, the program {n}")
+    if p.target.kind != "rc":
+        raise InputError(f"correction maps onto RC element trims; target {p.target.name!r} is {p.target.kind!r}")
+    mask = intended.mask
+    ii, jj = _pairs(mask)
+    hist = [(q.programmed, _fit_arrays(f)) for q, f in history]
+    last = hist[-1][1]
+    est = {k: v[0] for k, v in last.items()}
+    chip_est = history[-1][1].params
+    errors = parameter_errors(chip_est, intended)
+    excess = {k: v["excess"] for k, v in estimated_errors(history[-1][1], intended).items()}
+    out: list[dict] = []
+    requested: dict[str, Any] = {}
+    codes = {k: np.array(v, copy=True) for k, v in p.codes.items()}
+
+    def stack(key: str, getp: Callable[[Computer], np.ndarray]):
+        P = np.stack([getp(q) for q, _ in hist])
+        M = np.stack([a[key][0] for _, a in hist])
+        S = np.stack([a[key][1] for _, a in hist])
+        return P, M, S
+
+    def clip_report(name: str, req: np.ndarray, lo: float, hi: float, idx) -> None:
+        for k in np.nonzero((req < lo) | (req > hi))[0]:
+            out.append({"element": name.format(*idx(k)), "requested": float(req[k]),
+                        "limit": float(lo if req[k] < lo else hi)})
+
+    # couplings: one code per pair, symmetric part
+    J_new = prog.J.copy()
+    if config.trim_couplings and ii.size:
+        P, M, S = stack("J", lambda c: c.J)
+        gam = _pooled_gain(P[:, ii, jj], M[:, ii, jj], S[:, ii, jj])
+        prog_ok = np.abs(P[-1, ii, jj]) > 0
+        gam = np.where(prog_ok & (gam > 0.2), gam, 1.0)   # a zero or sign-flipped element: do not invert
+        req = intended.J[ii, jj] / gam
+        requested["J"] = req
+        qj = dataclasses.replace(p.coupling_quant, rounding="nearest")
+        clip_report("J[{},{}]", req, qj.min, qj.max, lambda k: (ii[k], jj[k]))
+        cj = qj.encode(req)
+        cmat = np.zeros((n, n), dtype=np.int64)
+        cmat[ii, jj] = cj
+        cmat = cmat + cmat.T
+        codes["J"] = cmat
+        J_new = np.where(mask, qj.decode(cmat), 0.0)
+    # biases: offsets
+    b_new = prog.b.copy()
+    if config.trim_biases:
+        P, M, S = stack("b", lambda c: c.b)
+        req = intended.b - _pooled_offset(P, M, S)
+        requested["b"] = req
+        qb = dataclasses.replace(p.bias_quant, rounding="nearest")
+        clip_report("b[{}]", req, qb.min, qb.max, lambda k: (k,))
+        codes["b"] = qb.encode(req)
+        b_new = qb.decode(codes["b"])
+    # J2 trims: gains
+    J2_new = prog.J2.copy()
+    untrim: dict[str, float] = {"mu": excess.get("mu", 0.0), "J_antisymmetric": excess.get("J_antisymmetric", 0.0)}
+    if config.trim_J2 and p.target.diagonal is not None:
+        P, M, S = stack("J2", lambda c: c.J2)
+        req = intended.J2 / _pooled_gain(P, M, S)
+        requested["J2"] = req
+        tr = p.target.diagonal
+        clip_report("J2[{}]", req, tr.min, tr.max, lambda k: (k,))
+        codes["J2_trim"] = tr.encode(req)
+        J2_new = tr.decode(codes["J2_trim"])
+    else:
+        untrim["J2"] = excess["J2"]
+    # cubic gain (only if the chip has a trim for it)
+    J4_new = prog.J4.copy()
+    if config.J4_trim_step is not None:
+        P, M, S = stack("J4", lambda c: c.J4)
+        req = intended.J4 / _pooled_gain(P, M, S)
+        requested["J4"] = req
+        st = config.J4_trim_step
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where(intended.J4 > 0, req / intended.J4, 1.0)
+        J4_new = np.where(intended.J4 > 0, (np.round((rel - 1) / st) * st + 1) * intended.J4, prog.J4)
+    else:
+        untrim["J4"] = excess["J4"]
+    # noise amplitude
+    kT_new = prog.kT.copy()
+    if config.noise_trim:
+        P, M, S = stack("kT", lambda c: c.kT)
+        req = intended.kT / _pooled_gain(P, M, S)
+        requested["kT"] = req
+        if config.noise_trim_step is not None:   # the amplitude s ~ sqrt(kT) is set on a relative grid
+            st = config.noise_trim_step
+            req = (np.round((np.sqrt(req / intended.kT) - 1) / st) * st + 1) ** 2 * intended.kT
+        kT_new = req
+    else:
+        untrim["kT"] = excess["kT"]
+    changed = sum(int(np.count_nonzero(np.asarray(codes[k]) != np.asarray(p.codes[k]))) for k in codes if k in p.codes)
+    # continuous (or finely stepped) trims count as changed when they move by more than the
+    # relative standard error of the estimate they were computed from
+    for key, new_v, old_v in (("kT", kT_new, prog.kT), ("J4", J4_new, prog.J4)):
+        val, se = last[key]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel_se = np.where(val != 0, np.abs(se / val), np.inf)
+            moved = np.abs(new_v / np.where(old_v != 0, old_v, 1.0) - 1) > rel_se
+        changed += int(np.count_nonzero(moved & (new_v != old_v)))
+    new_prog = prog.replace(J=J_new, b=b_new, J2=J2_new, J4=J4_new, kT=kT_new)
+    q = lower(p.with_(programmed=new_prog, codes=codes))
+    q = q.note("calibration", {"out_of_range": out, "estimated_errors_before": errors, "untrimmable": untrim})
+    return Correction(program=q, requested=requested, out_of_range=out, estimated_errors=errors,
+                      untrimmable=untrim, codes_changed=changed, estimated_true_errors=excess)
+
+
+# ---------------------------------------------------------------------------------------------
+# the loop
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class CalibrationResult:
+    """program : the final (corrected) program. initial_fit / final_fit : the first and the
+    verifying measurement. history : one dict per iteration (estimated errors, codes changed,
+    out-of-range elements). converged : True when the last correction changed no code.
+    untrimmable : noise-debiased estimates (from the verifying fit) of the RMS errors that no
+    trim can remove."""
+
+    program: CompiledProgram
+    intended: Computer
+    initial_fit: Fit
+    final_fit: Fit
+    fits: list
+    history: list
+    out_of_range: list
+    untrimmable: dict
+    converged: bool
+    notes: list = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {"converged": self.converged, "iterations": len(self.history),
+                "estimated_errors_initial": parameter_errors(self.initial_fit.params, self.intended),
+                "estimated_errors_final": parameter_errors(self.final_fit.params, self.intended),
+                "out_of_range": self.out_of_range, "untrimmable": self.untrimmable, "history": self.history,
+                "notes": self.notes}
+
+
+def calibrate(device: Device, program: CompiledProgram, *, protocol: Protocol | None, duration: float,
+              sample_interval: float, seed: int = 0, config: CorrectionConfig = CorrectionConfig(),
+              runs: int | None = None, intended: Computer | None = None,
+              on_iteration: Callable[[int, CompiledProgram, Fit, Any], None] | None = None) -> CalibrationResult:
+    """Program ``program``, measure, fit, correct, re-program, ... ``config.iterations`` times,
+    then a verifying measurement of the final program. Each measurement is ``device.run(
+    protocol, duration, sample_interval, seed + k)``. ``on_iteration(k, program, fit, recording)``
+    is called after each measurement (k = 0 is the uncorrected chip). ``intended``: the model
+    to reach (default ``program.realised``)."""
+    intended = program.realised if intended is None else intended
+    history: list[tuple[CompiledProgram, Fit]] = []
+    rows: list[dict] = []
+    p = program
+    converged = False
+    corr = None
+
+    def measure(k: int, q: CompiledProgram) -> Fit:
+        device.program(q)
+        rec = device.run(protocol, duration, sample_interval, seed + k, runs=runs)
+        f = fit(rec, mask=intended.mask, mobility=config.mobility, discretisation=config.discretisation,
+                mu=q.realised.mu if config.mobility == "nominal" else None)
+        if on_iteration is not None:
+            on_iteration(k, q, f, rec)
+        return f
+
+    for k in range(config.iterations):
+        f = measure(k, p)
+        history.append((p, f))
+        corr = correction_step(history, intended, config)
+        rows.append({"iteration": k, "estimated_errors": corr.estimated_errors,
+                     "estimated_true_errors": corr.estimated_true_errors, "codes_changed": corr.codes_changed,
+                     "out_of_range": len(corr.out_of_range)})
+        p = corr.program
+        if corr.codes_changed == 0:
+            converged = True
+            break
+    final = measure(len(history), p)
+    history.append((p, final))
+    notes = []
+    if corr is not None and corr.out_of_range:
+        notes.append(f"{len(corr.out_of_range)} element(s) need values outside their programmable range and were "
+                     "clipped (see out_of_range); their error stays - compile with a larger full scale "
+                     "(--range full, or a target with a wider range) or retrain with smaller couplings")
+    final_err = {k: v["excess"] for k, v in estimated_errors(final, intended).items()}
+    keys = corr.untrimmable.keys() if corr is not None else ("J4", "mu", "J_antisymmetric")
+    return CalibrationResult(program=p, intended=intended, initial_fit=history[0][1], final_fit=final,
+                             fits=[f for _, f in history], history=rows,
+                             out_of_range=corr.out_of_range if corr is not None else [],
+                             untrimmable={k: final_err[k] for k in keys}, converged=converged, notes=notes)

@@ -1,0 +1,183 @@
+"""A virtual chip in ngspice: the compiled RC netlist with hidden component mismatch.
+
+``program`` applies the chip's :class:`~thermohw.calibrate.device.HiddenErrors` to the
+*elements* of the compiled circuit (``rc.RCCircuit``: C_i, R_i and the trim, the cubic k3_i,
+every directed coupling transconductor G_ij, offset currents, the noise amplitude) - what a
+lab's chip does. ``run`` writes netlists (``rc.netlist``, seeded ``TRRANDOM`` noise, ``.ic``
+at x = 0 with UIC) in which several runs sit side by side as uncoupled copies of the chip
+(``runs_per_netlist``; ngspice's sparse solver makes that cheaper than separate processes),
+each copy with its own imposed-bias current I_h = -mu0 C0 V_s h (an exact external source),
+runs them through ``thermohw.executor`` (local processes or Dask), and resamples the node
+voltages at the sample interval: x = v / V_s, t_model = t / tau.
+
+Non-reciprocity: by default each direction of a coupling is its own transconductor with its
+own gain error, so G_ij != G_ji and the chip is *not* a gradient system. Its truth
+(:meth:`reveal`) is a :class:`~thermohw.calibrate.params.ChipParameters` with directed K; the
+fit estimates the rows separately and reports the asymmetry (``Fit.asymmetry_z``).
+
+Noise: TRRANDOM holds a Gaussian value for NT = sample_interval / ``nt_per_sample``; the
+increments over a sample interval then carry exactly the white level s^2 per unit time, so
+the Euler likelihood's noise model holds. The remaining differences from the Euler model
+(continuous drift within a step, held rather than white noise) are O(lambda dt).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ..compile import CompiledProgram
+from ..errors import InputError
+from ..langevin import Protocol
+from .device import Device, HiddenErrors, _samples, protocol_bias
+from .params import ChipParameters
+from .recording import Recording
+
+__all__ = ["SpiceVirtualChip", "copies_circuit"]
+
+
+def copies_circuit(circ, I_extra: np.ndarray):
+    """``len(I_extra)`` uncoupled copies of ``circ`` in one circuit; copy r gets the extra
+    bias currents I_extra[r] (A, into each node). Node r*N + i is unit i of copy r."""
+    k, n = I_extra.shape
+    if n != circ.n_units:
+        raise InputError(f"I_extra has {n} units, the circuit {circ.n_units}")
+    tile = lambda a: np.tile(np.asarray(a, dtype=np.float64), k)  # noqa: E731
+    return dataclasses.replace(
+        circ, C=tile(circ.C), R=tile(circ.R), g_trim=tile(circ.g_trim), k3=tile(circ.k3),
+        I_b=(np.asarray(circ.I_b)[None, :] + I_extra).reshape(-1), G=np.kron(np.eye(k), circ.G),
+        s2=tile(circ.s2), mu=tile(circ.mu), kT_model=tile(circ.kT_model), n_visible=0, image_shape=None)
+
+
+def _spice_job(spec: dict) -> np.ndarray:
+    """Run one netlist; return x (samples, copies, N) on the sample grid (module level: it
+    runs in worker processes)."""
+    from ..spice.engines import run as run_spice
+
+    raw = run_spice(spec["netlist"], engine=spec["engine"], timeout=spec["timeout"])
+    t = raw["time"]
+    grid = spec["grid_s"]
+    if t[-1] < grid[-1] * (1 - 1e-9):
+        raise InputError(f"ngspice stopped at t = {t[-1]:.6g} s before the end {grid[-1]:.6g} s")
+    k, n, V_s = spec["copies"], spec["n_units"], spec["V_s"]
+    x = np.empty((grid.size, k * n))
+    for m in range(k * n):
+        x[:, m] = np.interp(grid, t, raw[f"v(u{m})"])
+    return (x / V_s).reshape(grid.size, k, n)
+
+
+def _netlist_seed(seed: int, group: int) -> int:
+    """A seed in ngspice's accepted range 1..2**31-1 for netlist ``group`` of run ``seed``."""
+    s = np.random.SeedSequence([int(seed), int(group), 0x5EED]).generate_state(1, np.uint32)[0]
+    return int(s % (2 ** 31 - 2)) + 1
+
+
+class SpiceVirtualChip(Device):
+    """The compiled RC netlist with hidden, seeded component mismatch, run in ngspice.
+
+    errors / chip_seed / reciprocal / noise_common / noise_unit / scale : the chip's hidden
+        errors (as :class:`~thermohw.calibrate.device.IdealVirtualChip`; here ``reciprocal``
+        defaults to False: every G_ij is its own element).
+    nt_per_sample : TRRANDOM noise samples per sample interval (NT = sample_interval / this).
+    runs_per_netlist : runs simulated side by side in one netlist.
+    workers / scheduler : ``thermohw.executor`` (local processes, or a Dask scheduler address).
+    engine : 'batch' (ngspice -b) or 'shared' (PySpice). timeout : seconds per netlist.
+    """
+
+    def __init__(self, errors: HiddenErrors | None = None, *, chip_seed: int = 0, reciprocal: bool = False,
+                 noise_common: float = 0.03, noise_unit: float = 0.01, scale: float = 1.0,
+                 nt_per_sample: int = 2, runs_per_netlist: int = 8, workers: int = 1,
+                 scheduler: str | None = None, engine: str = "batch", timeout: float | None = None) -> None:
+        if int(nt_per_sample) < 1 or int(runs_per_netlist) < 1:
+            raise InputError("nt_per_sample and runs_per_netlist must be >= 1")
+        self._errors = errors
+        self._draw = dict(reciprocal=reciprocal, noise_common=noise_common, noise_unit=noise_unit, scale=scale)
+        self._chip_seed = int(chip_seed)
+        self.nt_per_sample = int(nt_per_sample)
+        self.runs_per_netlist = int(runs_per_netlist)
+        self.workers, self.scheduler, self.engine, self.timeout = int(workers), scheduler, engine, timeout
+        self._bad = None
+        self._truth: ChipParameters | None = None
+        self.program_ = None
+
+    def program(self, program: CompiledProgram) -> None:
+        if program.target.kind != "rc" or program.artefact is None:
+            raise InputError(f"the SPICE virtual chip models RC targets; {program.target.name!r} is "
+                             f"{program.target.kind!r}")
+        circ = program.artefact
+        n = circ.n_units
+        if self._errors is None:
+            self._errors = HiddenErrors.draw(program.target, n, self._chip_seed, **self._draw)
+        if self._errors.n_units != n:
+            raise InputError(f"this chip has {self._errors.n_units} units; the program needs {n}")
+        self._bad = self._errors.apply_to_circuit(circ)
+        self._a = float(np.mean(circ.mu)) * float(circ.C[0])   # the program's gauge: mu0 C0
+        self._truth = ChipParameters.from_circuit(self._bad, mu0=float(np.mean(circ.mu)), C0=float(circ.C[0]),
+                                                  mask=program.realised.mask)
+        self.program_ = program
+
+    @property
+    def n_units(self) -> int:
+        return self._need_program().realised.n_units
+
+    def reveal(self) -> ChipParameters:
+        """The hidden truth (virtual chips only; for tests and reports)."""
+        self._need_program()
+        return self._truth
+
+    def reveal_errors(self) -> HiddenErrors:
+        self._need_program()
+        return self._errors
+
+    def reveal_circuit(self):
+        """The mismatched element values (virtual chips only)."""
+        self._need_program()
+        return self._bad
+
+    def netlists(self, protocol: Protocol | None, duration: float, sample_interval: float, seed: int, *,
+                 runs: int | None = None) -> tuple[list[dict], np.ndarray]:
+        """The job specs ``run`` would execute, and the (runs, N) imposed biases."""
+        p = self._need_program()
+        bad = self._bad
+        n = bad.n_units
+        h = protocol_bias(protocol, n, runs)
+        k = _samples(duration, sample_interval)
+        tau = bad.tau
+        nt_s = sample_interval * tau / self.nt_per_sample
+        grid = np.arange(k + 1) * (sample_interval * tau)
+        specs = []
+        for g, r0 in enumerate(range(0, h.shape[0], self.runs_per_netlist)):
+            hh = h[r0:r0 + self.runs_per_netlist]
+            sup = copies_circuit(bad, -self._a * bad.V_s * hh)
+            net = _rc().netlist(sup, t_stop=grid[-1], nt=nt_s, seed=_netlist_seed(seed, g), noise="trrandom",
+                                x0=np.zeros(sup.n_units),
+                                title=f"thermohw virtual chip {self._chip_seed}: runs {r0}..{r0 + len(hh) - 1}",
+                                meta={"program": p.report.get("source_hash", ""), "seed": int(seed)})
+            specs.append({"netlist": net, "engine": self.engine, "timeout": self.timeout, "grid_s": grid,
+                          "copies": len(hh), "n_units": n, "V_s": bad.V_s})
+        return specs, h
+
+    def run(self, protocol: Protocol | None, duration: float, sample_interval: float, seed: int, *,
+            runs: int | None = None, progress: bool = False) -> Recording:
+        from ..executor import make_executor
+
+        specs, h = self.netlists(protocol, duration, sample_interval, seed, runs=runs)
+        with make_executor(workers=min(self.workers, len(specs)), scheduler=self.scheduler) as ex:
+            res = ex.map(_spice_job, specs, progress=progress, desc="SPICE chip")
+        bad = [r for r in res if not r.ok]
+        if bad:
+            raise InputError(f"{len(bad)} of {len(res)} ngspice runs failed; first: {bad[0].error}")
+        x = np.concatenate([r.value for r in res], axis=1)
+        k = x.shape[0] - 1
+        circ = self._bad
+        return Recording(np.arange(k + 1) * float(sample_interval), x, sample_interval, h,
+                         {"V_s_V": circ.V_s, "tau_s": circ.tau},
+                         {"device": "virtual-spice", "seed": int(seed), "nt_per_sample": self.nt_per_sample,
+                          "program_hash": self.program_.report.get("source_hash", ""),
+                          "protocol": protocol.describe() if protocol is not None else {"kind": "free"}})
+
+
+def _rc():
+    from ..backends import rc
+
+    return rc

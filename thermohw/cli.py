@@ -131,6 +131,41 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--seed", type=int, default=0)
     cs.add_argument("-q", "--quiet", action="store_true")
 
+    ca = sub.add_parser("calibrate", help="measure a chip, fit what it implements, pre-distort the program, verify",
+                        description="Records bias-step trajectories of all units from DEVICE running PROGRAM, fits the "
+                        "Langevin computer the chip really implements (J2, J4, b, couplings, kT, mu with standard "
+                        "errors), pre-distorts the codes and trims, re-measures, and writes report.json, plots/, "
+                        "corrected/ (the corrected program) and recording_initial.npz into OUT. A replay device "
+                        "(files: CSV/NPZ, layouts in thermohw.calibrate.recording) gives one fit and the "
+                        "recommended correction.")
+    ca.add_argument("program", help="folder written by 'thermohw compile' (rc target for the virtual chips)")
+    ca.add_argument("--device", required=True,
+                    help="virtual-ideal | virtual-spice | replay:PATH (a .csv/.npz file or a folder of them)")
+    ca.add_argument("-o", "--out", required=True, help="output folder")
+    ca.add_argument("--runs", type=int, default=256, help="bias-step runs per measurement (default 256)")
+    ca.add_argument("--duration", type=_positive(float), default=20.0, help="model time units per run (default 20)")
+    ca.add_argument("--sample-interval", type=_positive(float), default=0.01, help="model time units (default 0.01)")
+    ca.add_argument("--amplitude", type=_positive(float), default=2.0, help="bias-step amplitude, model units (default 2)")
+    ca.add_argument("--iterations", type=int, default=3, help="correction steps (default 3)")
+    ca.add_argument("--mobility", choices=["bias", "nominal"], default="bias",
+                    help="bias: fit mu from the known imposed biases (default); nominal: fix mu to the program's")
+    ca.add_argument("--discretisation", choices=["auto", "euler", "continuous"], default="auto",
+                    help="likelihood: euler (Euler-stepped recordings) or continuous (chips; Ito-Taylor corrected); "
+                    "auto picks by device")
+    ca.add_argument("--intended", help="replay: the original program the chip should implement (when PROGRAM is "
+                    "an already corrected one)")
+    ca.add_argument("--J4-trim", type=_positive(float), dest="J4_trim", help="relative step of a cubic-gain trim, if "
+                    "the chip has one (default: none, J4 is reported as untrimmable)")
+    ca.add_argument("--no-noise-trim", action="store_true", help="the noise amplitude cannot be set per unit")
+    ca.add_argument("--chip-seed", type=int, default=0, help="virtual chips: which chip (its hidden mismatch)")
+    ca.add_argument("--mismatch-scale", type=float, default=1.0,
+                    help="virtual chips: multiply the target's component spreads (default 1)")
+    ca.add_argument("--substeps", type=int, default=1, help="virtual-ideal: Euler steps per sample (default 1)")
+    ca.add_argument("--workers", type=int, default=1, help="virtual-spice: parallel ngspice processes")
+    ca.add_argument("--generate-runs", type=int, default=1000,
+                    help="generated samples per model for the before/after comparison (0: skip)")
+    ca.add_argument("--seed", type=int, default=0)
+
     lt = sub.add_parser("targets", help="list the bundled hardware target presets")
     lt.add_argument("--show", help="print one preset's YAML")
 
@@ -208,6 +243,29 @@ def main(argv: Sequence[str] | None = None) -> int:
                             progress=not args.quiet)
             print("\n".join(rep["verdicts"]))
             print(f"{rep['spice_runs']} SPICE runs in {rep['spice_seconds']:.0f} s; report -> {args.out}")
+        elif args.command == "calibrate":
+            from .calibrate.device import open_device
+            from .calibrate.report import CalibrationSetup, run_calibration
+            from .compile import CompiledProgram
+            from .data import Digits
+
+            prog = CompiledProgram.load(args.program)
+            kw = {}
+            if args.device == "virtual-ideal":
+                kw = dict(chip_seed=args.chip_seed, scale=args.mismatch_scale, substeps=args.substeps)
+            elif args.device == "virtual-spice":
+                kw = dict(chip_seed=args.chip_seed, scale=args.mismatch_scale, workers=args.workers)
+            setup = CalibrationSetup(runs=args.runs, duration=args.duration, sample_interval=args.sample_interval,
+                                     amplitude=args.amplitude, iterations=args.iterations, seed=args.seed,
+                                     mobility=args.mobility, J4_trim_step=args.J4_trim,
+                                     noise_trim=not args.no_noise_trim, generate_runs=args.generate_runs,
+                                     discretisation=None if args.discretisation == "auto" else args.discretisation)
+            dfile = Path(args.program) / "digits.npz"
+            rep = run_calibration(prog, open_device(args.device, **kw), args.out, setup,
+                                  digits=Digits.load(dfile) if dfile.is_file() else None,
+                                  intended=CompiledProgram.load(args.intended) if args.intended else None)
+            print("\n".join(rep["verdicts"]))
+            print(f"calibrated in {rep['seconds']:.0f} s; report -> {args.out}, corrected program -> {rep['corrected_program']}")
         elif args.command == "targets":
             from .target import Target, list_presets
 

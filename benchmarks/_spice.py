@@ -9,17 +9,25 @@ from thermohw import Computer, CompileOptions, Target, compile_computer
 from thermohw.cosim import CosimConfig, prepare, spice_job
 
 
-def random_program(n: int, degree: int | None, seed: int = 0, scale: float = 0.05):
-    """N units with random couplings: dense, or a random graph of the given degree."""
+def random_program(n: int, degree: int | None, seed: int = 0, scale: float = 0.05, graph: str = "ring"):
+    """N units with random couplings: dense, or a graph of the given degree: ``ring`` (a
+    circulant, banded: little LU fill-in) or ``random`` (random regular graph: an expander)."""
     rng = np.random.default_rng(seed)
     if degree is None or degree >= n - 1:
         mask = ~np.eye(n, dtype=bool)
         topo = {"type": "all-to-all"}
     else:
         mask = np.zeros((n, n), bool)
-        idx = np.arange(n)
-        for k in range(1, degree // 2 + 1):  # circulant ring: exactly `degree` neighbours
-            mask[idx, (idx + k * 7) % n] = True
+        if graph == "random":
+            import networkx as nx
+
+            g = nx.random_regular_graph(degree, n, seed=seed)
+            for i, j in g.edges():
+                mask[i, j] = True
+        else:
+            idx = np.arange(n)
+            for k in range(1, degree // 2 + 1):  # circulant ring: exactly `degree` neighbours
+                mask[idx, (idx + k) % n] = True
         mask |= mask.T
         np.fill_diagonal(mask, False)
         topo = {"type": "degree-limited", "max_degree": int(mask.sum(1).max())}

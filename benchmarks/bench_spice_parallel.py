@@ -1,7 +1,7 @@
-"""Parallel speed-up of SPICE runs: 4 runs with 1 worker, then with 2 worker processes.
+"""Parallel speed-up of SPICE runs: 6 runs (256 units, banded degree 8, t_f = 2.5) with 1 worker, then 2 worker processes.
 Limit: the machine's core count (2 here); ratio = speed-up / cores. Last line: ratio=<number>.
 
-usage: python benchmarks/bench_spice_parallel.py [--units 128] [--degree 8]
+usage: python benchmarks/bench_spice_parallel.py [--units 256] [--degree 8]
 """
 from __future__ import annotations
 
@@ -20,12 +20,12 @@ from thermohw.executor import make_executor  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--units", type=int, default=128)
+    ap.add_argument("--units", type=int, default=256)
     ap.add_argument("--degree", type=int, default=8)
-    ap.add_argument("--runs", type=int, default=4)
+    ap.add_argument("--runs", type=int, default=6)
     a = ap.parse_args()
     p = random_program(a.units, a.degree)
-    specs, _, _ = prepare(p, CosimConfig(runs=a.runs, ideal_runs=2, t_f=0.5))
+    specs, _, _ = prepare(p, CosimConfig(runs=a.runs, ideal_runs=2, t_f=2.5))
     times = {}
     for w in (1, 2):
         with make_executor(workers=w) as ex:

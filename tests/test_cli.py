@@ -266,7 +266,7 @@ def test_resume_extends_cycles(tmp_path, trained, straight5, capsys):
 
 
 def test_interrupt_then_resume(tmp_path, straight5, monkeypatch, capsys):
-    real = thermohw.train.train_cycle
+    real = thermohw.train.sgd_update
     calls = {"n": 0}
 
     def flaky(*a, **k):
@@ -275,7 +275,7 @@ def test_interrupt_then_resume(tmp_path, straight5, monkeypatch, capsys):
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(thermohw.train, "train_cycle", flaky)
+    monkeypatch.setattr(thermohw.train, "sgd_update", flaky)
     run = tmp_path / "run"
     rc = main(train_args(run, 5))
     assert rc == 130
@@ -283,7 +283,7 @@ def test_interrupt_then_resume(tmp_path, straight5, monkeypatch, capsys):
     assert TrainState.load(run / "checkpoint.npz").cycle == 2
     assert not (run / "model.npz").exists()
 
-    monkeypatch.setattr(thermohw.train, "train_cycle", real)
+    monkeypatch.setattr(thermohw.train, "sgd_update", real)
     assert main(train_args(run, 5, "--resume")) == 0
     assert TrainState.load(run / "checkpoint.npz").cycle == 5
     _same_model(run, straight5)

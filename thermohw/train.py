@@ -160,17 +160,27 @@ def new_state(digits: Digits, config: TrainConfig, *, n_hidden: int, connectivit
     return TrainState(c, digits, config)
 
 
-def train_cycle(c: Computer, digits: Digits, cfg: TrainConfig,
-                rng: np.random.Generator) -> tuple[Computer, float]:
-    """One SGD update from a batch of noising trajectories; returns the new computer and
-    the reverse action per unit and step (0.5 for a perfect model, see docs)."""
+def noising_batch(c: Computer, digits: Digits, cfg: TrainConfig, rng: np.random.Generator) -> np.ndarray:
+    """A batch of noising trajectories (steps+1, batch, N). They do not depend on the
+    couplings being trained, so the trainer draws the next batch while it updates."""
     pick = rng.integers(0, digits.patterns.shape[0], size=cfg.batch)
-    tr = noising(c, digits.patterns[pick], t_f=cfg.t_f, dt=cfg.dt, seed=rng,
-                 decay_fraction=cfg.decay_fraction, scale=cfg.bias_scale, t_eq=cfg.t_eq)
-    gJ, gb, action = path_gradient(c, tr.x, cfg.dt)
+    return noising(c, digits.patterns[pick], t_f=cfg.t_f, dt=cfg.dt, seed=rng,
+                   decay_fraction=cfg.decay_fraction, scale=cfg.bias_scale, t_eq=cfg.t_eq).x
+
+
+def sgd_update(c: Computer, X: np.ndarray, cfg: TrainConfig) -> tuple[Computer, float]:
+    """One SGD step on the reverse-path action of the recorded batch ``X``; returns the new
+    computer and the action per unit and step (0.5 for a perfect model, see docs)."""
+    gJ, gb, action = path_gradient(c, X, cfg.dt)
     lr = cfg.lr
     new = c.replace(J=c.J - lr * np.where(c.mask, gJ, 0.0), b=c.b - lr * np.where(c.bias_trainable, gb, 0.0))
-    return new, action / (tr.x.shape[0] - 1) / cfg.batch / c.n_units
+    return new, action / (X.shape[0] - 1) / X.shape[1] / c.n_units
+
+
+def train_cycle(c: Computer, digits: Digits, cfg: TrainConfig,
+                rng: np.random.Generator) -> tuple[Computer, float]:
+    """One SGD update from a fresh batch of noising trajectories."""
+    return sgd_update(c, noising_batch(c, digits, cfg, rng), cfg)
 
 
 def train(state: TrainState, *, checkpoint: str | Path | None = None, progress: bool = True,
@@ -185,7 +195,7 @@ def train(state: TrainState, *, checkpoint: str | Path | None = None, progress: 
     t_start, sec0 = time.perf_counter(), state.seconds
 
     def snapshot() -> TrainState:
-        return TrainState(c, state.digits, cfg, cycle, rng.bit_generator.state, np.asarray(losses, float),
+        return TrainState(c, state.digits, cfg, cycle, rng_after, np.asarray(losses, float),
                           sec0 + time.perf_counter() - t_start)
 
     bar = None
@@ -193,13 +203,30 @@ def train(state: TrainState, *, checkpoint: str | Path | None = None, progress: 
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.cycles, initial=cycle, desc="train", unit="cycle", dynamic_ncols=True)
+    rng_after = rng.bit_generator.state
+    units = c  # noising uses only the untrained on-site parameters (J2, J4, mu, kT)
+
+    def produce():
+        # runs in a helper thread: the Python-bound noising loop overlaps the BLAS-bound update;
+        # the random stream is consumed in exactly the serial order, and its state after each
+        # batch is what a checkpoint stores, so resumed runs stay bit-identical
+        X = noising_batch(units, state.digits, cfg, rng)
+        return X, rng.bit_generator.state
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1)
+    fut = pool.submit(produce) if cycle < cfg.cycles else None
     try:
         while cycle < cfg.cycles:
-            c, loss = train_cycle(c, state.digits, cfg, rng)
+            X, state_next = fut.result()
+            fut = pool.submit(produce) if cycle + 1 < cfg.cycles else None
+            c, loss = sgd_update(c, X, cfg)
             if not np.all(np.isfinite(c.J)):
                 raise InputError("training diverged (non-finite couplings); lower the learning rate")
             losses.append(loss)
             cycle += 1
+            rng_after = state_next  # only a finished cycle moves the checkpointed stream
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}")
@@ -212,6 +239,9 @@ def train(state: TrainState, *, checkpoint: str | Path | None = None, progress: 
             snapshot().save(checkpoint)
         raise
     finally:
+        if fut is not None:
+            fut.cancel()
+        pool.shutdown(wait=True)
         if bar is not None:
             bar.close()
     return snapshot()

@@ -201,6 +201,14 @@ def _retained(W: np.ndarray, A: np.ndarray, perm: np.ndarray) -> float:
     return float(np.sum(np.triu(W * A[np.ix_(perm, perm)], 1)))
 
 
+def _swap_gain(W: np.ndarray, Ap: np.ndarray, a: int, b: int) -> float:
+    """Change of the retained weight when logical units a and b exchange physical sites
+    (Ap = adjacency in logical order, zero diagonal): sum_{k != a,b} (W_ak - W_bk)(Ap_bk - Ap_ak);
+    the a-b pair keeps its edge. The full dot product also counts k = a and k = b, each
+    contributing -W_ab Ap_ab, so they are added back."""
+    return float(np.dot(W[a] - W[b], Ap[b] - Ap[a])) + 2.0 * W[a, b] * Ap[a, b]
+
+
 def _improve_placement(W: np.ndarray, A: np.ndarray, perm: np.ndarray, effort: int,
                        rng: np.random.Generator) -> np.ndarray:
     """Pairwise-swap local search maximising the retained coupling weight sum |J| over edges
@@ -212,12 +220,7 @@ def _improve_placement(W: np.ndarray, A: np.ndarray, perm: np.ndarray, effort: i
         a, b = rng.integers(0, n, size=2)
         if a == b:
             continue
-        # swapping the physical sites of a and b exchanges rows/cols a and b of Ap
-        da = W[a] - W[b]
-        delta = float(np.dot(da, Ap[b] - Ap[a]))
-        delta += 2 * W[a, b] * (Ap[a, b] - Ap[a, b])  # the a-b pair keeps its edge
-        # rows a, b also include the entries k = a, b: correct for them
-        delta -= (W[a, a] - W[b, a]) * (Ap[b, a] - Ap[a, a]) + (W[a, b] - W[b, b]) * (Ap[b, b] - Ap[a, b])
+        delta = _swap_gain(W, Ap, a, b)
         if delta > 1e-12:
             perm[[a, b]] = perm[[b, a]]
             Ap[[a, b], :] = Ap[[b, a], :]

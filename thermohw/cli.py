@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--digits", type=_int_list, help="labels of the training digits (first image of each), "
                    "default 0,1,2")
     t.add_argument("--indices", type=_int_list, help="or: indices of the training images")
-    t.add_argument("--hidden", type=int, default=512, help="hidden units (default 512)")
+    t.add_argument("--hidden", type=int, default=None, help="hidden units (default 512, or the --init model's)")
     t.add_argument("--connectivity", choices=["paper", "bipartite", "dense"], default="paper",
                    help="paper: visible-hidden + hidden-hidden (default)")
     t.add_argument("--cycles", type=int, default=100, help="training trajectories (default 100)")
@@ -67,6 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--checkpoint-every", type=int, default=10, help="cycles between checkpoints")
     t.add_argument("--resume", action="store_true", help="continue the interrupted run in OUT")
+    ch = t.add_argument_group("chip-aware training (thermohw.chipaware)")
+    ch.add_argument("--target", help="train for this hardware target (preset name, see 'thermohw targets', or a "
+                    "YAML file): only the couplings its graph offers after placement are trained, so compile "
+                    "prunes nothing (rc-paper-kings / rc-paper-local16 fit the 784+512 task)")
+    ch.add_argument("--qat", action="store_true", help="quantisation-aware: evaluate each gradient at the "
+                    "target's quantised model (couplings, biases, J2 trim), update float shadow parameters "
+                    "(straight-through); model.npz is the quantised model, shadow.npz the float one")
+    ch.add_argument("--bits", type=int, help="with --qat: coupling bits (default: the target's)")
+    ch.add_argument("--mismatch", action="store_true", help="mismatch-aware: evaluate each gradient on a chip "
+                    "drawn from the target's component tolerances (seeded by --seed and the cycle)")
+    ch.add_argument("--init", metavar="MODEL.npz", help="start from this model (fine-tuning; with --qat: "
+                    "quantisation-aware fine-tuning of a float model) instead of zeros")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     s = sub.add_parser("sample", help="generate samples with the paper's protocol and measure heat",
@@ -199,10 +211,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = TrainConfig(cycles=args.cycles, batch=args.batch, t_f=args.t_f, dt=args.dt,
                               decay_fraction=args.decay_fraction, learning_rate=args.lr, seed=args.seed,
                               checkpoint_every=args.checkpoint_every)
+            from .errors import InputError
+
+            if args.init and args.hidden is not None:
+                raise InputError("--hidden conflicts with --init (the hidden units come from the model)")
+            if args.target and args.connectivity != "paper":
+                raise InputError("--connectivity conflicts with --target (the target's graph sets it)")
             sm = workflow.run_training(args.out, mnist=args.mnist, digits=args.digits, indices=args.indices,
-                                       n_hidden=args.hidden, connectivity=args.connectivity, config=cfg,
+                                       n_hidden=512 if args.hidden is None else args.hidden,
+                                       connectivity=args.connectivity, config=cfg,
                                        J2=args.J2, J4=args.J4, kT=args.kT, resume=args.resume,
-                                       progress=not args.quiet)
+                                       progress=not args.quiet, target=args.target, qat=args.qat,
+                                       bits=args.bits, mismatch=args.mismatch, init=args.init)
             print(f"trained {sm['cycles']} cycles in {sm['seconds']:.1f} s -> {sm['model']}")
         elif args.command == "sample":
             sm = workflow.run_sampling(args.model, args.out, runs=args.runs, t_f=args.t_f, dt=args.dt,

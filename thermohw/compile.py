@@ -244,12 +244,25 @@ def _degree_limited(W: np.ndarray, mask: np.ndarray, d: int) -> np.ndarray:
     return keep
 
 
+def _placement_hint(c: Computer, n: int) -> np.ndarray:
+    """The placement a chip-aware training run recorded in ``meta["placement"]`` (physical
+    unit of each logical unit), so the trained mask lands exactly on the target's graph;
+    identity when absent or not a permutation of 0..n-1."""
+    hint = c.meta.get("placement") if isinstance(c.meta, dict) else None
+    if hint is not None:
+        h = np.asarray(hint)
+        if h.shape == (n,) and h.dtype.kind in "iu" and np.array_equal(np.sort(h), np.arange(n)):
+            return h.astype(np.int64)
+    return np.arange(n)
+
+
 def place(p: CompiledProgram) -> CompiledProgram:
     """Map logical units onto physical ones and decide which couplings survive.
 
     all-to-all / admitted masks: identity. Degree-limited (programmable routing): keep the
     strongest couplings within the degree bound. Fixed sparse graphs (lattice, bipartite, edge
-    list): identity improved by a swap search that maximises the retained sum of |J|.
+    list): identity (or the placement recorded by chip-aware training in ``meta``) improved
+    by a swap search that maximises the retained sum of |J|.
     """
     c, t = p.source, p.target
     n = c.n_units
@@ -260,7 +273,8 @@ def place(p: CompiledProgram) -> CompiledProgram:
         keep = _degree_limited(W, c.mask, topo.max_degree)
     else:
         A = t.mask(n) if topo.type != "all-to-all" else np.ones((n, n), bool)
-        if not np.all(A[c.mask]) and p.options.placement_effort > 0:
+        perm = _placement_hint(c, n)
+        if not np.all(A[np.ix_(perm, perm)][c.mask]) and p.options.placement_effort > 0:
             rng = np.random.default_rng(p.options.seed)
             perm = _improve_placement(W, A, perm, p.options.placement_effort, rng)
         keep = c.mask & A[np.ix_(perm, perm)]

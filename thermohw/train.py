@@ -122,11 +122,14 @@ class TrainState:
     rng_state: dict | None = None
     losses: np.ndarray = field(default_factory=lambda: np.zeros(0))
     seconds: float = 0.0
+    # chip-aware training settings (thermohw.chipaware.chip_spec): None = plain float training.
+    # Stored in the checkpoint so a resumed run rebuilds the same forward/project hooks.
+    chip: dict | None = None
 
     def save(self, path: str | Path) -> Path:
         c = self.computer
         header = {"cycle": self.cycle, "rng_state": self.rng_state, "config": asdict(self.config),
-                  "seconds": self.seconds,
+                  "seconds": self.seconds, "chip": self.chip,
                   "computer": {"n_visible": c.n_visible, "image_shape": c.image_shape, "meta": c.meta},
                   "digits": {"image_shape": self.digits.image_shape, "source": self.digits.source}}
         arrays = {f"c_{k}": getattr(c, k) for k in ("J", "b", "mask", "J2", "J4", "mu", "kT",
@@ -144,7 +147,7 @@ class TrainState:
                             h["digits"].get("source", ""))
             cfg = TrainConfig(**h["config"])
             return cls(comp, digits, cfg, int(h["cycle"]), h.get("rng_state"), a["losses"],
-                       float(h.get("seconds", 0.0)))
+                       float(h.get("seconds", 0.0)), h.get("chip"))
         except (KeyError, TypeError) as e:
             raise InputError(f"{path}: incomplete training checkpoint ({e})") from None
 
@@ -171,7 +174,14 @@ def noising_batch(c: Computer, digits: Digits, cfg: TrainConfig, rng: np.random.
 def sgd_update(c: Computer, X: np.ndarray, cfg: TrainConfig) -> tuple[Computer, float]:
     """One SGD step on the reverse-path action of the recorded batch ``X``; returns the new
     computer and the action per unit and step (0.5 for a perfect model, see docs)."""
-    gJ, gb, action = path_gradient(c, X, cfg.dt)
+    return sgd_update_at(c, c, X, cfg)
+
+
+def sgd_update_at(c: Computer, at: Computer, X: np.ndarray, cfg: TrainConfig) -> tuple[Computer, float]:
+    """One SGD step whose gradient is evaluated at the model ``at`` (a quantised or
+    mismatch-perturbed view of ``c``, same mask) and applied to ``c`` (the float "shadow" or
+    nominal parameters): the straight-through estimator. ``at is c`` is :func:`sgd_update`."""
+    gJ, gb, action = path_gradient(at, X, cfg.dt)
     lr = cfg.lr
     new = c.replace(J=c.J - lr * np.where(c.mask, gJ, 0.0), b=c.b - lr * np.where(c.bias_trainable, gb, 0.0))
     return new, action / (X.shape[0] - 1) / X.shape[1] / c.n_units
@@ -184,10 +194,22 @@ def train_cycle(c: Computer, digits: Digits, cfg: TrainConfig,
 
 
 def train(state: TrainState, *, checkpoint: str | Path | None = None, progress: bool = True,
-          on_cycle: Callable[[TrainState], None] | None = None) -> TrainState:
+          on_cycle: Callable[[TrainState], None] | None = None,
+          forward: Callable[[Computer, int], Computer] | None = None,
+          project: Callable[[Computer], Computer] | None = None) -> TrainState:
     """Run the remaining cycles of ``state``; write a checkpoint atomically every
-    ``checkpoint_every`` cycles, at the end and on interruption (Ctrl-C)."""
+    ``checkpoint_every`` cycles, at the end and on interruption (Ctrl-C).
+
+    ``forward(c, cycle)`` gives the model at which each cycle's path gradient is evaluated
+    (default: ``c`` itself); the update is applied to ``c``. ``project(c)`` is applied after
+    each update. Both must be deterministic functions of their arguments (resume stays exact).
+    When ``state.chip`` is set and no hooks are given, they are rebuilt from it
+    (:func:`thermohw.chipaware.hooks`)."""
     cfg = state.config
+    if state.chip is not None and forward is None and project is None:
+        from .chipaware import hooks
+
+        forward, project = hooks(state.chip)
     rng = np.random.default_rng(cfg.seed)
     if state.rng_state is not None:
         rng.bit_generator.state = state.rng_state
@@ -196,7 +218,7 @@ def train(state: TrainState, *, checkpoint: str | Path | None = None, progress: 
 
     def snapshot() -> TrainState:
         return TrainState(c, state.digits, cfg, cycle, rng_after, np.asarray(losses, float),
-                          sec0 + time.perf_counter() - t_start)
+                          sec0 + time.perf_counter() - t_start, state.chip)
 
     bar = None
     if progress:
@@ -221,7 +243,12 @@ def train(state: TrainState, *, checkpoint: str | Path | None = None, progress: 
         while cycle < cfg.cycles:
             X, state_next = fut.result()
             fut = pool.submit(produce) if cycle + 1 < cfg.cycles else None
-            c, loss = sgd_update(c, X, cfg)
+            if forward is None:
+                c, loss = sgd_update(c, X, cfg)
+            else:
+                c, loss = sgd_update_at(c, forward(c, cycle), X, cfg)
+            if project is not None:
+                c = project(c)
             if not np.all(np.isfinite(c.J)):
                 raise InputError("training diverged (non-finite couplings); lower the learning rate")
             losses.append(loss)

@@ -24,8 +24,24 @@ PAPER_HEAT_KT = (2.9e3, 3.5e2)  # Whitelam 2025: <Q> and s.d. over 1000 generate
 def run_training(out: str | Path, *, mnist: str | Path | None = None, digits: Sequence[int] | None = None,
                  indices: Sequence[int] | None = None, n_hidden: int = 512, connectivity: str = "paper",
                  config: TrainConfig | None = None, J2: float = 1.0, J4: float = 1.0, mu: float = 1.0,
-                 kT: float = 0.1, resume: bool = False, progress: bool = True) -> dict:
-    """Train into folder ``out``: model.npz, digits.npz, checkpoint.npz, train.json, plots/."""
+                 kT: float = 0.1, resume: bool = False, progress: bool = True,
+                 target=None, qat: bool = False, bits: int | None = None, mismatch: bool = False,
+                 mismatch_scale: float = 1.0, init: str | Path | None = None) -> dict:
+    """Train into folder ``out``: model.npz, digits.npz, checkpoint.npz, train.json, plots/.
+
+    Chip-aware training (thermohw.chipaware): ``target`` (a Target, preset name or YAML path)
+    restricts the couplings to those the target offers after placement; ``qat`` trains through
+    the target's quantisation (straight-through; ``bits`` overrides the coupling width) and
+    saves the quantised model as model.npz and the float shadow as shadow.npz; ``mismatch``
+    evaluates each cycle's gradient on a chip drawn from the target's tolerances. ``init``
+    starts from an existing model (fine-tuning) instead of zeros."""
+    if (qat or mismatch or bits is not None) and target is None:
+        raise InputError("--qat, --mismatch and --bits need --target (the chip to train for)")
+    if bits is not None and not qat:
+        raise InputError("--bits sets the quantisation grid; it needs --qat")
+    if resume and (target is not None or init is not None):
+        raise InputError("--resume continues with the settings stored in the checkpoint; "
+                         "drop --target/--qat/--mismatch/--init")
     out = Path(out)
     ck = out / "checkpoint.npz"
     config = config or TrainConfig()
@@ -36,7 +52,7 @@ def run_training(out: str | Path, *, mnist: str | Path | None = None, digits: Se
         if st.config.cycles != config.cycles:
             # the schedule may be extended (or shortened) on resume; everything else is kept
             st = TrainState(st.computer, st.digits, TrainConfig(**{**asdict(st.config), "cycles": config.cycles}),
-                            st.cycle, st.rng_state, st.losses, st.seconds)
+                            st.cycle, st.rng_state, st.losses, st.seconds, st.chip)
         if progress:
             print(f"resuming {ck} at cycle {st.cycle} of {st.config.cycles}")
     else:
@@ -44,11 +60,24 @@ def run_training(out: str | Path, *, mnist: str | Path | None = None, digits: Se
             raise InputError(f"{out} already holds a training run; pass --resume to continue it "
                              "or choose another output folder")
         d = load_training_digits(mnist, digits=digits, indices=indices)
-        st = new_state(d, config, n_hidden=n_hidden, connectivity=connectivity, J2=J2, J4=J4, mu=mu, kT=kT)
+        st = _initial_state(d, config, n_hidden=n_hidden, connectivity=connectivity, J2=J2, J4=J4, mu=mu,
+                            kT=kT, target=target, qat=qat, bits=bits, mismatch=mismatch,
+                            mismatch_scale=mismatch_scale, init=init, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     st.digits.save(out / "digits.npz")
     st = train(st, checkpoint=ck, progress=progress)
     c = st.computer.replace(meta={**st.computer.meta, "train": asdict(st.config), "cycles_done": st.cycle})
+    chip_info = None
+    if st.chip is not None:
+        from .chipaware import deployed, quant_spec
+
+        chip_info = {k: st.chip[k] for k in ("qat", "bits", "bias_bits", "range", "mismatch", "mismatch_scale")}
+        chip_info["target"] = st.chip["target"]["name"]
+        q = quant_spec(st.chip)
+        if q is not None:
+            chip_info["quantisation"] = q.to_dict()
+            c.replace(meta={**c.meta, "chip": {**chip_info, "role": "float shadow"}}).save(out / "shadow.npz")
+        c = deployed(c, st.chip).replace(meta={**c.meta, "chip": chip_info})
     c.save(out / "model.npz")
     pdir = out / "plots"
     plots.loss_curve(st.losses, pdir / "loss.png")
@@ -63,11 +92,45 @@ def run_training(out: str | Path, *, mnist: str | Path | None = None, digits: Se
     summary = {"model": str(out / "model.npz"), "cycles": st.cycle, "seconds": st.seconds,
                "units": {"visible": c.n_visible, "hidden": c.n_hidden, "couplings": c.n_couplings},
                "digits": {"source": st.digits.source, "labels": st.digits.labels.tolist()},
-               "config": asdict(cfg), "learning_rate": cfg.lr,
+               "config": asdict(cfg), "learning_rate": cfg.lr, "chip": chip_info,
                "final_loss_mean_last_10pct": float(np.mean(st.losses[-max(1, len(st.losses) // 10):]))
                if len(st.losses) else None}
     write_json(out / "train.json", summary)
     return summary
+
+
+def _initial_state(d: Digits, config: TrainConfig, *, n_hidden: int, connectivity: str, J2: float, J4: float,
+                   mu: float, kT: float, target, qat: bool, bits: int | None, mismatch: bool,
+                   mismatch_scale: float, init: str | Path | None, progress: bool) -> TrainState:
+    """A fresh (or fine-tuning) training state, chip-aware when ``target`` is given."""
+    if init is not None:
+        c0 = Computer.load(init)
+        if c0.n_visible != d.n_pixels:
+            raise InputError(f"--init model has {c0.n_visible} visible units; the training digits have "
+                             f"{d.n_pixels} pixels")
+        c0 = c0.replace(image_shape=d.image_shape,
+                        meta={**{k: v for k, v in c0.meta.items() if k not in ("chip", "train")},
+                              "digits": d.source, "labels": d.labels.tolist(), "init": str(init)})
+        st = TrainState(c0, d, config)
+    else:
+        st = new_state(d, config, n_hidden=n_hidden, connectivity=connectivity, J2=J2, J4=J4, mu=mu, kT=kT)
+    if target is None:
+        return st
+    from .chipaware import chip_spec, layout_stats, restrict, target_mask
+    from .target import resolve
+
+    t = resolve(target)
+    c = st.computer
+    mask, placement = target_mask(t, c.n_visible, c.n_hidden, image_shape=c.image_shape)
+    c, dropped = restrict(c, mask, placement)
+    c = c.replace(meta={**c.meta, "connectivity": f"target:{t.name}"})
+    chip = chip_spec(t, placement=placement, qat=qat, bits=bits, mismatch=mismatch,
+                     mismatch_scale=mismatch_scale, seed=config.seed)
+    if progress:
+        s = layout_stats(t, mask, placement, c.n_visible)
+        print(f"training for target {t.name!r}: {s['couplings']} couplings (max degree {s['max_degree']})"
+              + (f"; {dropped} couplings of --init model dropped" if dropped else ""))
+    return TrainState(c, d, config, chip=chip)
 
 
 def _digits_beside(model: Path, digits: str | Path | None) -> Digits | None:

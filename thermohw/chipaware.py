@@ -1,0 +1,459 @@
+"""Chip-aware training: learn within a target's topology, precision and mismatch, so that the
+model the chip runs is the model that was trained.
+
+Three pieces, combinable:
+
+- **topology** - :func:`target_mask` gives the coupling mask a target offers to a model of a
+  given size (in logical order: visible units first) together with the placement of logical
+  onto physical units. Training on that mask leaves compile nothing to prune; the placement is
+  stored in the model's ``meta["placement"]`` and compile's ``place`` pass starts from it.
+- **precision** - :class:`QuantSpec` quantises couplings, biases and the J2 trim exactly as
+  compile's ``scale`` + ``quantise`` passes do. Quantisation-aware training uses the
+  straight-through estimator: float "shadow" parameters are kept; each cycle's path gradient
+  is evaluated at the quantised model and applied to the shadow.
+- **mismatch** - :func:`perturb` draws one chip's component errors from the target's
+  tolerances (seeded by training seed and cycle) and returns the model that chip implements;
+  the gradient is evaluated there and applied to the nominal parameters.
+
+The hooks plug into :func:`thermohw.train.train` (``forward`` / ``project``); the settings are
+a small JSON dict (:func:`chip_spec`) kept in the training checkpoint, so resume is exact.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from .computer import Computer, connectivity_mask
+from .errors import InputError
+from .target import Quant, Target, Trim
+
+LAYOUTS = ("auto", "identity", "dither", "lines", "local")
+_MISMATCH_KEY = 0x6D69736D  # "mism": separates mismatch draws from every other seeded stream
+
+
+# ---------------------------------------------------------------------------------------------
+# topology
+# ---------------------------------------------------------------------------------------------
+def _spread(n_total: int, k: int) -> np.ndarray:
+    """``k`` indices evenly spread over 0..n_total-1, away from the ends (line i sits at
+    round((i + 1/2) n_total / k)): the hidden rows/columns of the lattice layout."""
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    pos = np.rint((np.arange(k) + 0.5) * n_total / k).astype(np.int64)
+    pos = np.minimum(pos, n_total - 1)
+    # rint can collide only when k > n_total / 2; resolve by pushing forward
+    for i in range(1, k):
+        pos[i] = max(pos[i], pos[i - 1] + 1)
+    if pos[-1] >= n_total:
+        raise InputError(f"cannot place {k} lines in {n_total}")
+    return pos
+
+
+def _bayer(k: int) -> np.ndarray:
+    """The 2**k x 2**k ordered-dither (Bayer) index matrix: thresholding it at any level
+    gives an evenly dispersed set of sites."""
+    m = np.zeros((1, 1), dtype=np.int64)
+    for _ in range(k):
+        m = np.block([[4 * m, 4 * m + 2], [4 * m + 3, 4 * m + 1]])
+    return m
+
+
+def _kings_dither(target: Target, n_visible: int, n_hidden: int,
+                  image_shape: tuple[int, ...] | None) -> np.ndarray:
+    """Placement on a king's lattice with hidden units dispersed among the pixels.
+
+    The hidden units take the ``n_hidden`` sites (among the first n = n_visible + n_hidden)
+    with the lowest 16 x 16 Bayer dither index, so they form an even sub-grid at any density
+    (the paper's 512 of 1296 = 40 %: every pixel has hidden lattice neighbours). Pixels are
+    then assigned to the remaining sites by a minimum-squared-displacement matching of their
+    image coordinates scaled onto the lattice, so each pixel keeps its image neighbourhood
+    (neighbouring pixels land one or two sites apart) and every hidden unit sees a local patch.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    cols = target.topology.cols
+    n = n_visible + n_hidden
+    idx = np.arange(n)
+    r, c = np.divmod(idx, cols)
+    key = _bayer(4)[r % 16, c % 16]
+    hidden = np.sort(np.lexsort((idx, key))[:n_hidden])
+    is_h = np.zeros(n, dtype=bool)
+    is_h[hidden] = True
+    vis = np.nonzero(~is_h)[0]
+    h, w = (image_shape if image_shape is not None and len(image_shape) == 2 and
+            image_shape[0] * image_shape[1] == n_visible else (1, n_visible))
+    rows_used = n / cols
+    if h == 1:  # no image geometry: keep the raster order
+        sites = vis
+    else:
+        a, b = np.divmod(np.arange(n_visible), w)
+        pr = (a + 0.5) * rows_used / h - 0.5
+        pc = (b + 0.5) * cols / w - 0.5
+        cost = (pr[:, None] - r[vis][None, :]) ** 2 + (pc[:, None] - c[vis][None, :]) ** 2
+        _, col = linear_sum_assignment(cost)
+        sites = vis[col]
+    return np.concatenate([sites, hidden]).astype(np.int64)
+
+
+def _kings_layout(target: Target, n_visible: int, n_hidden: int,
+                  image_shape: tuple[int, ...] | None) -> np.ndarray:
+    """Placement on a king's lattice: the image keeps its 2-D neighbourhoods and hidden units
+    fill whole lattice rows and columns interleaved between image rows and columns.
+
+    With an h x w image on the first n = n_visible + n_hidden sites of a rows x cols lattice
+    (r = n // cols complete rows), ``r - h`` lattice rows and ``cols - w`` lattice columns are
+    hidden lines, evenly spread (:func:`_spread`); pixel (a, b) sits at the a-th visible row and
+    b-th visible column; the hidden units take every other site in raster order. The paper's
+    task on 36 x 36 (784 + 512 = 1296): 8 hidden rows and 8 hidden columns, so the image is cut
+    into blocks of at most 4 x 4 pixels, each bordered by hidden lines on every side. Hidden
+    units on a line couple to the pixels either side of it (a local receptive field) and to
+    their hidden neighbours along and across lines. The visible-visible lattice edges inside a
+    block are unused (the paper's rule); :func:`layout_stats` counts them.
+    Falls back to spreading visible units evenly over the sites when the image does not fit.
+    """
+    topo = target.topology
+    cols = topo.cols
+    n = n_visible + n_hidden
+    rows_full = n // cols
+    h, w = (image_shape if image_shape is not None and len(image_shape) == 2 else (1, n_visible))
+    perm = np.empty(n, dtype=np.int64)
+    if h <= rows_full and w <= cols and h * w == n_visible:
+        hid_r = set(_spread(rows_full, rows_full - h).tolist())
+        hid_c = set(_spread(cols, cols - w).tolist())
+        vr = np.array([r for r in range(rows_full) if r not in hid_r])
+        vc = np.array([c for c in range(cols) if c not in hid_c])
+        vis_sites = (vr[:, None] * cols + vc[None, :]).ravel()
+    else:  # no image geometry to keep: spread visible units evenly along the raster order
+        vis_sites = np.unique(np.rint(np.linspace(0, n - 1, n_visible)).astype(np.int64))
+    is_vis = np.zeros(n, dtype=bool)
+    is_vis[vis_sites] = True
+    perm[:n_visible] = vis_sites
+    perm[n_visible:] = np.nonzero(~is_vis)[0]
+    return perm
+
+
+def _local_degree_limited(n_visible: int, n_hidden: int, d: int,
+                          image_shape: tuple[int, ...] | None, hidden_neighbours: int) -> np.ndarray:
+    """A local graph with no unit above degree ``d``: hidden units are spread over the image on
+    a regular grid (raster order) and each couples to its nearest visible pixels (a local
+    receptive field of ``d - hidden_neighbours`` pixels, skipping pixels already at degree d)
+    and to the hidden units within ``hidden_neighbours // 2`` places in its order (a band).
+    Local graphs keep ngspice fast (benchmarks/README.md: random degree-16 graphs fill in
+    like dense ones)."""
+    n = n_visible + n_hidden
+    m = np.zeros((n, n), dtype=bool)
+    hh = min(hidden_neighbours, d, max(n_hidden - 1, 0))
+    half = hh // 2
+    for k in range(1, half + 1):
+        i = np.arange(n_visible, n - k)
+        m[i, i + k] = m[i + k, i] = True
+    if n_visible == 0 or n_hidden == 0:
+        return m
+    h, w = (image_shape if image_shape is not None and len(image_shape) == 2 else (1, n_visible))
+    gh = max(1, int(round(math.sqrt(n_hidden * h / w))))
+    gw = max(1, math.ceil(n_hidden / gh))
+    a, b = np.divmod(np.arange(n_hidden), gw)
+    centres = np.stack([(a + 0.5) * h / gh - 0.5, (b + 0.5) * w / gw - 0.5], axis=1)
+    pr, pc = np.divmod(np.arange(n_visible), w)
+    pix = np.stack([pr, pc], axis=1).astype(np.float64)
+    deg = m.sum(axis=1)
+    patch = d - int(m[n_visible:].sum(axis=1).max(initial=0))
+    for j in range(n_hidden):
+        dist = np.sum((pix - centres[j]) ** 2, axis=1)
+        order = np.lexsort((np.arange(n_visible), dist))
+        u = n_visible + j
+        for p in order:
+            if deg[u] >= d or deg[u] - int(m[u, n_visible:].sum()) >= patch:
+                break
+            if deg[p] < d:
+                m[u, p] = m[p, u] = True
+                deg[u] += 1
+                deg[p] += 1
+    return m
+
+
+def target_mask(target: Target, n_visible: int, n_hidden: int, *,
+                image_shape: tuple[int, ...] | None = None, layout: str = "auto",
+                hidden_neighbours: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """The coupling mask ``target`` offers to a model of ``n_visible + n_hidden`` units, in
+    logical order, and the placement (``placement[i]`` = physical unit of logical unit i,
+    compile's convention).
+
+    Always intersected with the paper's connectivity (no visible-visible couplings).
+    ``layout``: ``auto`` picks by topology - ``kings``: ``dither``, hidden units dispersed on an
+    ordered-dither sub-grid among the image's pixels (:func:`_kings_dither`; ``lines``, whole
+    hidden rows and columns between image rows and columns, :func:`_kings_layout`, leaves pixels
+    inside the blocks without any hidden neighbour); ``degree-limited``: local receptive fields plus a hidden band
+    (:func:`_local_degree_limited`, identity placement: routing is programmable);
+    anything else (all-to-all, bipartite, edges): identity placement on the target's graph.
+    ``identity`` forces identity placement on the target's reference mask.
+    """
+    if layout not in LAYOUTS:
+        raise InputError(f"layout = {layout!r}; use one of {', '.join(LAYOUTS)}")
+    n = int(n_visible) + int(n_hidden)
+    if n > target.units:
+        raise InputError(f"a {n_visible} + {n_hidden} = {n}-unit model does not fit target "
+                         f"{target.name!r} ({target.units} units); use fewer hidden units or a larger target")
+    paper = connectivity_mask(int(n_visible), int(n_hidden), "paper")
+    topo = target.topology
+    if layout == "auto":
+        layout = {"kings": "dither", "degree-limited": "local"}.get(topo.type, "identity")
+    if layout in ("lines", "dither") and topo.type != "kings":
+        raise InputError(f"layout {layout!r} needs a kings target; {target.name!r} is {topo.type}")
+    if layout == "local" and topo.type != "degree-limited":
+        raise InputError(f"layout 'local' needs a degree-limited target; {target.name!r} is {topo.type}")
+    perm = np.arange(n)
+    if layout in ("lines", "dither"):
+        build = _kings_layout if layout == "lines" else _kings_dither
+        perm = build(target, n_visible, n_hidden, image_shape)
+        A = target.mask(n)
+        mask = A[np.ix_(perm, perm)] & paper
+    elif layout == "local":
+        mask = _local_degree_limited(n_visible, n_hidden, topo.max_degree, image_shape, hidden_neighbours)
+    else:
+        A = np.ones((n, n), bool) if topo.type == "all-to-all" else target.mask(n)
+        mask = A & paper
+    np.fill_diagonal(mask, False)
+    return mask, perm
+
+
+def layout_stats(target: Target, mask: np.ndarray, placement: np.ndarray, n_visible: int) -> dict:
+    """How well a layout uses the hardware: couplings trained, lattice edges among the placed
+    units, and how many of those are wasted on visible-visible pairs (paper rule)."""
+    n = mask.shape[0]
+    out = {"couplings": int(np.count_nonzero(np.triu(mask, 1))),
+           "max_degree": int(mask.sum(axis=1).max(initial=0))}
+    if target.topology.fixed:
+        A = (np.ones((n, n), bool) if target.topology.type == "all-to-all" else target.mask(n))
+        Al = A[np.ix_(placement, placement)]
+        np.fill_diagonal(Al, False)
+        vis = np.arange(n) < n_visible
+        vv = Al & vis[:, None] & vis[None, :]
+        out.update(hardware_edges=int(np.count_nonzero(np.triu(Al, 1))),
+                   unused_visible_visible=int(np.count_nonzero(np.triu(vv, 1))))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# precision
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class QuantSpec:
+    """The target's programmable precision, applied as compile applies it.
+
+    couplings, biases : signed codes over the target's *largest* range (model units); the
+        full scale actually used is chosen per model as compile's ``scale`` pass does:
+        ``range = "auto"``: the smallest symmetric range holding the values, capped by the
+        target's; ``"full"``: the target's range (fixed).
+    trim : the unsigned J2 trim grid (model units), or None when the target has no trim.
+    Rounding is always to nearest (stochastic rounding would make the forward model random).
+    """
+
+    couplings: Quant
+    biases: Quant
+    trim: Trim | None = None
+    range: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.range not in ("auto", "full"):
+            raise InputError(f"range = {self.range!r}; use 'auto' or 'full'")
+        for name in ("couplings", "biases"):
+            if not isinstance(getattr(self, name), Quant):
+                raise InputError(f"{name} must be a Quant")
+        if self.trim is not None and not isinstance(self.trim, Trim):
+            raise InputError("trim must be a Trim or None")
+
+    @classmethod
+    def from_target(cls, target: Target, *, bits: int | None = None, bias_bits: int | None = None,
+                    range: str = "auto") -> "QuantSpec":
+        """The target's codes, with optional coupling / bias bit-width overrides (2..16)."""
+        from .compile import CompileOptions, _quant
+
+        CompileOptions(bits=bits, bias_bits=bias_bits)  # validates the widths
+        return cls(couplings=_quant(target.couplings, bits, "nearest", None),
+                   biases=_quant(target.biases, bias_bits, "nearest", None),
+                   trim=target.diagonal, range=range)
+
+    @property
+    def caps(self) -> tuple[float, float]:
+        """Largest symmetric full scales (couplings, biases) the target can program."""
+        q, b = self.couplings, self.biases
+        return min(abs(q.min), abs(q.max)), min(abs(b.min), abs(b.max))
+
+    def full_scales(self, c: Computer) -> tuple[float, float]:
+        """Full scales compile's ``scale`` pass would choose for ``c`` (model units)."""
+        cap_j, cap_b = self.caps
+        if self.range == "full":
+            return cap_j, cap_b
+        jmax = float(np.max(np.abs(c.J[c.mask]))) if c.n_couplings else 0.0
+        bmax = float(np.max(np.abs(c.b))) if c.n_units else 0.0
+        return (min(jmax, cap_j) if jmax > 0 else cap_j), (min(bmax, cap_b) if bmax > 0 else cap_b)
+
+    def quantizers(self, c: Computer) -> tuple[Quant, Quant]:
+        from .compile import _quant
+
+        fs_j, fs_b = self.full_scales(c)
+        return _quant(self.couplings, None, None, fs_j), _quant(self.biases, None, None, fs_b)
+
+    def quantize(self, c: Computer) -> Computer:
+        """The model the target's codes realise for ``c`` (same arithmetic as compile's
+        ``scale`` + ``quantise``, so compiling the result again changes nothing)."""
+        qj, qb = self.quantizers(c)
+        n = c.n_units
+        iu = np.triu_indices(n, 1)
+        codes = np.zeros((n, n), dtype=np.int64)
+        codes[iu] = np.where(c.mask[iu], qj.encode(c.J[iu]), 0)
+        J = qj.decode(codes + codes.T)
+        b = qb.decode(np.where(c.bias_trainable | (c.b != 0), qb.encode(c.b), 0))
+        J2 = c.J2 if self.trim is None else self.trim.quantize(c.J2)
+        return c.replace(J=J, b=b, J2=J2)
+
+    def clip(self, c: Computer) -> Computer:
+        """``c`` with couplings and biases clipped to the target's largest range: keeps the
+        straight-through shadow from drifting where no code can follow it."""
+        cap_j, cap_b = self.caps
+        J, b = np.clip(c.J, -cap_j, cap_j), np.clip(c.b, -cap_b, cap_b)
+        if np.array_equal(J, c.J) and np.array_equal(b, c.b):
+            return c
+        return c.replace(J=J, b=b)
+
+    def to_dict(self) -> dict:
+        return {"coupling_bits": self.couplings.bits, "bias_bits": self.biases.bits, "range": self.range,
+                "trim_bits": None if self.trim is None else self.trim.bits}
+
+
+# ---------------------------------------------------------------------------------------------
+# mismatch
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Mismatch:
+    """One chip's component errors in model units (relative errors are fractions), drawn
+    from the target's ``components`` like ``calibrate.device.HiddenErrors``:
+
+    c_rel (N,)   capacitor error ~ U(+-cap_tolerance): mu_i -> mu_i/(1+c), kT_i -> kT_i/(1+c)
+                 (rc.circuit_to_computer: mu_i = mu0 C0 / C_i, kT_i = s^2/(2 mu0 C0 C_i V_s^2)).
+    g_rel (N,)   ground-resistor error ~ U(+-resistor_tolerance): J2_i -> J2_i (1+g).
+    k3_rel (N,)  cubic-element gain error ~ N(0, gain_mismatch): J4_i -> J4_i (1+k3).
+    gain (N, N)  symmetric coupling gain error ~ N(0, gain_mismatch): J_ij -> J_ij (1+gain).
+    db (N,)      bias shift from offsets, 2 J2_i V_os/V_s with V_os ~ N(0, offset_V) (volts;
+                 zero when the target has no V_s, i.e. non-electrical kinds).
+    The target does not describe the noise generator's accuracy, so noise amplitude errors
+    are not drawn. Errors are clipped to +-0.5 so no element changes sign.
+    """
+
+    c_rel: np.ndarray
+    g_rel: np.ndarray
+    k3_rel: np.ndarray
+    gain: np.ndarray
+    db: np.ndarray
+
+    @classmethod
+    def draw(cls, target: Target, n_units: int, seed: int, cycle: int, scale: float = 1.0) -> "Mismatch":
+        """Seeded by (training seed, cycle): the same cycle always sees the same chip, so a
+        resumed run is bit-identical without storing any draw."""
+        comp = target.components
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(cycle), _MISMATCH_KEY]))
+        n, s = int(n_units), float(scale)
+        lim = lambda a: np.clip(a, -0.5, 0.5)  # noqa: E731
+        c_rel = lim(s * comp.cap_tolerance * rng.uniform(-1, 1, n))
+        g_rel = lim(s * comp.resistor_tolerance * rng.uniform(-1, 1, n))
+        k3_rel = lim(s * comp.gain_mismatch * rng.standard_normal(n))
+        gain = np.triu(lim(s * comp.gain_mismatch * rng.standard_normal((n, n))), 1)
+        v_os = s * comp.offset_V * rng.standard_normal(n)
+        V_s = getattr(target.physics, "V_s_V", None)
+        db = 2.0 * v_os / V_s if V_s else np.zeros(n)  # times J2_i, applied in apply()
+        return cls(c_rel, g_rel, k3_rel, gain + gain.T, db)
+
+    def apply(self, c: Computer) -> Computer:
+        """The model a chip with these errors implements when programmed with ``c``."""
+        one_c = 1.0 + self.c_rel
+        return c.replace(J=c.J * (1.0 + self.gain), b=c.b + self.db * c.J2, J2=c.J2 * (1.0 + self.g_rel),
+                         J4=c.J4 * (1.0 + self.k3_rel), mu=c.mu / one_c, kT=c.kT / one_c)
+
+
+def perturb(c: Computer, target: Target, seed: int, cycle: int, scale: float = 1.0) -> Computer:
+    """``c`` as realised by the chip drawn for (seed, cycle) (see :class:`Mismatch`)."""
+    return Mismatch.draw(target, c.n_units, seed, cycle, scale).apply(c)
+
+
+# ---------------------------------------------------------------------------------------------
+# training hooks
+# ---------------------------------------------------------------------------------------------
+def chip_spec(target: Target, *, placement: np.ndarray | None = None, qat: bool = False,
+              bits: int | None = None, bias_bits: int | None = None, range: str = "auto",
+              mismatch: bool = False, mismatch_scale: float = 1.0, seed: int = 0) -> dict:
+    """The JSON-serialisable chip-aware settings kept in ``TrainState.chip``."""
+    if (bits is not None or bias_bits is not None) and not qat:
+        raise InputError("bits only matter for quantisation-aware training; add qat=True (--qat)")
+    if qat:
+        QuantSpec.from_target(target, bits=bits, bias_bits=bias_bits, range=range)  # validate
+    if mismatch:
+        comp = target.components
+        if not (comp.cap_tolerance or comp.resistor_tolerance or comp.gain_mismatch or comp.offset_V):
+            raise InputError(f"target {target.name!r} lists no component tolerances; "
+                             "mismatch-aware training needs its 'components' section")
+        if not mismatch_scale > 0:
+            raise InputError("mismatch_scale must be > 0")
+    return {"target": target.to_dict(), "qat": bool(qat), "bits": bits, "bias_bits": bias_bits,
+            "range": range, "mismatch": bool(mismatch), "mismatch_scale": float(mismatch_scale),
+            "seed": int(seed), "placement": None if placement is None else np.asarray(placement).tolist()}
+
+
+def spec_target(chip: dict) -> Target:
+    return Target.from_dict(chip["target"], label="checkpoint chip target")
+
+
+def quant_spec(chip: dict) -> QuantSpec | None:
+    if not chip.get("qat"):
+        return None
+    return QuantSpec.from_target(spec_target(chip), bits=chip.get("bits"), bias_bits=chip.get("bias_bits"),
+                                 range=chip.get("range", "auto"))
+
+
+def hooks(chip: dict) -> tuple[Callable[[Computer, int], Computer] | None, Callable[[Computer], Computer] | None]:
+    """``forward(c, cycle)`` and ``project(c)`` for :func:`thermohw.train.train` (None when
+    the setting is plain topology-constrained training: the mask alone does that)."""
+    target = spec_target(chip)
+    q = quant_spec(chip)
+    mm = bool(chip.get("mismatch"))
+    if q is None and not mm:
+        return None, None
+    seed, scale = int(chip.get("seed", 0)), float(chip.get("mismatch_scale", 1.0))
+
+    def forward(c: Computer, cycle: int) -> Computer:
+        # The gradient found at this model is applied unchanged to the float parameters: the
+        # straight-through estimator for rounding, and for mismatch the first-order rule (the
+        # chain factor (1 + gain_ij) of J_eff = J (1 + gain) is left out: it is zero-mean and
+        # within a few per cent of 1, and leaving it out keeps quantised and mismatched
+        # training one mechanism).
+        at = q.quantize(c) if q is not None else c
+        return perturb(at, target, seed, cycle, scale) if mm else at
+
+    return forward, (q.clip if q is not None else None)
+
+
+def deployed(c: Computer, chip: dict | None) -> Computer:
+    """The model to save after training: the quantised model for QAT, else ``c`` itself."""
+    q = quant_spec(chip) if chip else None
+    return q.quantize(c) if q is not None else c
+
+
+def restrict(c: Computer, mask: np.ndarray, placement: np.ndarray | None = None) -> tuple[Computer, int]:
+    """``c`` (e.g. a float model to fine-tune) moved onto ``mask``: couplings outside it are
+    dropped. Returns the model and how many nonzero couplings were dropped."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != c.mask.shape:
+        raise InputError(f"the model has {c.n_units} units; the target mask is for {mask.shape[0]}")
+    dropped = int(np.count_nonzero(np.triu((c.J != 0) & ~mask, 1)))
+    meta = dict(c.meta)
+    if placement is not None:
+        meta["placement"] = np.asarray(placement).tolist()
+    return c.replace(J=np.where(mask, c.J, 0.0), mask=mask, meta=meta), dropped
+
+
+__all__ = ["target_mask", "layout_stats", "QuantSpec", "Mismatch", "perturb", "chip_spec", "hooks",
+           "deployed", "restrict", "quant_spec", "LAYOUTS"]

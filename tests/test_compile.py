@@ -216,3 +216,43 @@ def test_placement_swap_delta_matches_brute_force():
     for seed in range(5):
         p2 = _improve_placement(W, A, perm, effort=5, rng=np.random.default_rng(seed))
         assert _retained(W, A, p2) >= base - 1e-12
+
+
+# ---- regressions found in review --------------------------------------------------------------
+def test_per_unit_mobility_lowers_to_per_unit_capacitance_exactly():
+    c = random_computer(2, 2, seed=3).replace(mu=[1.0, 1.05, 0.98, 1.0])
+    t = Target.preset("rc-8bit-dense").replace(components={"resistor_series": None}, diagonal=None)
+    p = compile_computer(c, t)
+    a = p.artefact
+    np.testing.assert_allclose(a.mu * a.C, a.mu[0] * a.C[0], rtol=1e-12)   # one common scale
+    np.testing.assert_allclose(a.G, a.G.T, rtol=1e-12)
+    for k in ("J", "b", "J2", "mu", "kT"):
+        np.testing.assert_allclose(getattr(p.realised, k), getattr(p.programmed, k), rtol=1e-12, atol=1e-15)
+    assert p.report["errors"]["mu"]["max_abs"] < 1e-12
+
+
+def test_one_signed_coupling_range_and_stochastic_trim():
+    """A resistor-only chip offers J <= 0: positive couplings clip to 0, negative ones keep
+    their own range; a stochastic J2 trim rounds with the compile seed."""
+    c = random_computer(3, 3, seed=4)
+    t = Target.preset("rc-8bit-dense").replace(couplings={"min": -1.0, "max": 0.0, "bits": 8},
+                                               diagonal={"min": 0.5, "max": 1.5, "bits": 10, "rounding": "stochastic"})
+    p = compile_computer(c, t)
+    assert p.realised.J.max() <= 0.0
+    neg = c.mask & (c.J < 0)
+    lsb = p.report["quantise"]["coupling_lsb"]
+    assert np.max(np.abs(p.realised.J[neg] - c.J[neg])) <= lsb / 2 * (1 + 1e-9)
+    assert p.report["scale"]["coupling_range"][1] == 0.0
+    assert any(v["check"] == "range" for v in p.report["violations"])
+
+
+def test_thermal_noise_with_an_inconsistent_voltage_scale_is_reported():
+    t = Target.preset("rc-8bit-dense").replace(physics={"C_F": 1e-12, "tau_s": 1e-6, "V_s_V": 0.1,
+                                                        "noise": {"source": "thermal", "temperature_K": 300}})
+    p = compile_computer(random_computer(2, 2, seed=1), t)
+    assert any(v["check"] == "temperature" for v in p.report["violations"])
+    # without V_s_V the scale is derived from the temperature: consistent by construction
+    t2 = t.replace(physics={"C_F": 1e-12, "tau_s": 1e-6, "noise": {"source": "thermal", "temperature_K": 300}})
+    q = compile_computer(random_computer(2, 2, seed=1), t2)
+    assert q.scales["T_eff_K"] == pytest.approx(300.0, rel=1e-12)
+    assert not any(v["check"] == "temperature" for v in q.report["violations"])

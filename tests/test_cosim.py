@@ -52,8 +52,10 @@ def test_trrandom_cosim_writes_report_and_heat_is_consistent(tmp_path):
     assert np.max(np.abs(runs["heat"] - runs["heat_strat"])) < 0.02 * np.max(np.abs(runs["heat"])) + 0.01
     # electrical dissipation: resistors and cubic elements only dissipate
     assert np.all(runs["energy_resistive_J"] > 0)
-    # the report states its verdicts with the test used
-    assert len(rep["verdicts"]) >= 2 and all(("AGREE" in v) or ("DIFFER" in v) for v in rep["verdicts"][:2])
+    # SPICE agrees with the realised ideal model (fixed seeds; the statistical tests are weak at
+    # 4 runs, the paired test above is the sharp one)
+    assert rep["unit_moments"]["agree"] and rep["heat"]["agree"], rep["verdicts"]
+    assert rep["verdicts"][0].startswith("per-unit means/variances: AGREE")
     assert json.loads((out / "cosim.json").read_text())["spice_runs"] == 4
 
 

@@ -132,3 +132,21 @@ def test_generation_starts_from_coupling_free_equilibrium():
     est = np.mean(tr.x0 ** 2)
     se = np.sqrt((m4 - m2 ** 2) / tr.x0.size)  # units independent
     assert abs(est - m2) < 4 * se + 1e-3 * m2, (est, m2, se)
+
+
+def test_seed_sequence_objects_are_reusable_and_inputs_validated():
+    c = random_computer(2, 2, seed=3)
+    ss = np.random.SeedSequence(42)
+    a = simulate(c, np.zeros((3, 4)), n_steps=20, dt=1e-3, seed=ss)
+    b = simulate(c, np.zeros((3, 4)), n_steps=20, dt=1e-3, seed=ss)
+    np.testing.assert_array_equal(a.x_final, b.x_final)
+    # an int seed and its SeedSequence are the same streams
+    d = simulate(c, np.zeros((3, 4)), n_steps=20, dt=1e-3, seed=42)
+    np.testing.assert_array_equal(a.x_final, d.x_final)
+    g1, g2 = generate(c, 3, t_f=0.01, dt=1e-3, seed=ss), generate(c, 3, t_f=0.01, dt=1e-3, seed=ss)
+    np.testing.assert_array_equal(g1.x_final, g2.x_final)
+    for kw, msg in ((dict(n_steps=10.7), "whole number"), (dict(n_steps=5, record_every=-3), "record_every"),
+                    (dict(n_steps=5, dt=np.array([1e-3, 2e-3])), "dt")):
+        kw.setdefault("dt", 1e-3)
+        with pytest.raises(InputError, match=msg):
+            simulate(c, np.zeros((1, 4)), **kw)

@@ -291,3 +291,14 @@ def test_snap_to_series():
         snap_to_series(1.0, "E12")
     with pytest.raises(InputError, match="positive"):
         snap_to_series(-1.0, "E24")
+
+
+def test_yaml_aliases_are_refused_quickly():
+    """A 'billion laughs' document or a self-referencing alias is one clear error, not hours
+    of work or a RecursionError."""
+    bomb = "a: &a [1,1,1,1,1,1,1,1]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [" + ",".join([f"*{chr(97 + i)}"] * 8) + "]\n" for i in range(8))
+    with pytest.raises(InputError, match="alias"):  # refused at the first shared node, not expanded
+        Target.from_yaml(bomb)
+    with pytest.raises(InputError):
+        Target.from_yaml("a: &r [*r]\n")

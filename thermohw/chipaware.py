@@ -278,26 +278,19 @@ class QuantSpec:
                    biases=_quant(target.biases, bias_bits, "nearest", None),
                    trim=target.diagonal, range=range)
 
-    @property
-    def caps(self) -> tuple[float, float]:
-        """Largest symmetric full scales (couplings, biases) the target can program."""
-        q, b = self.couplings, self.biases
-        return min(abs(q.min), abs(q.max)), min(abs(b.min), abs(b.max))
+    def ranges(self, c: Computer) -> tuple[tuple[float, float], tuple[float, float]]:
+        """The (coupling, bias) ranges compile's ``scale`` pass would choose for ``c``."""
+        from .compile import _range
 
-    def full_scales(self, c: Computer) -> tuple[float, float]:
-        """Full scales compile's ``scale`` pass would choose for ``c`` (model units)."""
-        cap_j, cap_b = self.caps
-        if self.range == "full":
-            return cap_j, cap_b
         jmax = float(np.max(np.abs(c.J[c.mask]))) if c.n_couplings else 0.0
         bmax = float(np.max(np.abs(c.b))) if c.n_units else 0.0
-        return (min(jmax, cap_j) if jmax > 0 else cap_j), (min(bmax, cap_b) if bmax > 0 else cap_b)
+        return _range(self.couplings, jmax, self.range), _range(self.biases, bmax, self.range)
 
     def quantizers(self, c: Computer) -> tuple[Quant, Quant]:
         from .compile import _quant
 
-        fs_j, fs_b = self.full_scales(c)
-        return _quant(self.couplings, None, None, fs_j), _quant(self.biases, None, None, fs_b)
+        rj, rb = self.ranges(c)
+        return _quant(self.couplings, None, None, rj), _quant(self.biases, None, None, rb)
 
     def quantize(self, c: Computer) -> Computer:
         """The model the target's codes realise for ``c`` (same arithmetic as compile's
@@ -315,8 +308,8 @@ class QuantSpec:
     def clip(self, c: Computer) -> Computer:
         """``c`` with couplings and biases clipped to the target's largest range: keeps the
         straight-through shadow from drifting where no code can follow it."""
-        cap_j, cap_b = self.caps
-        J, b = np.clip(c.J, -cap_j, cap_j), np.clip(c.b, -cap_b, cap_b)
+        q, qb = self.couplings, self.biases
+        J, b = np.where(c.mask, np.clip(c.J, q.min, q.max), 0.0), np.clip(c.b, qb.min, qb.max)
         if np.array_equal(J, c.J) and np.array_equal(b, c.b):
             return c
         return c.replace(J=J, b=b)

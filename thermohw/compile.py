@@ -109,12 +109,12 @@ class CompiledProgram:
     @property
     def coupling_quant(self):
         return _quant(self.target.couplings, self.options.bits, self.options.rounding,
-                      self.report.get("scale", {}).get("coupling_full_scale"))
+                      self.report.get("scale", {}).get("coupling_range"))
 
     @property
     def bias_quant(self):
         return _quant(self.target.biases, self.options.bias_bits, self.options.rounding,
-                      self.report.get("scale", {}).get("bias_full_scale"))
+                      self.report.get("scale", {}).get("bias_range"))
 
     # ---- files ---------------------------------------------------------------------------
     def save(self, folder: str | Path) -> list[Path]:
@@ -142,12 +142,22 @@ class CompiledProgram:
     @classmethod
     def load(cls, folder: str | Path) -> "CompiledProgram":
         """Read a folder written by :meth:`save` (the artefact is rebuilt by the backend)."""
-        from .io import load_record
-
         folder = Path(folder)
         if not (folder / "report.json").is_file():
             raise InputError(f"{folder}: not a compiled program (no report.json); "
                              "make one with 'thermohw compile'")
+        try:
+            return cls._load(folder)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            if isinstance(e, InputError):
+                raise
+            raise InputError(f"{folder}: damaged compiled program ({type(e).__name__}: {e}); "
+                             "compile it again") from None
+
+    @classmethod
+    def _load(cls, folder: Path) -> "CompiledProgram":
+        from .io import load_record
+
         rep = json.loads((folder / "report.json").read_text())
         if rep.get("schema") != PROGRAM_SCHEMA:
             raise InputError(f"{folder}/report.json: schema {rep.get('schema')!r}, expected {PROGRAM_SCHEMA!r}")
@@ -164,14 +174,14 @@ class CompiledProgram:
         return p.with_(artefact=p.backend.lower(p))
 
 
-def _quant(q, bits, rounding, full_scale):
+def _quant(q, bits, rounding, value_range):
     changes = {}
     if bits is not None:
         changes["bits"] = int(bits)
     if rounding is not None:
         changes["rounding"] = rounding
-    if full_scale is not None:
-        changes["min"], changes["max"] = -full_scale, full_scale
+    if value_range is not None:
+        changes["min"], changes["max"] = float(value_range[0]), float(value_range[1])
     return dataclasses.replace(q, **changes) if changes else q
 
 
@@ -299,27 +309,34 @@ def place(p: CompiledProgram) -> CompiledProgram:
     return q
 
 
+def _range(q, vmax: float, mode: str) -> tuple[float, float]:
+    """The programmable range for values with max |v| = vmax: 'full' = the target's [min, max];
+    'auto' = the target's range shrunk to [-vmax, vmax] on each side it has (a one-signed
+    range, e.g. plain resistors giving J <= 0, stays one-signed)."""
+    if mode == "full" or vmax <= 0:
+        return q.min, q.max
+    lo, hi = max(q.min, -vmax), min(q.max, vmax)
+    if hi <= lo:  # all values on the side the hardware lacks: keep its range, clip them all
+        return q.min, q.max
+    return lo, hi
+
+
 def scale(p: CompiledProgram) -> CompiledProgram:
-    """Choose the programmable full-scale ranges (smallest symmetric range holding the model,
-    capped by the target) and clip what exceeds them."""
+    """Choose the programmable ranges (smallest range holding the model, within the target's)
+    and clip what exceeds them."""
     c = p.programmed
-    tq, tb = p.target.couplings, p.target.biases
     jmax = float(np.max(np.abs(c.J[c.mask]))) if c.n_couplings else 0.0
     bmax = float(np.max(np.abs(c.b))) if c.n_units else 0.0
-    cap_j = min(abs(tq.min), abs(tq.max))
-    cap_b = min(abs(tb.min), abs(tb.max))
-    if p.options.range == "full":
-        fs_j, fs_b = cap_j, cap_b
-    else:
-        fs_j = min(jmax, cap_j) if jmax > 0 else cap_j
-        fs_b = min(bmax, cap_b) if bmax > 0 else cap_b
-    J = np.clip(c.J, -fs_j, fs_j)
-    b = np.clip(c.b, -fs_b, fs_b)
+    lo_j, hi_j = _range(p.target.couplings, jmax, p.options.range)
+    lo_b, hi_b = _range(p.target.biases, bmax, p.options.range)
+    J = np.where(c.mask, np.clip(c.J, lo_j, hi_j), 0.0)
+    b = np.clip(c.b, lo_b, hi_b)
     n_cj = int(np.count_nonzero(np.triu(J != c.J, 1)))
     n_cb = int(np.count_nonzero(b != c.b))
     q = p.with_(programmed=c.replace(J=J, b=b)).note("scale", {
-        "coupling_full_scale": fs_j, "bias_full_scale": fs_b, "model_max_abs_J": jmax,
-        "model_max_abs_b": bmax, "couplings_clipped": n_cj, "biases_clipped": n_cb})
+        "coupling_range": [lo_j, hi_j], "bias_range": [lo_b, hi_b],
+        "coupling_full_scale": max(abs(lo_j), abs(hi_j)), "bias_full_scale": max(abs(lo_b), abs(hi_b)),
+        "model_max_abs_J": jmax, "model_max_abs_b": bmax, "couplings_clipped": n_cj, "biases_clipped": n_cb})
     if n_cj or n_cb:
         q = q.violation("range", f"{n_cj} couplings and {n_cb} biases exceed the target's range and were clipped",
                         couplings=n_cj, biases=n_cb)
@@ -345,7 +362,7 @@ def quantise(p: CompiledProgram) -> CompiledProgram:
     J2 = c.J2
     if p.target.diagonal is not None:
         tr = p.target.diagonal
-        codes["J2_trim"] = tr.encode(c.J2)
+        codes["J2_trim"] = tr.encode(c.J2, rng)
         J2 = tr.decode(codes["J2_trim"])
         if np.any((c.J2 < tr.min) | (c.J2 > tr.max)):
             p = p.violation("trim", f"J2 outside the trim range [{tr.min:g}, {tr.max:g}] was clipped")

@@ -65,6 +65,9 @@ class CosimConfig:
             raise InputError(f"noise = {self.noise!r}; use 'trrandom' or 'pwl' (paired)")
         if self.engine not in ("batch", "shared"):
             raise InputError(f"engine = {self.engine!r}; use 'batch' or 'shared'")
+        if not 0 <= self.seed <= 20000:
+            raise InputError(f"seed = {self.seed}: use 0..20000 (run seeds seed*100003 + run must stay in "
+                             "ngspice's 1..2^31-1)")
         if not 0 < self.nt_fraction <= 0.2:
             raise InputError("nt_fraction must be in (0, 0.2] (DESIGN.md 4a: NT <= tau_min/100 ideally)")
         steps_for(self.t_f, self.dt)
@@ -194,6 +197,8 @@ def run_cosim(p: CompiledProgram, cfg: CosimConfig, out: str | Path, *, digits=N
     except (Interrupted, KeyboardInterrupt):
         interrupted = True
     spice_seconds = time.perf_counter() - t0
+    if interrupted and len(results) < 2:
+        raise KeyboardInterrupt
     if len(results) < 2:
         why = f"; first failure (run {failures[0]['run']}): {failures[0]['error']}" if failures else ""
         raise InputError(f"only {len(results)} of {len(specs)} SPICE runs finished{why}")

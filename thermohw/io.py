@@ -92,6 +92,8 @@ def load_record(path: str | os.PathLike, schema: str) -> tuple[dict[str, Any], d
         header = json.loads(str(arrays.pop(HEADER_KEY)))
     except json.JSONDecodeError as e:
         raise InputError(f"{path}: header is not valid JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise InputError(f"{path}: header is not a JSON object; the file was not written by thermohw")
     found = header.get("schema")
     if found != schema:
         raise InputError(f"{path}: schema is {found!r}, expected {schema!r}; "

@@ -154,9 +154,17 @@ def _block_generators(seed: Any, n_runs: int) -> list[np.random.Generator]:
         # draw child seeds (advances the parent's serialisable state; Generator.spawn would not)
         children = [np.random.SeedSequence(int(s)) for s in seed.integers(0, 2 ** 63, size=n_blocks)]
     else:
-        ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-        children = ss.spawn(n_blocks)
+        children = _children(seed, n_blocks)
     return [np.random.Generator(np.random.PCG64(c)) for c in children]
+
+
+def _children(seed: Any, n: int) -> list[np.random.SeedSequence]:
+    """The first n children of a seed, without spawning from (mutating) a SeedSequence the
+    caller passed: the same seed object gives the same streams every time. For an int seed
+    these are exactly SeedSequence(seed).spawn(n)."""
+    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    return [np.random.SeedSequence(ss.entropy, spawn_key=tuple(ss.spawn_key) + (k,), pool_size=ss.pool_size)
+            for k in range(n)]
 
 
 def euler_limits(c: Computer, dt: float) -> tuple[float, float]:
@@ -169,7 +177,7 @@ def euler_limits(c: Computer, dt: float) -> tuple[float, float]:
     lam = c.hessian_bound() if np.any(c.J) else float(np.max(2 * c.J2))
     margin = mu_max * dt * lam
     j4 = float(np.max(c.J4))
-    j2 = float(np.min(c.J2))
+    j2 = float(np.max(c.J2))  # the escape radius is smallest where J2 is largest
     if j4 > 0:
         xmax = math.sqrt(max(2.0 / (mu_max * dt) - 2.0 * j2, 1e-300) / (4.0 * j4))
     else:
@@ -207,11 +215,13 @@ def simulate(computer: Computer, x0: np.ndarray, *, n_steps: int, dt: float, see
         raise InputError(f"x0 has {N} units but the computer has {c.n_units}")
     if not np.all(np.isfinite(x0)):
         raise InputError("x0 contains NaN or inf")
-    if not (dt > 0 and math.isfinite(dt)):
-        raise InputError(f"dt must be a positive number, got {dt}")
+    if not (np.ndim(dt) == 0 and dt > 0 and math.isfinite(dt)):
+        raise InputError(f"dt must be a positive number, got {dt!r}")
+    if int(n_steps) != n_steps or n_steps < 0:
+        raise InputError(f"n_steps must be a whole number >= 0, got {n_steps!r}")
     n_steps = int(n_steps)
-    if n_steps < 0:
-        raise InputError("n_steps must be >= 0")
+    if record_every is not None and (int(record_every) != record_every or record_every < 1):
+        raise InputError(f"record_every must be a whole number >= 1, got {record_every!r}")
     h = None
     if protocol is not None:
         h = protocol.h
@@ -371,11 +381,10 @@ def generate(computer: Computer, n_runs: int, *, t_f: float = 2.5, dt: float = 1
     second phase; its heat is the heat emitted by generation. Outputs are x_final[:, :Nv]."""
     if n_runs < 1:
         raise InputError("n_runs must be >= 1")
-    ss = np.random.SeedSequence(seed) if not isinstance(seed, (np.random.SeedSequence, np.random.Generator)) else seed
-    if isinstance(ss, np.random.Generator):
-        s_eq, s_run = (np.random.SeedSequence(int(v)) for v in ss.integers(0, 2 ** 63, size=2))
+    if isinstance(seed, np.random.Generator):
+        s_eq, s_run = (np.random.SeedSequence(int(v)) for v in seed.integers(0, 2 ** 63, size=2))
     else:
-        s_eq, s_run = ss.spawn(2)
+        s_eq, s_run = _children(seed, 2)
     x = np.zeros((n_runs, computer.n_units))
     eq = simulate(computer.coupling_free(), x, n_steps=steps_for(t_eq if t_eq is not None else t_f, dt),
                   dt=dt, seed=s_eq, stratonovich=False, threads=threads)

@@ -869,6 +869,9 @@ def _load_yaml(text: str, label: str) -> Any:
     try:
         _reject_duplicates(yaml.compose(text, Loader=yaml.SafeLoader), label)
         return yaml.safe_load(text)
+    except RecursionError:
+        raise InputError(f"{label}: the YAML nests too deeply (or refers to itself); targets are "
+                         "shallow mappings") from None
     except yaml.constructor.ConstructorError as e:
         raise InputError(f"{label}: {_where(e)}{e.problem}; targets are plain YAML (mappings, "
                          "lists, numbers, strings) read with yaml.safe_load - remove the tag") from None
@@ -883,7 +886,15 @@ def _where(e: Exception) -> str:
     return f"at line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
 
 
-def _reject_duplicates(node: Any, label: str, path: str = "") -> None:
+def _reject_duplicates(node: Any, label: str, path: str = "", _seen: set | None = None) -> None:
+    # an alias makes the composed graph share a node: refusing them bounds the walk (no
+    # exponential "billion laughs" expansion, no recursion on self-referencing aliases)
+    _seen = set() if _seen is None else _seen
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        if id(node) in _seen:
+            raise InputError(f"{label}: {path or 'document'}: YAML aliases (*name) are not allowed in a "
+                             "target; write the values out")
+        _seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen = set()
         for key, value in node.value:
@@ -893,10 +904,10 @@ def _reject_duplicates(node: Any, label: str, path: str = "") -> None:
                 raise InputError(f"{label}: {where}: duplicate key at line {key.start_mark.line + 1}; "
                                  "YAML would silently keep only the last one - remove one of them")
             seen.add(k)
-            _reject_duplicates(value, label, where)
+            _reject_duplicates(value, label, where, _seen)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _reject_duplicates(item, label, f"{path}[{i}]")
+            _reject_duplicates(item, label, f"{path}[{i}]", _seen)
 
 
 # ---- presets ----------------------------------------------------------------------------------

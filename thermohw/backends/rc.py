@@ -85,8 +85,11 @@ def lower(p) -> RCCircuit:
     ph = p.target.physics
     n = c.n_units
     V_s = p.scales.get("V_s_V") or _v_s(p)
-    C = np.full(n, ph.C_F)
     mu = c.mu / ph.tau_s
+    # a per-unit mobility is a per-unit capacitance: mu_i C_i = a for every unit, so all
+    # element values share one scale a and the couplings stay symmetric (G = a J)
+    a = float(np.mean(mu)) * ph.C_F
+    C = a / mu
     g = 2 * mu * C * c.J2
     series = p.target.components.resistor_series if p.target.components else None
     if series is None:
@@ -148,7 +151,7 @@ def circuit_to_computer(circ: RCCircuit, *, mu0: float | None = None, C0: float 
 
 
 def to_computer(circ: RCCircuit, p=None) -> Computer:
-    c = circuit_to_computer(circ, mu0=float(np.mean(circ.mu)), C0=float(circ.C[0]))
+    c = circuit_to_computer(circ, mu0=float(circ.mu[0]), C0=float(circ.C[0]))  # mu_i C_i is common
     c = adopt_program(c, p)
     return c
 
@@ -163,7 +166,15 @@ def check(p) -> list[dict]:
     # bandwidth: the fastest local relaxation rate must stay below the transconductors' reach
     lam = (circ.g + np.sum(np.abs(circ.G), axis=1)) / circ.C
     out_rate = float(np.max(lam))
-    nd = p.target.physics.noise.density_A2_per_Hz
+    noise = p.target.physics.noise
+    if noise.source == "thermal" and p.target.physics.V_s_V is not None:
+        t_eff = p.scales.get("T_eff_K", 0.0)
+        if abs(t_eff / noise.temperature_K - 1) > 0.01:
+            out.append({"check": "temperature", "message": f"thermal noise at {noise.temperature_K:g} K but V_s_V = "
+                        f"{p.target.physics.V_s_V:g} V makes the model's bath T_eff = {t_eff:.4g} K: the resistors' "
+                        "Johnson noise would not be the model's noise; drop V_s_V (it is then derived) or use "
+                        "injected noise"})
+    nd = noise.density_A2_per_Hz
     if nd is not None and np.max(circ.s2) > nd:
         out.append({"check": "noise", "message": f"needs noise density {np.max(circ.s2):.3g} A^2/Hz, "
                     f"the generator delivers at most {nd:.3g}"})

@@ -35,6 +35,8 @@ def test_paired_noise_spice_equals_realised_ideal(tmp_path):
     # and unpaired noise would differ by ~sqrt(2) x the spread: the pairing is real
     hdr, runs = load_runs(tmp_path / "c" / "spice_runs.npz")
     assert runs["x_final"].shape == (4, 6)
+    # first law with the injected noise power measured directly: < 1 % of the dissipation
+    assert np.max(np.abs(runs["energy_first_law_residual"])) < 0.01, runs["energy_first_law_residual"]
     shuffled = runs["x_final"][::-1]
     assert np.sqrt(np.mean((shuffled - runs["x_final"]) ** 2)) > 5 * pr["rms_state_difference"]
 

@@ -85,8 +85,12 @@ def spice_job(spec: dict) -> dict:
     circ, c = spec["circuit"], spec["realised"]
     n = c.n_units
     t = raw["time"]
-    v = np.stack([raw[f"v(u{i})"] for i in range(n)], axis=1)  # volts, adaptive time points
     grid = spec["grid_s"]
+    if t[-1] < grid[-1] * (1 - 1e-9):
+        from .spice.ngspice import NgspiceError
+
+        raise NgspiceError(f"ngspice stopped at t = {t[-1]:.4g} s of {grid[-1]:.4g} s without an error message")
+    v = np.stack([raw[f"v(u{i})"] for i in range(n)], axis=1)  # volts, adaptive time points
     x = np.stack([np.interp(grid, t, v[:, i]) for i in range(n)], axis=1) / circ.V_s
     # (a) model heat from the measured trajectory
     heat = float(c.energy(x[0]) - c.energy(x[-1]))
@@ -99,8 +103,15 @@ def spice_job(spec: dict) -> dict:
     e = {k: float(np.trapezoid(p, t)) for k, p in (("resistive_J", p_res), ("couplings_J", p_cpl),
                                                     ("bias_J", p_bias))}
     e["capacitor_delta_J"] = float(0.5 * np.sum(circ.C * (v[-1] ** 2 - v[0] ** 2)))
-    # first law: what the noise sources delivered = dissipated + stored
+    # first law: the noise sources deliver what the elements dissipate plus what the capacitors store
     e["noise_delivered_J"] = e["resistive_J"] + e["couplings_J"] + e["bias_J"] + e["capacitor_delta_J"]
+    if spec.get("pwl_current") is not None:
+        # paired mode: the injected currents are known, so the noise power is measured, not
+        # inferred, and the first law becomes a check of the simulation (DESIGN.md 4a: < 1 %)
+        cur = spec["pwl_current"]
+        k = np.minimum((t / spec["nt_s"]).astype(np.int64), cur.shape[0] - 1)
+        e["noise_measured_J"] = float(np.trapezoid(np.einsum("ti,ti->t", v, cur[k]), t))
+        e["first_law_residual"] = (e["noise_measured_J"] - e["noise_delivered_J"]) / e["resistive_J"]
     snap = np.linspace(0, len(grid) - 1, spec["snapshots"]).round().astype(int)
     return {"index": spec["index"], "x_final": x[-1], "x0": x[0], "snap": x[snap], "heat": heat,
             "heat_strat": strat, "energy": e, "points": int(len(t)), "seconds": time.perf_counter() - t0}
@@ -139,7 +150,8 @@ def prepare(p: CompiledProgram, cfg: CosimConfig) -> tuple[list[dict], np.ndarra
                          pwl=None if noise is None else noise[:, r, :],
                          title=f"thermohw cosim run {r}: target {p.target.name}")
         specs.append({"index": r, "netlist": net, "engine": cfg.engine, "circuit": circ, "realised": p.realised,
-                      "grid_s": grid, "snapshots": cfg.snapshots})
+                      "grid_s": grid, "snapshots": cfg.snapshots, "nt_s": nt_s,
+                      "pwl_current": None if noise is None else np.sqrt(circ.s2 / nt_s) * noise[:, r, :]})
     return specs, x0, noise
 
 

@@ -232,7 +232,45 @@ def simulate_chip(chip: ChipParameters, x0: np.ndarray, h: np.ndarray, *, n_step
     return out
 
 
-class IdealVirtualChip(Device):
+class VirtualChip(Device):
+    """Shared part of the virtual chips: the hidden errors (drawn at the first ``program``
+    from the target's component figures with ``chip_seed``: same seed, same chip) and the
+    truth they imply, revealed only to tests and reports."""
+
+    def __init__(self, errors: HiddenErrors | None, chip_seed: int, draw: dict) -> None:
+        self._errors = errors
+        self._draw = draw
+        self._chip_seed = int(chip_seed)
+        self._truth: ChipParameters | None = None
+        self.program_ = None
+
+    def _program_errors(self, program: CompiledProgram, what: str):
+        """Check the program is an RC one and return (circuit, the chip's errors)."""
+        if program.target.kind != "rc" or program.artefact is None:
+            raise InputError(f"{what} models RC targets; {program.target.name!r} is "
+                             f"{program.target.kind!r} (calibrate it from recorded files with replay:PATH)")
+        circ = program.artefact
+        if self._errors is None:
+            self._errors = HiddenErrors.draw(program.target, circ.n_units, self._chip_seed, **self._draw)
+        if self._errors.n_units != circ.n_units:
+            raise InputError(f"this chip has {self._errors.n_units} units; the program needs {circ.n_units}")
+        return circ, self._errors
+
+    @property
+    def n_units(self) -> int:
+        return self._need_program().realised.n_units
+
+    def reveal(self) -> ChipParameters:
+        """The hidden truth (virtual chips only; for tests and reports)."""
+        self._need_program()
+        return self._truth
+
+    def reveal_errors(self) -> HiddenErrors:
+        self._need_program()
+        return self._errors
+
+
+class IdealVirtualChip(VirtualChip):
     """The ideal Langevin model of the compiled RC circuit with hidden component mismatch.
 
     errors : the chip's :class:`HiddenErrors`; default: drawn at the first ``program`` from
@@ -249,37 +287,13 @@ class IdealVirtualChip(Device):
         if int(substeps) < 1:
             raise InputError("substeps must be >= 1")
         self.substeps = int(substeps)
-        self._errors = errors
-        self._draw = dict(reciprocal=reciprocal, noise_common=noise_common, noise_unit=noise_unit, scale=scale)
-        self._chip_seed = int(chip_seed)
-        self._truth: ChipParameters | None = None
-        self.program_ = None
+        super().__init__(errors, chip_seed, dict(reciprocal=reciprocal, noise_common=noise_common,
+                                                 noise_unit=noise_unit, scale=scale))
 
     def program(self, program: CompiledProgram) -> None:
-        if program.target.kind != "rc" or program.artefact is None:
-            raise InputError(f"virtual chips model RC targets; {program.target.name!r} is "
-                             f"{program.target.kind!r} (calibrate it from recorded files with replay:PATH)")
-        circ = program.artefact
-        n = circ.n_units
-        if self._errors is None:
-            self._errors = HiddenErrors.draw(program.target, n, self._chip_seed, **self._draw)
-        if self._errors.n_units != n:
-            raise InputError(f"this chip has {self._errors.n_units} units; the program needs {n}")
-        self._truth = self._errors.chip_parameters(circ, mask=program.realised.mask)
+        circ, errors = self._program_errors(program, "virtual chips")
+        self._truth = errors.chip_parameters(circ, mask=program.realised.mask)
         self.program_ = program
-
-    @property
-    def n_units(self) -> int:
-        return self._need_program().realised.n_units
-
-    def reveal(self) -> ChipParameters:
-        """The hidden truth (virtual chips only; for tests and reports)."""
-        self._need_program()
-        return self._truth
-
-    def reveal_errors(self) -> HiddenErrors:
-        self._need_program()
-        return self._errors
 
     def run(self, protocol: Protocol | None, duration: float, sample_interval: float, seed: int, *,
             runs: int | None = None) -> Recording:

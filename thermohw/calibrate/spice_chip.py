@@ -29,7 +29,7 @@ import numpy as np
 from ..compile import CompiledProgram
 from ..errors import InputError
 from ..langevin import Protocol
-from .device import Device, HiddenErrors, _samples, protocol_bias
+from .device import HiddenErrors, VirtualChip, _samples, protocol_bias
 from .params import ChipParameters
 from .recording import Recording
 
@@ -72,7 +72,7 @@ def _netlist_seed(seed: int, group: int) -> int:
     return int(s % (2 ** 31 - 2)) + 1
 
 
-class SpiceVirtualChip(Device):
+class SpiceVirtualChip(VirtualChip):
     """The compiled RC netlist with hidden, seeded component mismatch, run in ngspice.
 
     errors / chip_seed / reciprocal / noise_common / noise_unit / scale : the chip's hidden
@@ -90,44 +90,21 @@ class SpiceVirtualChip(Device):
                  scheduler: str | None = None, engine: str = "batch", timeout: float | None = None) -> None:
         if int(nt_per_sample) < 1 or int(runs_per_netlist) < 1:
             raise InputError("nt_per_sample and runs_per_netlist must be >= 1")
-        self._errors = errors
-        self._draw = dict(reciprocal=reciprocal, noise_common=noise_common, noise_unit=noise_unit, scale=scale)
-        self._chip_seed = int(chip_seed)
+        super().__init__(errors, chip_seed, dict(reciprocal=reciprocal, noise_common=noise_common,
+                                                 noise_unit=noise_unit, scale=scale))
         self.nt_per_sample = int(nt_per_sample)
         self.runs_per_netlist = int(runs_per_netlist)
         self.workers, self.scheduler, self.engine, self.timeout = int(workers), scheduler, engine, timeout
         self._bad = None
-        self._truth: ChipParameters | None = None
-        self.program_ = None
 
     def program(self, program: CompiledProgram) -> None:
-        if program.target.kind != "rc" or program.artefact is None:
-            raise InputError(f"the SPICE virtual chip models RC targets; {program.target.name!r} is "
-                             f"{program.target.kind!r}")
-        circ = program.artefact
-        n = circ.n_units
-        if self._errors is None:
-            self._errors = HiddenErrors.draw(program.target, n, self._chip_seed, **self._draw)
-        if self._errors.n_units != n:
-            raise InputError(f"this chip has {self._errors.n_units} units; the program needs {n}")
-        self._bad = self._errors.apply_to_circuit(circ)
-        self._a = float(np.mean(circ.mu)) * float(circ.C[0])   # the program's gauge: mu0 C0
-        self._truth = ChipParameters.from_circuit(self._bad, mu0=float(np.mean(circ.mu)), C0=float(circ.C[0]),
+        circ, errors = self._program_errors(program, "the SPICE virtual chip")
+        self._bad = errors.apply_to_circuit(circ)
+        # the program's gauge mu0 C0: every unit's mu_i C_i is this one constant (backends.rc.lower)
+        self._a = float(circ.mu[0]) * float(circ.C[0])
+        self._truth = ChipParameters.from_circuit(self._bad, mu0=float(circ.mu[0]), C0=float(circ.C[0]),
                                                   mask=program.realised.mask)
         self.program_ = program
-
-    @property
-    def n_units(self) -> int:
-        return self._need_program().realised.n_units
-
-    def reveal(self) -> ChipParameters:
-        """The hidden truth (virtual chips only; for tests and reports)."""
-        self._need_program()
-        return self._truth
-
-    def reveal_errors(self) -> HiddenErrors:
-        self._need_program()
-        return self._errors
 
     def reveal_circuit(self):
         """The mismatched element values (virtual chips only)."""

@@ -150,3 +150,19 @@ def test_seed_sequence_objects_are_reusable_and_inputs_validated():
         kw.setdefault("dt", 1e-3)
         with pytest.raises(InputError, match=msg):
             simulate(c, np.zeros((1, 4)), **kw)
+
+
+def test_sparse_coupling_product_matches_dense():
+    """A lattice-like computer (1 % of J nonzero) takes the CSR path by default; it must give
+    the dense path's trajectory to rounding."""
+    rng = np.random.default_rng(5)
+    n = 300
+    J = np.zeros((n, n))
+    for i in range(n - 1):
+        J[i, i + 1] = J[i + 1, i] = rng.normal(0, 0.3)
+    c = Computer(J=J, b=rng.normal(0, 0.1, n), mask=J != 0, n_visible=0)
+    x0 = rng.normal(0, 0.2, (70, n))
+    a = simulate(c, x0, n_steps=200, dt=1e-3, seed=1)                 # sparse by default
+    b = simulate(c, x0, n_steps=200, dt=1e-3, seed=1, sparse=False)
+    np.testing.assert_allclose(a.x_final, b.x_final, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(a.heat_strat, b.heat_strat, rtol=1e-9, atol=1e-12)

@@ -1,5 +1,5 @@
 """The two ngspice engines (batch subprocess + raw reader; PySpice shared library) and the
-executor (in-process, process pool, Dask), against the real ngspice: no mocks."""
+executor (in-process, process pool, Dask), always against the real ngspice."""
 import functools
 import shutil
 from concurrent.futures import ThreadPoolExecutor

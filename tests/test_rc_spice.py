@@ -1,4 +1,4 @@
-"""RC backend against the real ngspice (no mocks): netlists parse and run, the stationary
+"""RC backend against the real ngspice: netlists parse and run, the stationary
 statistics match the realised model, the seeded noise is reproducible."""
 import math
 

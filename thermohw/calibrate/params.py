@@ -23,23 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from ..computer import Computer
+from ..computer import Computer, _per_unit
 from ..errors import InputError
 
 _RECIP_RTOL = 1e-12
-
-
-def _vec(name: str, v: Any, n: int) -> np.ndarray:
-    a = np.asarray(v, dtype=np.float64)
-    if a.ndim == 0:
-        a = np.full(n, float(a))
-    if a.shape != (n,):
-        raise InputError(f"{name} has shape {a.shape}; expected a scalar or ({n},), one per unit")
-    if not np.all(np.isfinite(a)):
-        raise InputError(f"{name} contains NaN or inf")
-    a = a.copy()
-    a.setflags(write=False)
-    return a
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,7 +67,7 @@ class ChipParameters:
         fz(self, "K", K)
         fz(self, "mask", mask)
         for name in ("J2", "J4", "b", "mu", "kT"):
-            fz(self, name, _vec(name, getattr(self, name), n))
+            fz(self, name, _per_unit(name, getattr(self, name), n))
         if np.any(self.mu <= 0) or np.any(self.kT <= 0):
             raise InputError("mu and kT must be > 0 for every unit")
 
@@ -142,7 +129,7 @@ class ChipParameters:
         unit i's drift coefficients mu_i * (J2, J4, b, K_i.) and diffusion mu_i kT_i are kept,
         so (J2, J4, b, K_i., kT_i) scale by mu_i / mu_ref_i. The imposed bias h then also acts
         with weight mu_i / mu_ref_i - which is why an exactly known h identifies mu."""
-        mu_ref = _vec("mu_ref", mu_ref, self.n_units)
+        mu_ref = _per_unit("mu_ref", mu_ref, self.n_units)
         r = self.mu / mu_ref
         return ChipParameters(J2=self.J2 * r, J4=self.J4 * r, b=self.b * r, mu=mu_ref, kT=self.kT * r,
                               K=self.K * r[:, None], mask=self.mask)

@@ -302,6 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ThermohwError as e:
         print(f"thermohw {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # output piped into `head` and closed: not an error
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         hint = " - continue with --resume" if args.command == "train" else ""
         print(f"\nthermohw {args.command}: interrupted; finished work was saved{hint}", file=sys.stderr)

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .computer import Computer
+from .computer import Computer, _per_unit
 from .errors import DivergenceError, InputError
 from .langevin import euler_limits
 
@@ -66,13 +66,10 @@ class UnderdampedTrajectory:
         return self.x_final.shape[0]
 
 
-def _per_unit(name: str, value: Any, n: int) -> np.ndarray:
-    a = np.asarray(value, dtype=np.float64)
-    if a.ndim == 0:
-        a = np.full(n, float(a))
-    if a.shape != (n,):
-        raise InputError(f"{name} has shape {a.shape}; expected a scalar or ({n},)")
-    if not np.all(np.isfinite(a)) or np.any(a <= 0):
+def _positive(name: str, value: Any, n: int) -> np.ndarray:
+    """A per-unit array (as in Computer) that must also be > 0 (masses, frictions)."""
+    a = _per_unit(name, value, n)
+    if np.any(a <= 0):
         raise InputError(f"{name} must be finite and > 0 for every unit")
     return a
 
@@ -128,8 +125,8 @@ def simulate_underdamped(computer: Computer, mass: Any, x0: np.ndarray, v0: np.n
     n_steps = int(n_steps)
     if n_steps < 0:
         raise InputError("n_steps must be >= 0")
-    m = _per_unit("mass", mass, N)
-    g = _per_unit("gamma", 1.0 / c.mu if gamma is None else gamma, N)
+    m = _positive("mass", mass, N)
+    g = _positive("gamma", 1.0 / c.mu if gamma is None else gamma, N)
     rng = np.random.default_rng(seed)
     if v0 is None:
         v = rng.standard_normal((R, N)) * np.sqrt(c.kT / m)

@@ -155,6 +155,29 @@ def test_bias_mode_fits_the_mobility_and_nominal_mode_the_equivalent_rows(chip, 
         fit(chip.run(None, 2.0, DT, seed=1, runs=2), mobility="bias")
 
 
+@pytest.mark.parametrize("discretisation", ["euler", "continuous"])
+def test_pooled_statistics_give_the_fit_of_the_concatenated_recording(chip, program, discretisation):
+    """Fitting chunks of runs by adding their sufficient statistics (bounded memory) is the same
+    estimate as fitting all runs at once: equal to rounding (1e-9 relative)."""
+    from thermohw.calibrate import Statistics
+
+    proto = design.bias_steps(8, 24, seed=4)
+    parts = [chip.run(Protocol(proto.h[k:k + 8]), 5.0, DT, seed=30 + k) for k in (0, 8, 16)]
+    mask, kw = program.realised.mask, dict(mobility="bias", discretisation=discretisation)
+    whole = fit(Recording.concat(parts), mask=mask, **kw)
+    for pooled in (fit(parts, mask=mask, **kw),
+                   *([fit(sum((Statistics.of(r) for r in parts[1:]), Statistics.of(parts[0])), mask=mask, **kw)]
+                     if discretisation == "euler" else [])):
+        np.testing.assert_allclose(pooled.value, whole.value, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(pooled.se, whole.se, rtol=1e-9)
+        assert pooled.n_transitions == whole.n_transitions
+    if discretisation == "continuous":
+        with pytest.raises(InputError, match="needs the recordings"):
+            fit(Statistics.of(parts[0]), mask=mask, **kw)
+    with pytest.raises(InputError, match="sample intervals"):
+        Statistics.of(parts[0]) + Statistics.of(parts[1].decimate(2))
+
+
 def test_fit_detects_non_reciprocal_couplings(program):
     """Directed gain errors +-30 % on every pair: the rows' separate estimates see it (chi^2
     of the asymmetry z's far above its 28 dof), and the rows match the directed truth."""

@@ -15,12 +15,12 @@ from thermohw.cosim import unit_moments_test
 
 from conftest import random_computer
 
-# Recording design for the loop: 1024 bias-step runs (amplitude 3: each unit is pushed up to
+# Recording design for the loop: 2048 bias-step runs (amplitude 3: each unit is pushed up to
 # ~0.8 into its quartic well) of 20 model time units at a sample interval of 0.05. The chip
 # integrates with the same step, so the Euler likelihood is exact; the information about the
 # drift grows with the recorded *time* (not the number of samples), so the coarse interval
 # costs nothing in precision and 5x less in run time.
-RUNS, AMP, DURATION, DT = 1024, 3.0, 20.0, 0.05
+RUNS, AMP, DURATION, DT = 2048, 3.0, 20.0, 0.05
 
 
 def program_for(max_abs_J: float, bits: int = 8):
@@ -34,7 +34,8 @@ def program_for(max_abs_J: float, bits: int = 8):
 @pytest.fixture(scope="module")
 def loop():
     """A poorly matched chip (5x the preset's spreads: 10 % OTA and cubic gain sd, 5 % C and
-    R, 5 mV offsets, a 15 % noise-level error) calibrated in 4 iterations, with a cubic trim."""
+    R, 5 mV offsets, a 15 % noise-level error) calibrated in 4 iterations, with a cubic trim.
+    Each measurement is recorded in 4 chunks of 256 runs whose statistics are pooled."""
     p = program_for(0.9)
     chip = IdealVirtualChip(chip_seed=7, scale=5.0)
     chip.program(p)
@@ -42,7 +43,9 @@ def loop():
     truths = []
     res = calibrate(chip, p, protocol=design.bias_steps(8, RUNS, amplitude=AMP, seed=3), duration=DURATION,
                     sample_interval=DT, seed=11, config=CorrectionConfig(iterations=4, J4_trim_step=1 / 256),
-                    on_iteration=lambda *a: truths.append(chip.reveal()))
+                    on_iteration=lambda *a: truths.append((chip.reveal(), a[3].n_runs)), chunk_runs=256)
+    assert all(n == 256 for _, n in truths)                      # the callback sees the first chunk
+    truths = [t for t, _ in truths]
     return p, chip, before, chip.reveal(), res, truths
 
 
@@ -50,7 +53,11 @@ def test_correction_reduces_every_trimmable_error(loop):
     """The true RMS coupling error (hidden truth vs intended) falls >= 5x, to the floor set by
     the 8-bit coupling LSB (uniform rounding: LSB/sqrt(12)) and the pooled measurement error
     (se of one fit / sqrt(4 fits)); biases fall to their 8-bit LSB, J2, J4 and kT >= 5x. The
-    mobility (capacitor mismatch) has no trim: unchanged and reported."""
+    mobility (capacitor mismatch) has no trim: unchanged and reported.
+    Margins: the initial error is 7.1x the floor; the final one scatters about 1.1x the floor
+    (James-Stein shrinkage leaves a little), so the 5x ratio is met with a margin of ~2.5 sd:
+    measured over 16 measurement seeds 5.6-7.3x (mean 6.4x). 1.5x floor is 3.7 sd of an RMS
+    over 28 couplings (sd ~ floor / sqrt(56))."""
     p, chip, before, after, res, truths = loop
     e0, e1 = parameter_errors(before, p.realised), parameter_errors(after, p.realised)
     assert e0["J"] / e1["J"] >= 5, (e0["J"], e1["J"])

@@ -246,6 +246,21 @@ def test_one_signed_coupling_range_and_stochastic_trim():
     assert any(v["check"] == "range" for v in p.report["violations"])
 
 
+def test_trim_headroom_widens_the_auto_ranges_within_the_target():
+    """coupling_headroom multiplies and bias_margin adds to the auto full scales (room for
+    calibration trims), never beyond the target's range; bad values are refused."""
+    c = random_computer(3, 3, seed=4)
+    base = compile_computer(c, "rc-8bit-dense").report["scale"]
+    wide = compile_computer(c, "rc-8bit-dense", CompileOptions(coupling_headroom=1.5, bias_margin=0.3)).report["scale"]
+    assert wide["coupling_full_scale"] == pytest.approx(min(1.0, 1.5 * base["model_max_abs_J"]), rel=1e-12)
+    assert wide["bias_full_scale"] == pytest.approx(min(4.0, base["model_max_abs_b"] + 0.3), rel=1e-12)
+    huge = compile_computer(c, "rc-8bit-dense", CompileOptions(coupling_headroom=1e3, bias_margin=1e3)).report["scale"]
+    assert huge["coupling_full_scale"] == 1.0 and huge["bias_full_scale"] == 4.0
+    for bad in (dict(coupling_headroom=0.5), dict(bias_margin=-1.0), dict(coupling_headroom=float("nan"))):
+        with pytest.raises(InputError, match="headroom|margin"):
+            CompileOptions(**bad)
+
+
 def test_thermal_noise_with_an_inconsistent_voltage_scale_is_reported():
     t = Target.preset("rc-8bit-dense").replace(physics={"C_F": 1e-12, "tau_s": 1e-6, "V_s_V": 0.1,
                                                         "noise": {"source": "thermal", "temperature_K": 300}})

@@ -121,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fail if any coupling cannot be hosted")
     cp.add_argument("--range", choices=["auto", "full"], default="auto",
                     help="auto: smallest full-scale holding the model (default); full: the target's whole range")
+    cp.add_argument("--coupling-headroom", type=float, default=1.0, dest="coupling_headroom",
+                    help="auto range: coupling full scale = FACTOR x max|J| (room for gain trims; default 1)")
+    cp.add_argument("--bias-margin", type=float, default=0.0, dest="bias_margin",
+                    help="auto range: bias full scale = max|b| + MARGIN, model units (room for offset trims; "
+                    "default 0)")
 
     cs = sub.add_parser("cosim", help="run a compiled netlist in ngspice beside the ideal models and compare",
                         description="Runs PROGRAM's netlist in ngspice (transient noise) with the paper's generation "
@@ -176,7 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--workers", type=int, default=1, help="virtual-spice: parallel ngspice processes")
     ca.add_argument("--generate-runs", type=int, default=1000,
                     help="generated samples per model for the before/after comparison (0: skip)")
+    ca.add_argument("--chunk-runs", type=int, default=256, dest="chunk_runs",
+                    help="record at most this many runs at a time and pool their statistics (bounded memory; "
+                    "default 256)")
     ca.add_argument("--seed", type=int, default=0)
+    ca.add_argument("-q", "--quiet", action="store_true")
 
     lt = sub.add_parser("targets", help="list the bundled hardware target presets")
     lt.add_argument("--show", help="print one preset's YAML")
@@ -239,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .computer import Computer
 
             opts = CompileOptions(bits=args.bits, bias_bits=args.bias_bits, rounding=args.rounding,
-                                  prune=args.prune, range=args.range, seed=args.seed)
+                                  prune=args.prune, range=args.range, seed=args.seed,
+                                  coupling_headroom=args.coupling_headroom, bias_margin=args.bias_margin)
             prog = compile_computer(Computer.load(args.model), resolve_target(args.target), opts)
             files = prog.save(args.out)
             beside = Path(args.model).with_name("digits.npz")
@@ -279,11 +289,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      amplitude=args.amplitude, iterations=args.iterations, seed=args.seed,
                                      mobility=args.mobility, J4_trim_step=args.J4_trim,
                                      noise_trim=not args.no_noise_trim, generate_runs=args.generate_runs,
+                                     chunk_runs=args.chunk_runs,
                                      discretisation=None if args.discretisation == "auto" else args.discretisation)
             dfile = Path(args.program) / "digits.npz"
             rep = run_calibration(prog, open_device(args.device, **kw), args.out, setup,
                                   digits=Digits.load(dfile) if dfile.is_file() else None,
-                                  intended=CompiledProgram.load(args.intended) if args.intended else None)
+                                  intended=CompiledProgram.load(args.intended) if args.intended else None,
+                                  progress=not args.quiet)
             print("\n".join(rep["verdicts"]))
             print(f"calibrated in {rep['seconds']:.0f} s; report -> {args.out}, corrected program -> {rep['corrected_program']}")
         elif args.command == "targets":

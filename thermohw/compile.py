@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -44,6 +45,10 @@ class CompileOptions:
     prune : "prune" | "refuse" couplings the topology cannot host (default: the target's).
     range : "auto" uses the smallest symmetric full-scale that holds the model's values (the
         target's min/max are the largest programmable range); "full" uses the target's range.
+    coupling_headroom : "auto" full scale of the couplings = this factor x max |J| (>= 1), and
+    bias_margin : "auto" full scale of the biases = max |b| + this margin (model units) - room
+        for calibration trims (gain errors scale a coupling, offsets shift a bias), within the
+        target's range. A wider full scale costs resolution: every LSB grows with it.
     """
 
     bits: int | None = None
@@ -53,6 +58,8 @@ class CompileOptions:
     range: str = "auto"
     seed: int = 0
     placement_effort: int = 20
+    coupling_headroom: float = 1.0
+    bias_margin: float = 0.0
 
     def __post_init__(self) -> None:
         if self.bits is not None and not 2 <= int(self.bits) <= 16:
@@ -65,6 +72,10 @@ class CompileOptions:
             raise InputError(f"prune = {self.prune!r}; use 'prune' or 'refuse'")
         if self.range not in ("auto", "full"):
             raise InputError(f"range = {self.range!r}; use 'auto' or 'full'")
+        if not (math.isfinite(self.coupling_headroom) and self.coupling_headroom >= 1.0):
+            raise InputError(f"coupling_headroom = {self.coupling_headroom}; use a factor >= 1 (1: no headroom)")
+        if not (math.isfinite(self.bias_margin) and self.bias_margin >= 0.0):
+            raise InputError(f"bias_margin = {self.bias_margin}; use a margin >= 0 in model units of b")
 
 
 @dataclass(frozen=True, eq=False)
@@ -327,8 +338,9 @@ def scale(p: CompiledProgram) -> CompiledProgram:
     c = p.programmed
     jmax = float(np.max(np.abs(c.J[c.mask]))) if c.n_couplings else 0.0
     bmax = float(np.max(np.abs(c.b))) if c.n_units else 0.0
-    lo_j, hi_j = _range(p.target.couplings, jmax, p.options.range)
-    lo_b, hi_b = _range(p.target.biases, bmax, p.options.range)
+    o = p.options
+    lo_j, hi_j = _range(p.target.couplings, jmax * o.coupling_headroom, o.range)
+    lo_b, hi_b = _range(p.target.biases, bmax + o.bias_margin, o.range)
     J = np.where(c.mask, np.clip(c.J, lo_j, hi_j), 0.0)
     b = np.clip(c.b, lo_b, hi_b)
     n_cj = int(np.count_nonzero(np.triu(J != c.J, 1)))

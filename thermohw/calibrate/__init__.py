@@ -24,11 +24,11 @@ from . import design
 from .correct import CalibrationResult, Correction, CorrectionConfig, calibrate, correction_step, estimated_errors, \
     parameter_errors
 from .device import Device, HiddenErrors, IdealVirtualChip, ReplayDevice, open_device, protocol_bias
-from .fit import Fit, fit, negative_log_likelihood, standardized_residuals
+from .fit import Fit, Statistics, fit, negative_log_likelihood, standardized_residuals
 from .params import ChipParameters
 from .recording import Recording, read_recording
 
 __all__ = ["Device", "HiddenErrors", "IdealVirtualChip", "ReplayDevice", "open_device", "protocol_bias",
-           "Fit", "fit", "negative_log_likelihood", "standardized_residuals", "ChipParameters", "Recording",
+           "Fit", "Statistics", "fit", "negative_log_likelihood", "standardized_residuals", "ChipParameters", "Recording",
            "read_recording", "design", "CalibrationResult", "Correction", "CorrectionConfig", "calibrate",
            "correction_step", "estimated_errors", "parameter_errors"]

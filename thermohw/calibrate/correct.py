@@ -35,13 +35,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..compile import CompiledProgram, lower
 from ..computer import Computer
 from ..errors import InputError
 from ..langevin import Protocol
-from .device import Device
-from .fit import DISCRETISATIONS, MOBILITIES, Fit, fit
+from .device import Device, protocol_bias
+from .fit import DISCRETISATIONS, MOBILITIES, Fit, Statistics, fit
 from .params import ChipParameters
 
 
@@ -341,15 +342,57 @@ class CalibrationResult:
                 "notes": self.notes}
 
 
+def _chunk_seed(seed: int, chunk: int) -> int:
+    """Independent seed of chunk ``chunk`` of a measurement seeded ``seed``."""
+    return int(np.random.SeedSequence([int(seed) % 2 ** 63, int(chunk), 0xC4])
+               .generate_state(1, np.uint64)[0] % 2 ** 62)
+
+
+def measure(device: Device, program: CompiledProgram, protocol: Protocol | None, duration: float,
+            sample_interval: float, seed: int, *, mask: np.ndarray, config: CorrectionConfig = CorrectionConfig(),
+            runs: int | None = None, chunk_runs: int | None = None, progress: bool = False) -> tuple[Fit, Any]:
+    """Program ``program``, record ``protocol`` and fit: (fit, the first recorded chunk).
+
+    ``chunk_runs``: record at most this many runs at a time and pool their sufficient
+    statistics (:class:`~thermohw.calibrate.fit.Statistics`), so memory stays bounded however
+    many runs are asked for (the continuous-time likelihood keeps the chunks: its correction
+    needs a second pass). Chunk c is seeded from (seed, c), so the result depends on the chunk
+    size; ``None`` records all runs at once with ``seed``."""
+    device.program(program)
+    mu = program.realised.mu if config.mobility == "nominal" else None
+    kw = dict(mask=mask, mobility=config.mobility, discretisation=config.discretisation, mu=mu)
+    h = protocol_bias(protocol, program.realised.n_units, runs)
+    R = h.shape[0]
+    if chunk_runs is None or R <= chunk_runs:
+        rec = device.run(protocol, duration, sample_interval, seed, runs=runs)
+        return fit(rec, **kw), rec
+    if chunk_runs < 2:
+        raise InputError("chunk_runs must be >= 2")
+    keep = config.discretisation == "continuous"
+    stats, recs, first = None, [], None
+    starts = range(0, R, int(chunk_runs))
+    for c, r0 in enumerate(tqdm(starts, desc=f"recording (seed {seed})", unit="chunk", disable=not progress,
+                                leave=False)):
+        rec = device.run(Protocol(h[r0:r0 + chunk_runs]), duration, sample_interval, _chunk_seed(seed, c))
+        st = Statistics.of(rec)
+        stats = st if stats is None else stats + st
+        first = rec if first is None else first
+        if keep:
+            recs.append(rec)
+    return fit(recs if keep else stats, **kw), first
+
+
 def calibrate(device: Device, program: CompiledProgram, *, protocol: Protocol | None, duration: float,
               sample_interval: float, seed: int = 0, config: CorrectionConfig = CorrectionConfig(),
               runs: int | None = None, intended: Computer | None = None,
-              on_iteration: Callable[[int, CompiledProgram, Fit, Any], None] | None = None) -> CalibrationResult:
+              on_iteration: Callable[[int, CompiledProgram, Fit, Any], None] | None = None,
+              chunk_runs: int | None = None, progress: bool = False) -> CalibrationResult:
     """Program ``program``, measure, fit, correct, re-program, ... ``config.iterations`` times,
-    then a verifying measurement of the final program. Each measurement is ``device.run(
-    protocol, duration, sample_interval, seed + k)``. ``on_iteration(k, program, fit, recording)``
-    is called after each measurement (k = 0 is the uncorrected chip). ``intended``: the model
-    to reach (default ``program.realised``)."""
+    then a verifying measurement of the final program. Each measurement is :func:`measure`
+    with seed ``seed + k`` (``chunk_runs``: bounded-memory recording in chunks).
+    ``on_iteration(k, program, fit, recording)`` is called after each measurement (k = 0 is
+    the uncorrected chip; the recording is the first chunk). ``intended``: the model to reach
+    (default ``program.realised``)."""
     intended = program.realised if intended is None else intended
     history: list[tuple[CompiledProgram, Fit]] = []
     rows: list[dict] = []
@@ -357,17 +400,15 @@ def calibrate(device: Device, program: CompiledProgram, *, protocol: Protocol | 
     converged = False
     corr = None
 
-    def measure(k: int, q: CompiledProgram) -> Fit:
-        device.program(q)
-        rec = device.run(protocol, duration, sample_interval, seed + k, runs=runs)
-        f = fit(rec, mask=intended.mask, mobility=config.mobility, discretisation=config.discretisation,
-                mu=q.realised.mu if config.mobility == "nominal" else None)
+    def measure_k(k: int, q: CompiledProgram) -> Fit:
+        f, rec = measure(device, q, protocol, duration, sample_interval, seed + k, mask=intended.mask,
+                         config=config, runs=runs, chunk_runs=chunk_runs, progress=progress)
         if on_iteration is not None:
             on_iteration(k, q, f, rec)
         return f
 
     for k in range(config.iterations):
-        f = measure(k, p)
+        f = measure_k(k, p)
         history.append((p, f))
         corr = correction_step(history, intended, config)
         rows.append({"iteration": k, "estimated_errors": corr.estimated_errors,
@@ -377,7 +418,7 @@ def calibrate(device: Device, program: CompiledProgram, *, protocol: Protocol | 
         if corr.codes_changed == 0:
             converged = True
             break
-    final = measure(len(history), p)
+    final = measure_k(len(history), p)
     history.append((p, final))
     notes = []
     if corr is not None and corr.out_of_range:

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -74,47 +74,107 @@ _EULER_WARN = 0.05
 # ---------------------------------------------------------------------------------------------
 # design
 # ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Gram:
-    ZZ: np.ndarray   # (F, F) Z^T Z, Z = [x (N), x^3 (N), 1, h (N)]
-    ZY: np.ndarray   # (F, N) Z^T y, y = dx / dt
-    YY: np.ndarray   # (N,) sum y^2
-    n: int           # transitions
-    x2: np.ndarray   # (N,) mean x^2 (for the discretisation note)
+@dataclass(frozen=True, eq=False)
+class Statistics:
+    """Sufficient statistics of recordings for the Euler likelihood: everything :func:`fit`
+    needs, additive over runs (``a + b``), so arbitrarily many runs can be fitted in bounded
+    memory - record a chunk, add its statistics, drop it (``calibrate(chunk_runs=...)``).
+
+    ZZ : (3N+1, 3N+1) Z^T Z with Z = [x (N), x^3 (N), 1, h (N)]; ZY : (3N+1, N) Z^T y with
+    y = dx / dt; YY : (N,) sum y^2; n : transitions; x2 : (N,) sum x^2; h_min / h_max /
+    h_first : per-unit range of the imposed biases and the first run's (which biases vary
+    between runs, which are constant and nonzero)."""
+
+    sample_interval: float
+    ZZ: np.ndarray
+    ZY: np.ndarray
+    YY: np.ndarray
+    n: int
+    x2: np.ndarray
+    h_min: np.ndarray
+    h_max: np.ndarray
+    h_first: np.ndarray
+
+    @property
+    def n_units(self) -> int:
+        return self.YY.size
+
+    @classmethod
+    def of(cls, rec: Recording) -> "Statistics":
+        """The statistics of one recording."""
+        X = rec.x
+        T, R, N = X.shape
+        dt = rec.sample_interval
+        F0 = 2 * N + 1
+        ZZ = np.zeros((3 * N + 1, 3 * N + 1))
+        ZY = np.zeros((3 * N + 1, N))
+        YY = np.zeros(N)
+        x2 = np.zeros(N)
+        Sx = np.zeros((R, 2 * N))     # per-run sums of [x, x^3]: h is constant within a run, so the
+        Sy = np.zeros((R, N))         # h blocks are h^T (per-run sums) - no h columns in the big product
+        step = max(1, _CHUNK // (R * F0))
+        # single-threaded BLAS: OpenBLAS's threaded syrk is pathologically slow (100x) on tall-thin Z
+        with threadpool_limits(limits=1, user_api="blas"):
+            for t0 in range(0, T - 1, step):
+                t1 = min(T - 1, t0 + step)
+                xb = X[t0:t1]
+                yb = (X[t0 + 1:t1 + 1] - xb) / dt
+                x3 = xb * xb * xb
+                Sx[:, :N] += xb.sum(axis=0)
+                Sx[:, N:] += x3.sum(axis=0)
+                Sy += yb.sum(axis=0)
+                x, y = xb.reshape(-1, N), yb.reshape(-1, N)
+                Z = np.hstack([x, x3.reshape(-1, N), np.ones((x.shape[0], 1))])
+                ZZ[:F0, :F0] += Z.T @ Z
+                ZY[:F0] += Z.T @ y
+                YY += np.einsum("ij,ij->j", y, y)
+                x2 += np.einsum("ij,ij->j", x, x)
+        h = np.asarray(rec.bias, dtype=np.float64)
+        m = T - 1
+        hZ = np.hstack([h.T @ Sx, m * h.sum(axis=0)[:, None]])       # (N, 2N+1)
+        ZZ[F0:, :F0] = hZ
+        ZZ[:F0, F0:] = hZ.T
+        ZZ[F0:, F0:] = m * (h.T @ h)
+        ZY[F0:] = h.T @ Sy
+        return cls(float(dt), ZZ, ZY, YY, m * R, x2, h.min(axis=0), h.max(axis=0), h[0].copy())
+
+    def __add__(self, other: "Statistics") -> "Statistics":
+        if not isinstance(other, Statistics):
+            return NotImplemented
+        if other.n_units != self.n_units:
+            raise InputError(f"cannot pool recordings of {self.n_units} and {other.n_units} units")
+        if not math.isclose(other.sample_interval, self.sample_interval, rel_tol=1e-9):
+            raise InputError(f"cannot pool recordings with sample intervals {self.sample_interval:g} and "
+                             f"{other.sample_interval:g}; resample them to one interval first")
+        return Statistics(self.sample_interval, self.ZZ + other.ZZ, self.ZY + other.ZY, self.YY + other.YY,
+                          self.n + other.n, self.x2 + other.x2, np.minimum(self.h_min, other.h_min),
+                          np.maximum(self.h_max, other.h_max), self.h_first)
+
+    @property
+    def varies(self) -> np.ndarray:
+        """Units whose imposed bias differs between runs."""
+        return self.h_max > self.h_min
+
+    @property
+    def constant_bias(self) -> np.ndarray:
+        """Units whose imposed bias is the same nonzero value in every run."""
+        return ~self.varies & (self.h_first != 0)
 
 
-def _gram(rec: Recording, use_h: bool) -> _Gram:
-    X = rec.x
-    T, R, N = X.shape
-    dt = rec.sample_interval
-    F = 2 * N + 1 + (N if use_h else 0)
-    ZZ = np.zeros((F, F))
-    ZY = np.zeros((F, N))
-    YY = np.zeros(N)
-    x2 = np.zeros(N)
-    step = max(1, _CHUNK // (R * F))
-    # single-threaded BLAS: OpenBLAS's threaded syrk is pathologically slow (100x) on tall-thin Z
-    with threadpool_limits(limits=1, user_api="blas"):
-        _accumulate(X, rec.bias if use_h else None, dt, step, ZZ, ZY, YY, x2)
-    n = (T - 1) * R
-    return _Gram(ZZ, ZY, YY, n, x2 / n)
-
-
-def _accumulate(X, bias, dt, step, ZZ, ZY, YY, x2) -> None:
-    T, R, N = X.shape
-    use_h = bias is not None
-    for t0 in range(0, T - 1, step):
-        t1 = min(T - 1, t0 + step)
-        x = X[t0:t1].reshape(-1, N)
-        y = (X[t0 + 1:t1 + 1] - X[t0:t1]).reshape(-1, N) / dt
-        parts = [x, x * x * x, np.ones((x.shape[0], 1))]
-        if use_h:
-            parts.append(np.broadcast_to(bias, (t1 - t0, R, N)).reshape(-1, N))
-        Z = np.hstack(parts)
-        ZZ += Z.T @ Z
-        ZY += Z.T @ y
-        YY += np.einsum("ij,ij->j", y, y)
-        x2 += np.einsum("ij,ij->j", x, x)
+def _statistics(data) -> tuple[Statistics, list[Recording]]:
+    """Statistics of ``data`` (a Recording, a sequence of them, or Statistics) and the
+    recordings themselves (for the continuous-time second pass)."""
+    if isinstance(data, Statistics):
+        return data, []
+    if isinstance(data, Recording):
+        return Statistics.of(data), [data]
+    recs = list(data)
+    if not recs or not all(isinstance(r, Recording) for r in recs):
+        raise InputError("fit takes a Recording, a non-empty list of Recordings or Statistics")
+    total = Statistics.of(recs[0])
+    for r in recs[1:]:
+        total = total + Statistics.of(r)
+    return total, recs
 
 
 def _unit_design(i: int, N: int, mask: np.ndarray, with_h: bool) -> tuple[list[int], np.ndarray, list[str]]:
@@ -132,7 +192,7 @@ def _unit_design(i: int, N: int, mask: np.ndarray, with_h: bool) -> tuple[list[i
     return cols, np.asarray(scales), names
 
 
-def _inverse(A: np.ndarray, names: list[str], unit: int, rec: Recording) -> tuple[np.ndarray, float]:
+def _inverse(A: np.ndarray, names: list[str], unit: int) -> tuple[np.ndarray, float]:
     """(A^-1, condition number of the scale-free information); clear errors when singular."""
     d = np.sqrt(np.diag(A))
     zero = [names[k] for k in np.nonzero(d == 0)[0]]
@@ -371,8 +431,8 @@ class Fit:
 # ---------------------------------------------------------------------------------------------
 # discretisation correction
 # ---------------------------------------------------------------------------------------------
-def _ito_taylor_correct(rec: Recording, units: list[dict], mask: np.ndarray, mu_ref: np.ndarray | None,
-                        const: np.ndarray, N: int) -> None:
+def _ito_taylor_correct(recs: list[Recording], units: list[dict], mask: np.ndarray, mu_ref: np.ndarray | None,
+                        const: np.ndarray, N: int, n: int) -> None:
     """Remove the O(dt) bias of the Euler likelihood for a continuous-time chip, in place.
 
     For dx = a(x) dt + sqrt(2 D) dW, Ito-Taylor gives E[dx | x] / dt = a + (dt/2) L a + O(dt^2)
@@ -380,9 +440,7 @@ def _ito_taylor_correct(rec: Recording, units: list[dict], mask: np.ndarray, mu_
     L a_i = sum_j a_j d_j a_i + D_i d_i^2 a_i. The regression therefore estimates the drift
     coefficients plus the projection of (dt/2) L a onto the features, and D times
     (1 + dt <d_i a_i>). Both are evaluated with the first-pass estimates and removed."""
-    dt = rec.sample_interval
-    X = rec.x
-    T, R, _ = X.shape
+    dt = recs[0].sample_interval
     c2, c4, cb, ch, D = (np.zeros(N) for _ in range(5))
     KB = np.zeros((N, N))
     for i, u in enumerate(units):
@@ -398,22 +456,9 @@ def _ito_taylor_correct(rec: Recording, units: list[dict], mask: np.ndarray, mu_
     F = 2 * N + 1 + N
     ZW = np.zeros((F, N))
     dsum = np.zeros(N)
-    step = max(1, _CHUNK // (R * F))
     with threadpool_limits(limits=1, user_api="blas"):
-        for t0 in range(0, T - 1, step):
-            t1 = min(T - 1, t0 + step)
-            x = X[t0:t1].reshape(-1, N)
-            h = np.broadcast_to(rec.bias, (t1 - t0, R, N)).reshape(-1, N)
-            x2 = x * x
-            a = -(2 * c2 * x + 4 * c4 * x2 * x + cb + x @ KB.T + ch * h)
-            dii = -(2 * c2 + 12 * c4 * x2)                       # d a_i / d x_i
-            La = a * dii - a @ KB.T                             # sum_j a_j d_j a_i (d_j a_i = -KB_ij)
-            La += D * (-24.0 * c4 * x)                          # D_i d_i^2 a_i
-            w = 0.5 * dt * La
-            Z = np.hstack([x, x2 * x, np.ones((x.shape[0], 1)), h])
-            ZW += Z.T @ w
-            dsum += dii.sum(axis=0)
-    n = (T - 1) * R
+        for rec in recs:
+            _ito_taylor_sums(rec, c2, c4, cb, ch, KB, D, ZW, dsum)
     for i, u in enumerate(units):
         cols, sc = list(u["cols"]), u["sc"]
         shift = u["Ainv"] @ (sc * ZW[cols, i])
@@ -423,14 +468,36 @@ def _ito_taylor_correct(rec: Recording, units: list[dict], mask: np.ndarray, mu_
         u["s2"] = u["s2"] / factor
 
 
+def _ito_taylor_sums(rec: Recording, c2, c4, cb, ch, KB, D, ZW, dsum) -> None:
+    """Add one recording's Z^T (dt/2) L a and sum of d_i a_i (see :func:`_ito_taylor_correct`)."""
+    dt = rec.sample_interval
+    X = rec.x
+    T, R, N = X.shape
+    step = max(1, _CHUNK // (R * ZW.shape[0]))
+    for t0 in range(0, T - 1, step):
+        t1 = min(T - 1, t0 + step)
+        x = X[t0:t1].reshape(-1, N)
+        h = np.broadcast_to(rec.bias, (t1 - t0, R, N)).reshape(-1, N)
+        x2 = x * x
+        a = -(2 * c2 * x + 4 * c4 * x2 * x + cb + x @ KB.T + ch * h)
+        dii = -(2 * c2 + 12 * c4 * x2)                       # d a_i / d x_i
+        La = a * dii - a @ KB.T                             # sum_j a_j d_j a_i (d_j a_i = -KB_ij)
+        La += D * (-24.0 * c4 * x)                          # D_i d_i^2 a_i
+        w = 0.5 * dt * La
+        Z = np.hstack([x, x2 * x, np.ones((x.shape[0], 1)), h])
+        ZW += Z.T @ w
+        dsum += dii.sum(axis=0)
+
+
 # ---------------------------------------------------------------------------------------------
 # the fit
 # ---------------------------------------------------------------------------------------------
-def fit(rec: Recording, *, mask: np.ndarray | None = None, mobility: str = "nominal",
-        mu: Any = None, discretisation: str = "euler") -> Fit:
+def fit(data: "Recording | Sequence[Recording] | Statistics", *, mask: np.ndarray | None = None,
+        mobility: str = "nominal", mu: Any = None, discretisation: str = "euler") -> Fit:
     """Fit every unit's J2, J4, b, couplings K_ij (for ``mask``; default all pairs, so
     unexpected couplings show up), noise temperature kT, and - with ``mobility='bias'`` - the
-    mobility mu, from a recording. ``mu``: the mobility for ``mobility='nominal'`` (scalar or
+    mobility mu, from a recording, a list of recordings (pooled: one fit of all their runs) or
+    their :class:`Statistics` (pooled by ``+``; bounded memory for any number of runs). ``mu``: the mobility for ``mobility='nominal'`` (scalar or
     (N,); normally the program's ``realised.mu``; default 1). See the module docstring.
 
     Imposed biases: when unit i's bias differs between runs, its coefficient is fitted (it is
@@ -442,13 +509,18 @@ def fit(rec: Recording, *, mask: np.ndarray | None = None, mobility: str = "nomi
     recording was itself made by Euler steps of the sample interval, e.g. ``IdealVirtualChip``
     with substeps=1); ``"continuous"`` - for a continuous-time chip (SPICE, hardware): the same
     least squares followed by the first-order Ito-Taylor correction of its O(dt) bias (module
-    docstring), leaving an O(dt^2) bias."""
+    docstring), leaving an O(dt^2) bias; it makes a second pass over the recordings, so it
+    needs them (not just Statistics)."""
     if discretisation not in DISCRETISATIONS:
         raise InputError(f"discretisation = {discretisation!r}; use 'euler' (Euler-stepped recordings) or "
                          "'continuous' (continuous-time chips: SPICE, hardware)")
     if mobility not in MOBILITIES:
         raise InputError(f"mobility = {mobility!r}; use 'nominal' (mu fixed) or 'bias' (mu from imposed biases)")
-    N = rec.n_units
+    g, recs = _statistics(data)
+    if discretisation == "continuous" and not recs:
+        raise InputError("discretisation='continuous' needs the recordings themselves (a second pass over them); "
+                         "pass the Recording(s), not their Statistics")
+    N = g.n_units
     if mask is None:
         mask = ~np.eye(N, dtype=bool)
     mask = np.asarray(mask, dtype=bool)
@@ -461,14 +533,12 @@ def fit(rec: Recording, *, mask: np.ndarray | None = None, mobility: str = "nomi
             raise InputError("mu must be positive")
     elif mu is not None:
         raise InputError("mu is fitted when mobility='bias'; do not pass it")
-    varies = np.ptp(rec.bias, axis=0) > 0
-    const = ~varies & (rec.bias[0] != 0)
+    varies, const = g.varies, g.constant_bias
     if mobility == "bias" and not np.all(varies):
         bad = np.nonzero(~varies)[0].tolist()
         raise InputError(f"mobility='bias' needs each unit's imposed bias to differ between runs; it does not for "
                          f"unit(s) {bad[:8]} (use calibrate.design.bias_steps, or mobility='nominal')")
-    g = _gram(rec, bool(np.any(varies)))
-    dt = rec.sample_interval
+    dt = g.sample_interval
     names: list[str] = []
     values, ses, covs, slices, infos = [], [], [], [], []
     conds, noise_sd, mus = np.zeros(N), np.zeros(N), np.zeros(N)
@@ -481,13 +551,13 @@ def fit(rec: Recording, *, mask: np.ndarray | None = None, mobility: str = "nomi
         A = sc[:, None] * g.ZZ[np.ix_(cols, cols)] * sc[None, :]
         zy, yy = g.ZY[:, i], float(g.YY[i])
         if const[i]:   # y' = y + mu_ref h: the known imposed drift removed with the nominal mobility
-            m = float(mu_ref[i] * rec.bias[0, i])
+            m = float(mu_ref[i] * g.h_first[i])
             zy = zy + m * g.ZZ[:, 2 * N]
             yy = yy + 2 * m * float(g.ZY[2 * N, i]) + m * m * g.n
             notes.append(f"unit {i}: the imposed bias is the same in every run; it was removed assuming the "
                          "nominal mobility")
         c = sc * zy[cols]
-        Ainv, conds[i] = _inverse(A, nm, i, rec)
+        Ainv, conds[i] = _inverse(A, nm, i)
         beta = Ainv @ c
         p = beta.size
         dof = g.n - p
@@ -499,7 +569,7 @@ def fit(rec: Recording, *, mask: np.ndarray | None = None, mobility: str = "nomi
                       "s2": s2, "D": s2 * dt / 2.0, "dof": dof})
     # pass 2 (continuous-time chips): first-order Ito-Taylor correction of the Euler bias
     if discretisation == "continuous":
-        _ito_taylor_correct(rec, units, mask, mu_ref, const, N)
+        _ito_taylor_correct(recs, units, mask, mu_ref, const, N, g.n)
     for i, u in enumerate(units):
         D, dof, nm, with_h = u["D"], u["dof"], u["names"], u["with_h"]
         noise_sd[i] = math.sqrt(2.0 * D * dt)
@@ -524,7 +594,7 @@ def fit(rec: Recording, *, mask: np.ndarray | None = None, mobility: str = "nomi
             condition=conds, noise_sd=noise_sd, _info_inv=tuple(infos), _with_h=tuple(bool(v) for v in varies))
     # discretisation: fastest local relaxation rate at the typical amplitude
     e = f.estimate
-    lam = e["mu"] * (np.abs(2 * e["J2"] + 12 * e["J4"] * g.x2) + np.sum(np.abs(e["K"]), axis=1))
+    lam = e["mu"] * (np.abs(2 * e["J2"] + 12 * e["J4"] * g.x2 / g.n) + np.sum(np.abs(e["K"]), axis=1))
     worst = float(np.max(lam * dt))
     if worst > _EULER_WARN * (1 if discretisation == "euler" else 4):
         notes.append(f"the sample interval is long against the fastest relaxation (lambda dt = {worst:.3g}): "

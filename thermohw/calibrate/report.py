@@ -38,7 +38,8 @@ class CalibrationSetup:
     """runs / duration / sample_interval / amplitude : the bias-step recording of each
     measurement (model units). iterations : correction steps. mobility : 'bias' (needs the
     bias steps) or 'nominal'. J4_trim_step / noise_trim : which extra trims the chip has.
-    generate_runs / generate_dt : the before/after generation comparison (0 runs: skip)."""
+    generate_runs / generate_dt : the before/after generation comparison (0 runs: skip).
+    chunk_runs : runs recorded at a time (their statistics are pooled; bounded memory)."""
 
     runs: int = 256
     duration: float = 20.0
@@ -52,6 +53,7 @@ class CalibrationSetup:
     generate_runs: int = 1000
     generate_dt: float = 1e-3
     discretisation: str | None = None
+    chunk_runs: int | None = 256
 
     def __post_init__(self) -> None:
         if self.runs < 2:
@@ -60,6 +62,8 @@ class CalibrationSetup:
             raise InputError("duration, sample_interval and amplitude must be > 0")
         if self.generate_runs < 0:
             raise InputError("generate_runs must be >= 0")
+        if self.chunk_runs is not None and self.chunk_runs < 2:
+            raise InputError("chunk_runs must be >= 2 (or None: all runs at once)")
 
 
 def discretisation_for(device: Device) -> str:
@@ -92,7 +96,7 @@ def _truth_checks(f: Fit, truth) -> dict:
 
 def run_calibration(program: CompiledProgram, device: Device, out: str | Path,
                     setup: CalibrationSetup = CalibrationSetup(), *, digits=None,
-                    intended: CompiledProgram | None = None) -> dict:
+                    intended: CompiledProgram | None = None, progress: bool = False) -> dict:
     """Calibrate ``device`` running ``program``; write the report folder ``out`` (module
     docstring) and return the report dict. ``intended``: the program whose realised model the
     chip should implement (default ``program`` itself; pass the original program when
@@ -146,7 +150,8 @@ def run_calibration(program: CompiledProgram, device: Device, out: str | Path,
     else:
         res = calibrate(device, program, protocol=protocol, duration=setup.duration,
                         sample_interval=setup.sample_interval, seed=setup.seed, config=config,
-                        on_iteration=on_iteration, intended=intended)
+                        on_iteration=on_iteration, intended=intended, chunk_runs=setup.chunk_runs,
+                        progress=progress)
         final_program, f0 = res.program, res.initial_fit
         fits = {"before": f0, "after": res.final_fit}
         history = res.history + [{"iteration": len(res.history), "estimated_errors":

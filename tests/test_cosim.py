@@ -75,3 +75,27 @@ def test_cli_cosim_bad_program_folder(tmp_path, capsys):
     assert main(["cosim", str(tmp_path), "-o", str(tmp_path / "c")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "compiled program" in err[0]
+
+
+def test_mismatched_chip_cosim_follows_the_chip_not_the_program(tmp_path):
+    """A fabricated chip (5x the preset's component spreads) in paired-noise mode: SPICE tracks
+    the chip's own model to < 1 % of the spread - the mismatched netlist is what the chip model
+    says - while the program's realised model, driven by the same noise, ends far away."""
+    from thermohw.calibrate import HiddenErrors
+    from thermohw.calibrate.spice_chip import chip_under_test
+    from thermohw.langevin import simulate
+
+    p = small_program()
+    chip = chip_under_test(p, HiddenErrors.draw(p.target, p.realised.n_units, 3, scale=5.0), label="chip 3")
+    cfg = CosimConfig(runs=4, ideal_runs=50, t_f=0.5, noise="pwl", nt_fraction=0.02, seed=3)
+    rep = run_cosim(p, cfg, tmp_path / "c", progress=False, chip=chip)
+    assert rep["chip"]["label"] == "chip 3" and rep["verdicts"][0].startswith("SPICE ran: chip 3")
+    assert rep["paired"]["relative"] < 0.01, rep["paired"]
+    _, runs = load_runs(tmp_path / "c" / "spice_runs.npz")
+    from thermohw.cosim import prepare
+
+    _, x0, noise = prepare(p, cfg, chip)
+    k = noise.shape[0]
+    prog = simulate(p.realised, x0, n_steps=k, dt=cfg.t_f / k, noise=noise, stratonovich=False)
+    d_prog = np.sqrt(np.mean((runs["x_final"] - prog.x_final) ** 2))
+    assert d_prog > 5 * rep["paired"]["rms_state_difference"], (d_prog, rep["paired"])

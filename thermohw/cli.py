@@ -146,6 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="noise interval as a fraction of the fastest local time constant (default 0.02)")
     cs.add_argument("--t-f", type=_positive(float), default=2.5)
     cs.add_argument("--seed", type=int, default=0)
+    cs.add_argument("--chip-seed", type=int, dest="chip_seed",
+                    help="co-simulate a fabricated chip: component mismatch drawn from the target's figures with "
+                    "this seed (the virtual chips' draw; same seed, same chip)")
+    cs.add_argument("--mismatch-scale", type=float, default=1.0, dest="mismatch_scale",
+                    help="with --chip-seed: multiply the target's component spreads (default 1)")
+    cs.add_argument("--directed", action="store_true",
+                    help="with --chip-seed: each direction of a coupling is its own element (non-reciprocal chip)")
+    cs.add_argument("--programmed", help="with --chip-seed: program the chip with this folder (e.g. a calibrated "
+                    "'corrected/' program) and compare it with PROGRAM's realised model")
     cs.add_argument("-q", "--quiet", action="store_true")
 
     ca = sub.add_parser("calibrate", help="measure a chip, fit what it implements, pre-distort the program, verify",
@@ -269,8 +278,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = CosimConfig(runs=args.runs, ideal_runs=args.ideal_runs, t_f=args.t_f, nt_fraction=args.nt_fraction,
                               noise=args.noise, engine=args.engine, workers=args.workers, scheduler=args.scheduler,
                               seed=args.seed)
+            from .errors import InputError
+
+            chip = None
+            if args.programmed and args.chip_seed is None:
+                raise InputError("--programmed needs --chip-seed (it sets what a fabricated chip is programmed with)")
+            if args.chip_seed is not None:
+                from .calibrate.device import HiddenErrors
+                from .calibrate.spice_chip import chip_under_test
+
+                onchip = CompiledProgram.load(args.programmed) if args.programmed else prog
+                if onchip.realised.n_units != prog.realised.n_units:
+                    raise InputError(f"--programmed has {onchip.realised.n_units} units, PROGRAM "
+                                     f"{prog.realised.n_units}")
+                errs = HiddenErrors.draw(onchip.target, onchip.realised.n_units, args.chip_seed,
+                                         reciprocal=not args.directed, scale=args.mismatch_scale)
+                chip = chip_under_test(onchip, errs, label=f"chip {args.chip_seed} (mismatch x{args.mismatch_scale:g}) "
+                                       f"programmed with {args.programmed or args.program}")
             rep = run_cosim(prog, cfg, args.out, digits=Digits.load(dfile) if dfile.is_file() else None,
-                            progress=not args.quiet)
+                            progress=not args.quiet, chip=chip)
             print("\n".join(rep["verdicts"]))
             print(f"{rep['spice_runs']} SPICE runs in {rep['spice_seconds']:.0f} s; report -> {args.out}")
         elif args.command == "calibrate":

@@ -38,6 +38,24 @@ from .langevin import Trajectory, generate, simulate, steps_for
 RUNS_SCHEMA = "thermohw.spiceruns/1"
 
 
+@dataclass(frozen=True, eq=False)
+class ChipUnderTest:
+    """A circuit to co-simulate in place of the program's own netlist - e.g. the program (or a
+    calibrated version of it) with a chip's component mismatch - and ``model``, the Computer
+    that circuit really implements (its energy function is the one whose heat the chip
+    dissipates). The comparison stays against the program's realised model: does this chip
+    generate what the program promised? ``label`` names it in the report."""
+
+    circuit: Any
+    model: Computer
+    label: str = "chip under test"
+    meta: dict | None = None
+
+    def __post_init__(self) -> None:
+        if self.model.n_units != self.circuit.n_units:
+            raise InputError(f"the chip model has {self.model.n_units} units, its circuit {self.circuit.n_units}")
+
+
 @dataclass(frozen=True)
 class CosimConfig:
     """runs: SPICE runs. ideal_runs: runs of each ideal model (cheap). t_f, dt: model time.
@@ -128,10 +146,15 @@ def _backend_netlist(p: CompiledProgram):
     return rc
 
 
-def prepare(p: CompiledProgram, cfg: CosimConfig) -> tuple[list[dict], np.ndarray, np.ndarray | None]:
-    """SPICE job specs, the initial states, and (pwl mode) the noise samples."""
+def prepare(p: CompiledProgram, cfg: CosimConfig, chip: ChipUnderTest | None = None
+            ) -> tuple[list[dict], np.ndarray, np.ndarray | None]:
+    """SPICE job specs, the initial states, and (pwl mode) the noise samples. ``chip``: run
+    that circuit instead of the program's (initial states still from the program)."""
     be = _backend_netlist(p)
-    circ = p.artefact
+    circ = p.artefact if chip is None else chip.circuit
+    if circ.n_units != p.realised.n_units:
+        raise InputError(f"the circuit has {circ.n_units} units, the program {p.realised.n_units}")
+    model = p.realised if chip is None else chip.model
     tau = circ.tau
     nt_s = be.noise_interval(circ, cfg.nt_fraction)
     k = max(1, int(round(cfg.t_f * tau / nt_s)))
@@ -149,7 +172,7 @@ def prepare(p: CompiledProgram, cfg: CosimConfig) -> tuple[list[dict], np.ndarra
                          noise=cfg.noise if cfg.noise != "pwl" else "pwl", x0=x0[r],
                          pwl=None if noise is None else noise[:, r, :],
                          title=f"thermohw cosim run {r}: target {p.target.name}")
-        specs.append({"index": r, "netlist": net, "engine": cfg.engine, "circuit": circ, "realised": p.realised,
+        specs.append({"index": r, "netlist": net, "engine": cfg.engine, "circuit": circ, "realised": model,
                       "grid_s": grid, "snapshots": cfg.snapshots, "nt_s": nt_s,
                       "pwl_current": None if noise is None else np.sqrt(circ.s2 / nt_s) * noise[:, r, :]})
     return specs, x0, noise
@@ -173,8 +196,9 @@ def load_runs(path: str | Path) -> tuple[dict, dict]:
 
 
 def run_cosim(p: CompiledProgram, cfg: CosimConfig, out: str | Path, *, digits=None,
-              progress: bool = True) -> dict:
+              progress: bool = True, chip: ChipUnderTest | None = None) -> dict:
     """Run SPICE and both ideal models, compare, and write the report folder ``out``.
+    ``chip``: co-simulate that circuit (e.g. a mismatched chip) against ``p``'s models.
 
     Finished SPICE runs are saved to ``out/spice_runs.npz`` as they arrive; on Ctrl-C the
     report is written from the finished runs and KeyboardInterrupt is re-raised."""
@@ -182,7 +206,7 @@ def run_cosim(p: CompiledProgram, cfg: CosimConfig, out: str | Path, *, digits=N
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    specs, x0, noise = prepare(p, cfg)
+    specs, x0, noise = prepare(p, cfg, chip)
     nt_model = cfg.t_f / (len(specs[0]["grid_s"]) - 1)
     from .backends.rc import held_noise_variance_factor
 
@@ -191,6 +215,8 @@ def run_cosim(p: CompiledProgram, cfg: CosimConfig, out: str | Path, *, digits=N
             # sample-and-hold noise: stationary variance factor tanh(x/2)/(x/2) at x = NT/tau; the
             # fastest unit (tau_min, cubic curvature at |x| = 1 included) bounds the loss for all
             "held_noise_variance_factor_worst": held_noise_variance_factor(cfg.nt_fraction)}
+    if chip is not None:
+        meta["chip"] = {"label": chip.label, **(chip.meta or {})}
     results: list[dict] = []
     failures: list[dict] = []
 
@@ -214,7 +240,7 @@ def run_cosim(p: CompiledProgram, cfg: CosimConfig, out: str | Path, *, digits=N
     if len(results) < 2:
         why = f"; first failure (run {failures[0]['run']}): {failures[0]['error']}" if failures else ""
         raise InputError(f"only {len(results)} of {len(specs)} SPICE runs finished{why}")
-    report = compare(p, cfg, results, x0, noise, out, digits=digits)
+    report = compare(p, cfg, results, x0, noise, out, digits=digits, chip=chip)
     report.update(spice_seconds=spice_seconds, spice_failures=failures, interrupted=interrupted, **meta)
     write_json(out / "cosim.json", report)
     if interrupted:
@@ -257,9 +283,11 @@ def unit_moments_test(xs: np.ndarray, xi: np.ndarray, alpha: float = 0.01) -> di
 
 
 def compare(p: CompiledProgram, cfg: CosimConfig, results: list[dict], x0: np.ndarray, noise: np.ndarray | None,
-            out: Path, *, digits=None) -> dict:
+            out: Path, *, digits=None, chip: ChipUnderTest | None = None) -> dict:
     """Statistics, verdicts and plots for finished SPICE runs against both ideal models.
-    ``digits``: the training Digits, to score generated images (optional)."""
+    ``digits``: the training Digits, to score generated images (optional). ``chip``: the
+    circuit SPICE ran, if not the program's; the paired (pwl) comparison then uses its model,
+    so it checks the netlist, and the unpaired ones measure the chip against the program."""
     from . import plots
     from .metrics import digit_scores
 
@@ -304,16 +332,20 @@ def compare(p: CompiledProgram, cfg: CosimConfig, results: list[dict], x0: np.nd
             v.pop("per_sample")
         rep["digits"] = {**sc, "test_spice_vs_realised": t, "agree": bool(t["p"] > 0.01)}
     if noise is not None:
-        # paired: the realised ideal model driven by the very same noise samples, dt = NT
+        # paired: the realised ideal model (or the chip's) driven by the very same noise samples, dt = NT
         k = noise.shape[0]
-        pr = simulate(p.realised, x0, n_steps=k, dt=cfg.t_f / k, noise=noise, stratonovich=False)
+        pr = simulate(p.realised if chip is None else chip.model, x0, n_steps=k, dt=cfg.t_f / k, noise=noise,
+                      stratonovich=False)
         d = xs - pr.x_final[idx]
         spread = float(np.std(pr.x_final))
         rep["paired"] = {"rms_state_difference": float(np.sqrt(np.mean(d * d))), "state_spread": spread,
                          "relative": float(np.sqrt(np.mean(d * d)) / spread),
                          "heat_difference_kT": _ci((q_sp - pr.heat[idx]) / kT),
-                         "note": "SPICE minus realised-ideal driven by the same noise; the rest is the "
-                                 "Euler discretisation (dt = NT) and SPICE's integration error"}
+                         "note": f"SPICE minus {'realised' if chip is None else 'the chip model'}-ideal driven by "
+                                 "the same noise; the rest is the Euler discretisation (dt = NT) and SPICE's "
+                                 "integration error"}
+    if chip is not None:
+        rep["chip"] = {"label": chip.label, **(chip.meta or {})}
     rep["verdicts"] = _verdicts(rep)
     pdir = out / "plots"
     if p.source.image_shape:
@@ -332,6 +364,8 @@ def compare(p: CompiledProgram, cfg: CosimConfig, results: list[dict], x0: np.nd
 
 def _verdicts(rep: dict) -> list[str]:
     v = []
+    if rep.get("chip"):
+        v.append(f"SPICE ran: {rep['chip']['label']} (compared with the program's realised ideal model)")
     um = rep["unit_moments"]
     v.append(f"per-unit means/variances: {'AGREE' if um['agree'] else 'DIFFER'} "
              f"({um['mean_rejections']} mean and {um['variance_rejections']} variance rejections of {um['units']} "

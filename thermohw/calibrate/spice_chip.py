@@ -33,7 +33,26 @@ from .device import HiddenErrors, VirtualChip, _samples, protocol_bias
 from .params import ChipParameters
 from .recording import Recording
 
-__all__ = ["SpiceVirtualChip", "copies_circuit"]
+__all__ = ["SpiceVirtualChip", "copies_circuit", "chip_under_test"]
+
+
+def chip_under_test(program: CompiledProgram, errors: HiddenErrors, label: str = "mismatched chip"):
+    """``program``'s circuit on a chip with ``errors``, for ``cosim.run_cosim(chip=...)``: the
+    mismatched elements and the (symmetrised) model they implement, in the gauge of the
+    ideal virtual chip (so its heat and digits are those of ``IdealVirtualChip.reveal()``)."""
+    from ..cosim import ChipUnderTest
+
+    circ = program.artefact
+    if program.target.kind != "rc" or circ is None:
+        raise InputError(f"mismatched co-simulation models RC targets; {program.target.name!r} is "
+                         f"{program.target.kind!r}")
+    real = program.realised
+    truth = errors.chip_parameters(circ, mask=real.mask)
+    model = truth.to_computer(symmetrise=True, n_visible=real.n_visible, image_shape=real.image_shape)
+    return ChipUnderTest(errors.apply_to_circuit(circ), model, label,
+                         {"errors_seed": errors.seed, "reciprocal": errors.reciprocal,
+                          "asymmetry_rms": truth.asymmetry_rms(),
+                          "program_hash": program.report.get("source_hash", "")})
 
 
 def copies_circuit(circ, I_extra: np.ndarray):

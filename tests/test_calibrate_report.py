@@ -96,3 +96,27 @@ def test_cli_calibrate(tmp_path, capsys):
     assert len(err) == 1 and "missing.csv: no such file" in err[0]
     assert main(args + ["--device", "fpga"]) == 1
     assert "unknown device 'fpga'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(__import__("shutil").which("ngspice") is None, reason="ngspice not installed")
+def test_cli_calibrate_verifies_in_ngspice(tmp_path, capsys):
+    """--verify-spice: the chip's mismatched netlist, as programmed and as corrected, runs the
+    generation in ngspice; both cosim reports are written and summarised."""
+    from thermohw.cli import main
+
+    p = image_program()
+    p.save(tmp_path / "prog")
+    assert main(["calibrate", str(tmp_path / "prog"), "-o", str(tmp_path / "cal"), "--device", "virtual-ideal",
+                 "--runs", "64", "--duration", "10", "--sample-interval", "0.05", "--amplitude", "3",
+                 "--iterations", "1", "--mismatch-scale", "5", "--generate-runs", "0", "--verify-spice", "3",
+                 "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "ngspice, chip before correction: <Q>" in out and "ngspice, chip after correction" in out
+    rep = json.loads((tmp_path / "cal" / "report.json").read_text())
+    for k in ("before", "after"):
+        cos = json.loads((tmp_path / "cal" / f"cosim-{k}" / "cosim.json").read_text())
+        assert cos["spice_runs"] == 3 and cos["chip"]["label"].endswith(f"{k} correction")
+        assert rep["spice_verification"][k]["heat_kT"]["n"] == 3
+    assert main(["calibrate", str(tmp_path / "prog"), "-o", str(tmp_path / "x"), "--device", "virtual-ideal",
+                 "--verify-spice", "1"]) == 1
+    assert "verify_runs" in capsys.readouterr().err

@@ -187,9 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--mismatch-scale", type=float, default=1.0,
                     help="virtual chips: multiply the target's component spreads (default 1)")
     ca.add_argument("--substeps", type=int, default=1, help="virtual-ideal: Euler steps per sample (default 1)")
-    ca.add_argument("--workers", type=int, default=1, help="virtual-spice: parallel ngspice processes")
+    ca.add_argument("--workers", type=int, default=1, help="parallel ngspice processes (virtual-spice, --verify-spice)")
     ca.add_argument("--generate-runs", type=int, default=1000,
                     help="generated samples per model for the before/after comparison (0: skip)")
+    ca.add_argument("--verify-spice", type=int, default=0, dest="verify_runs", metavar="RUNS",
+                    help="virtual chips: co-simulate the generation on the chip's mismatched netlist in ngspice, "
+                    "RUNS runs before and after correction (default 0: skip); uses --workers")
     ca.add_argument("--chunk-runs", type=int, default=256, dest="chunk_runs",
                     help="record at most this many runs at a time and pool their statistics (bounded memory; "
                     "default 256)")
@@ -315,7 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      amplitude=args.amplitude, iterations=args.iterations, seed=args.seed,
                                      mobility=args.mobility, J4_trim_step=args.J4_trim,
                                      noise_trim=not args.no_noise_trim, generate_runs=args.generate_runs,
-                                     chunk_runs=args.chunk_runs,
+                                     chunk_runs=args.chunk_runs, verify_runs=args.verify_runs,
+                                     verify_workers=args.workers,
                                      discretisation=None if args.discretisation == "auto" else args.discretisation)
             dfile = Path(args.program) / "digits.npz"
             rep = run_calibration(prog, open_device(args.device, **kw), args.out, setup,

@@ -234,14 +234,24 @@ def residual_histogram(residuals: np.ndarray, path: str | Path, *, title: str = 
 
 
 def error_history(rows: list[dict], path: str | Path) -> Path:
-    """Estimated RMS error per parameter class against the iteration."""
+    """Estimated RMS error per parameter class against the measurement: solid, with the
+    measurement noise removed (what the chip still gets wrong); dashed, the raw fit - intended
+    (which cannot fall below the fit's own standard error)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3.2))
     keys = ["J", "b", "J2", "J4", "kT", "mu"]
+    it = [r["iteration"] for r in rows]
+    floor = 1e-6
     for k in keys:
-        ax.semilogy([r["iteration"] for r in rows], [max(r["estimated_errors"][k], 1e-12) for r in rows],
-                    "o-", label=k)
-    ax.set_xlabel("measurement")
-    ax.set_ylabel("RMS (fitted - intended)")
+        (line,) = ax.semilogy(it, [max(r["estimated_errors"][k], floor) for r in rows], "--", alpha=0.5, lw=1)
+        if all(k in r.get("estimated_true_errors", {}) for r in rows):
+            ax.semilogy(it, [max(r["estimated_true_errors"][k], floor) for r in rows], "o-", color=line.get_color(),
+                        label=k)
+        else:
+            line.set_label(k)
+    ax.set_xlabel("measurement (0: as programmed)")
+    ax.set_ylabel("RMS error vs intended (model units)")
+    ax.set_title("solid: noise removed; dashed: raw fit - intended", fontsize=8)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize=7, ncol=2)
     return _save(fig, path)

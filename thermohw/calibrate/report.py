@@ -7,7 +7,10 @@
     out/plots/                   fitted_vs_programmed.png, residuals.png, error_history.png,
                                  heat_before_after.png, digits_before_after.png (image models)
     out/corrected/               the pre-distorted program (a 'thermohw compile' folder)
-    out/recording_initial.npz    the first measurement (replayable)
+    out/recording_initial.npz    the first measurement (replayable; the first chunk)
+    out/cosim-before/, cosim-after/   (virtual chips, ``verify_runs`` > 0) ngspice generation
+                                 runs of the chip's mismatched netlist as programmed and as
+                                 corrected, against the intended realised model (cosim reports)
 
 On a replay device the chip cannot be re-measured: the report holds one fit and the
 *recommended* correction (out/corrected); program the chip with it, record again and replay
@@ -39,7 +42,9 @@ class CalibrationSetup:
     measurement (model units). iterations : correction steps. mobility : 'bias' (needs the
     bias steps) or 'nominal'. J4_trim_step / noise_trim : which extra trims the chip has.
     generate_runs / generate_dt : the before/after generation comparison (0 runs: skip).
-    chunk_runs : runs recorded at a time (their statistics are pooled; bounded memory)."""
+    chunk_runs : runs recorded at a time (their statistics are pooled; bounded memory).
+    verify_runs / verify_workers : virtual chips - ngspice co-simulations of the generation
+    protocol on the chip's mismatched netlist before and after correction (0: skip)."""
 
     runs: int = 256
     duration: float = 20.0
@@ -54,6 +59,8 @@ class CalibrationSetup:
     generate_dt: float = 1e-3
     discretisation: str | None = None
     chunk_runs: int | None = 256
+    verify_runs: int = 0
+    verify_workers: int = 1
 
     def __post_init__(self) -> None:
         if self.runs < 2:
@@ -62,6 +69,8 @@ class CalibrationSetup:
             raise InputError("duration, sample_interval and amplitude must be > 0")
         if self.generate_runs < 0:
             raise InputError("generate_runs must be >= 0")
+        if self.verify_runs < 0 or self.verify_runs == 1 or self.verify_workers < 1:
+            raise InputError("verify_runs must be 0 (skip) or >= 2, verify_workers >= 1")
         if self.chunk_runs is not None and self.chunk_runs < 2:
             raise InputError("chunk_runs must be >= 2 (or None: all runs at once)")
 
@@ -108,6 +117,7 @@ def run_calibration(program: CompiledProgram, device: Device, out: str | Path,
     out = Path(out)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    intended_program = intended
     intended = (intended or program).realised
     if intended.n_units != program.realised.n_units:
         raise InputError(f"the intended program has {intended.n_units} units, the programmed one "
@@ -201,6 +211,9 @@ def run_calibration(program: CompiledProgram, device: Device, out: str | Path,
                     sc = digit_scores(g.x_final[:, :nv], digits.patterns, digits.labels)
                     sc.pop("per_sample", None)
                     rep["generation"][k]["digits"] = sc
+    if setup.verify_runs and virtual and not isinstance(device, ReplayDevice):
+        rep["spice_verification"] = _spice_verification(program, final_program, device, out, setup, digits,
+                                                        intended_program or program, progress)
     plots.fitted_vs_programmed(intended, fits, out / "plots" / "fitted_vs_programmed.png")
     plots.residual_histogram(standardized_residuals(first["rec"], f0.params), out / "plots" / "residuals.png")
     plots.error_history(history, out / "plots" / "error_history.png")
@@ -211,6 +224,33 @@ def run_calibration(program: CompiledProgram, device: Device, out: str | Path,
     rep["verdicts"] = verdicts(rep)
     write_json(out / "report.json", rep)
     return rep
+
+
+def _spice_verification(program: CompiledProgram, final: CompiledProgram, device, out: Path,
+                        setup: CalibrationSetup, digits, reference: CompiledProgram, progress: bool) -> dict:
+    """Co-simulate the chip's mismatched netlist in ngspice as programmed and as corrected
+    (the generation protocol), each against the intended realised model."""
+    from ..cosim import CosimConfig, run_cosim
+    from .spice_chip import chip_under_test
+
+    errors = device.reveal_errors()
+    cfg = CosimConfig(runs=setup.verify_runs, workers=setup.verify_workers, seed=setup.seed % 20001)
+    res = {}
+    for name, prog in (("before", program), ("after", final)):
+        chip = chip_under_test(prog, errors, label=f"the virtual chip programmed {name} correction")
+        r = run_cosim(reference, cfg, out / f"cosim-{name}", digits=digits, progress=progress, chip=chip)
+        h = r["heat"]
+        res[name] = {"heat_kT": h["spice"], "ideal_realised_heat_kT": h["ideal_realised"],
+                     "heat_welch_p": h["test_spice_vs_realised"]["p"], "heat_agree": h["agree"],
+                     "unit_moments_agree": r["unit_moments"]["agree"],
+                     "mean_rejections": r["unit_moments"]["mean_rejections"],
+                     "variance_rejections": r["unit_moments"]["variance_rejections"]}
+        if "digits" in r:
+            d = r["digits"]
+            res[name]["digits"] = {"spice": d["spice"]["mean_best_abs_corr"],
+                                   "ideal_realised": d["ideal_realised"]["mean_best_abs_corr"],
+                                   "welch_p": d["test_spice_vs_realised"]["p"], "agree": d["agree"]}
+    return res
 
 
 def verdicts(rep: dict) -> list[str]:
@@ -242,4 +282,11 @@ def verdicts(rep: dict) -> list[str]:
         v.append("<Q> [kT]: " + "; ".join(f"{k} {x['heat_kT']['mean']:.4g} ± {x['heat_kT']['sem']:.2g}"
                                           + (f" (t = {x['welch_t_vs_intended']:.2f})" if x['welch_t_vs_intended'] else "")
                                           for k, x in g.items()))
+    for k, x in rep.get("spice_verification", {}).items():
+        v.append(f"ngspice, chip {k} correction: <Q> {x['heat_kT']['mean']:.4g} ± {x['heat_kT']['sem']:.2g} kT vs "
+                 f"intended {x['ideal_realised_heat_kT']['mean']:.4g} ± {x['ideal_realised_heat_kT']['sem']:.2g} "
+                 f"(Welch p = {x['heat_welch_p']:.3g}); per-unit moments "
+                 f"{'agree' if x['unit_moments_agree'] else 'differ'}"
+                 + (f"; digits {x['digits']['spice']:.3f} vs {x['digits']['ideal_realised']:.3f}" if "digits" in x
+                    else ""))
     return v

@@ -178,6 +178,26 @@ def test_pooled_statistics_give_the_fit_of_the_concatenated_recording(chip, prog
         Statistics.of(parts[0]) + Statistics.of(parts[1].decimate(2))
 
 
+def test_statistics_do_not_depend_on_the_thread_count(chip, monkeypatch):
+    """Time blocks are summed in block order whatever the number of threads: bit-identical."""
+    import os
+
+    import importlib
+
+    from thermohw.calibrate import Statistics
+
+    fit_module = importlib.import_module("thermohw.calibrate.fit")   # the package exports the function
+    rec = chip.run(design.bias_steps(8, 16, seed=2), 30.0, DT, seed=5)
+    monkeypatch.setattr(fit_module, "_CHUNK", 16 * 17 * 50)     # 50 steps per block: 60 blocks
+    got = []
+    for n in (1, 2, 5):
+        monkeypatch.setattr(os, "cpu_count", lambda n=n: n)
+        got.append(Statistics.of(rec))
+    for g in got[1:]:
+        np.testing.assert_array_equal(g.ZZ, got[0].ZZ)
+        np.testing.assert_array_equal(g.ZY, got[0].ZY)
+
+
 def test_fit_detects_non_reciprocal_couplings(program):
     """Directed gain errors +-30 % on every pair: the rows' separate estimates see it (chi^2
     of the asymmetry z's far above its 28 dof), and the rows match the directed truth."""

@@ -53,6 +53,8 @@ O(1/n) bias - about 0.25 standard errors on mu at 3e4 recorded steps, 0.1 at 3e5
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -113,22 +115,19 @@ class Statistics:
         Sx = np.zeros((R, 2 * N))     # per-run sums of [x, x^3]: h is constant within a run, so the
         Sy = np.zeros((R, N))         # h blocks are h^T (per-run sums) - no h columns in the big product
         step = max(1, _CHUNK // (R * F0))
-        # single-threaded BLAS: OpenBLAS's threaded syrk is pathologically slow (100x) on tall-thin Z
-        with threadpool_limits(limits=1, user_api="blas"):
-            for t0 in range(0, T - 1, step):
-                t1 = min(T - 1, t0 + step)
-                xb = X[t0:t1]
-                yb = (X[t0 + 1:t1 + 1] - xb) / dt
-                x3 = xb * xb * xb
-                Sx[:, :N] += xb.sum(axis=0)
-                Sx[:, N:] += x3.sum(axis=0)
-                Sy += yb.sum(axis=0)
-                x, y = xb.reshape(-1, N), yb.reshape(-1, N)
-                Z = np.hstack([x, x3.reshape(-1, N), np.ones((x.shape[0], 1))])
-                ZZ[:F0, :F0] += Z.T @ Z
-                ZY[:F0] += Z.T @ y
-                YY += np.einsum("ij,ij->j", y, y)
-                x2 += np.einsum("ij,ij->j", x, x)
+        blocks = [(t0, min(T - 1, t0 + step)) for t0 in range(0, T - 1, step)]
+        # blocks run on threads with single-threaded BLAS (OpenBLAS's threaded syrk is
+        # pathologically slow, 100x, on tall-thin Z); partial sums are added in block order, so
+        # the result does not depend on the number of threads
+        with threadpool_limits(limits=1, user_api="blas"), \
+                ThreadPoolExecutor(max(1, min(len(blocks), os.cpu_count() or 1))) as ex:
+            for zz, zy, yy, xx, sx, sy in ex.map(lambda b: _block_sums(X, dt, *b), blocks):
+                ZZ[:F0, :F0] += zz
+                ZY[:F0] += zy
+                YY += yy
+                x2 += xx
+                Sx += sx
+                Sy += sy
         h = np.asarray(rec.bias, dtype=np.float64)
         m = T - 1
         hZ = np.hstack([h.T @ Sx, m * h.sum(axis=0)[:, None]])       # (N, 2N+1)
@@ -159,6 +158,19 @@ class Statistics:
     def constant_bias(self) -> np.ndarray:
         """Units whose imposed bias is the same nonzero value in every run."""
         return ~self.varies & (self.h_first != 0)
+
+
+def _block_sums(X: np.ndarray, dt: float, t0: int, t1: int) -> tuple:
+    """Gram sums of the recorded steps t0..t1-1 (all runs): Z^T Z, Z^T y, y.y, x.x and the
+    per-run sums of [x, x^3] and y."""
+    N = X.shape[2]
+    xb = X[t0:t1]
+    yb = (X[t0 + 1:t1 + 1] - xb) / dt
+    x3 = xb * xb * xb
+    sx = np.concatenate([xb.sum(axis=0), x3.sum(axis=0)], axis=1)
+    x, y = xb.reshape(-1, N), yb.reshape(-1, N)
+    Z = np.hstack([x, x3.reshape(-1, N), np.ones((x.shape[0], 1))])
+    return (Z.T @ Z, Z.T @ y, np.einsum("ij,ij->j", y, y), np.einsum("ij,ij->j", x, x), sx, yb.sum(axis=0))
 
 
 def _statistics(data) -> tuple[Statistics, list[Recording]]:

@@ -120,3 +120,35 @@ def test_cli_calibrate_verifies_in_ngspice(tmp_path, capsys):
     assert main(["calibrate", str(tmp_path / "prog"), "-o", str(tmp_path / "x"), "--device", "virtual-ideal",
                  "--verify-spice", "1"]) == 1
     assert "verify_runs" in capsys.readouterr().err
+
+
+def test_interrupted_calibration_resumes_from_its_measurements(tmp_path):
+    """A calibration stopped in its second measurement resumes there: the first measurement's
+    fit comes from out/measurements, and the report equals an uninterrupted run's."""
+    class Flaky(IdealVirtualChip):
+        def __init__(self, stop_at=None, **kw):
+            super().__init__(**kw)
+            self.calls, self.stop_at = 0, stop_at
+
+        def run(self, *a, **kw):
+            self.calls += 1
+            if self.calls == self.stop_at:
+                raise KeyboardInterrupt
+            return super().run(*a, **kw)
+
+    p = image_program()
+    setup = CalibrationSetup(runs=32, duration=5.0, sample_interval=0.05, amplitude=3.0, iterations=2,
+                             generate_runs=0, chunk_runs=16)
+    with pytest.raises(KeyboardInterrupt):
+        run_calibration(p, Flaky(stop_at=3, chip_seed=5, scale=5.0), tmp_path / "a", setup)   # in measurement 1
+    assert sorted(f.name for f in (tmp_path / "a" / "measurements").iterdir()) == ["measurement0.npz"]
+    dev = Flaky(chip_seed=5, scale=5.0)
+    resumed = run_calibration(p, dev, tmp_path / "a", setup)
+    assert dev.calls == 2 * 2                          # measurements 1 and 2, two chunks each
+    full = run_calibration(p, IdealVirtualChip(chip_seed=5, scale=5.0), tmp_path / "b", setup)
+    for k in ("history", "virtual_truth", "correction"):
+        assert resumed[k] == full[k], k
+    # a different setup does not reuse the checkpoint
+    dev2 = Flaky(chip_seed=5, scale=5.0)
+    run_calibration(p, dev2, tmp_path / "a", CalibrationSetup(**{**setup.__dict__, "seed": 1}))
+    assert dev2.calls == 3 * 2

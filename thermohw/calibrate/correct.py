@@ -31,7 +31,9 @@ uncorrected program's realised model (what the compiler promised).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -382,17 +384,39 @@ def measure(device: Device, program: CompiledProgram, protocol: Protocol | None,
     return fit(recs if keep else stats, **kw), first
 
 
+def _measurement_key(device: Device, q: CompiledProgram, protocol: Protocol | None, parts: tuple) -> str:
+    """What a measurement depends on: the device, the programmed codes and realised model,
+    the protocol and the settings - a checkpointed fit is reused only if all match."""
+    h = hashlib.sha256()
+    h.update(repr((type(device).__name__, getattr(device, "_chip_seed", None), getattr(device, "_draw", None),
+                   getattr(device, "substeps", None), parts)).encode())
+    for k in sorted(q.codes):
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(np.asarray(q.codes[k], dtype=np.float64)).tobytes())
+    r = q.realised
+    for a in (r.J, r.b, r.J2, r.J4, r.kT, r.mu):
+        h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+    if protocol is not None:
+        h.update(np.ascontiguousarray(protocol.h, dtype=np.float64).tobytes())
+    return h.hexdigest()[:32]
+
+
 def calibrate(device: Device, program: CompiledProgram, *, protocol: Protocol | None, duration: float,
               sample_interval: float, seed: int = 0, config: CorrectionConfig = CorrectionConfig(),
               runs: int | None = None, intended: Computer | None = None,
               on_iteration: Callable[[int, CompiledProgram, Fit, Any], None] | None = None,
-              chunk_runs: int | None = None, progress: bool = False) -> CalibrationResult:
+              chunk_runs: int | None = None, progress: bool = False,
+              checkpoint: str | Path | None = None) -> CalibrationResult:
     """Program ``program``, measure, fit, correct, re-program, ... ``config.iterations`` times,
     then a verifying measurement of the final program. Each measurement is :func:`measure`
     with seed ``seed + k`` (``chunk_runs``: bounded-memory recording in chunks).
     ``on_iteration(k, program, fit, recording)`` is called after each measurement (k = 0 is
-    the uncorrected chip; the recording is the first chunk). ``intended``: the model to reach
-    (default ``program.realised``)."""
+    the uncorrected chip; the recording is the first chunk, or None for a fit reused from the
+    checkpoint). ``intended``: the model to reach (default ``program.realised``).
+    ``checkpoint``: a folder; every measurement's fit is saved there as it completes, and a
+    rerun with the same device, program, protocol and settings reuses them (an interrupted
+    calibration resumes at the measurement it was in; the corrections are recomputed, they
+    are deterministic)."""
     intended = program.realised if intended is None else intended
     history: list[tuple[CompiledProgram, Fit]] = []
     rows: list[dict] = []
@@ -401,8 +425,22 @@ def calibrate(device: Device, program: CompiledProgram, *, protocol: Protocol | 
     corr = None
 
     def measure_k(k: int, q: CompiledProgram) -> Fit:
+        path = key = None
+        if checkpoint is not None:
+            path = Path(checkpoint) / f"measurement{k}.npz"
+            key = _measurement_key(device, q, protocol, (duration, sample_interval, seed + k, runs, chunk_runs,
+                                                          config.mobility, config.discretisation))
+            if path.is_file():
+                f, meta = Fit.load(path)
+                if meta.get("key") == key:
+                    if on_iteration is not None:
+                        device.program(q)          # the device's state as if it had just measured
+                        on_iteration(k, q, f, None)
+                    return f
         f, rec = measure(device, q, protocol, duration, sample_interval, seed + k, mask=intended.mask,
                          config=config, runs=runs, chunk_runs=chunk_runs, progress=progress)
+        if path is not None:
+            f.save(path, meta={"key": key, "measurement": k})
         if on_iteration is not None:
             on_iteration(k, q, f, rec)
         return f

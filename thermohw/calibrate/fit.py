@@ -56,6 +56,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -63,8 +64,11 @@ from threadpoolctl import threadpool_limits
 
 from ..computer import Computer
 from ..errors import InputError
+from ..io import load_record, save_record
 from .params import ChipParameters
 from .recording import Recording
+
+FIT_SCHEMA = "thermohw.fit/1"
 
 MOBILITIES = ("nominal", "bias")
 DISCRETISATIONS = ("euler", "continuous")
@@ -430,6 +434,45 @@ class Fit:
                                 float(self.mu[i]) if self.mobility == "nominal" else None, wh)
             out[sl] = np.sqrt(np.diag(cov))
         return out
+
+    # ---- files ---------------------------------------------------------------------------
+    def save(self, path: str | Path, meta: dict | None = None) -> Path:
+        """Write the fit (every array, no pickle) atomically to ``path`` (.npz); ``meta`` is
+        kept in the header (e.g. which program was measured)."""
+        flat = lambda mats: np.concatenate([np.asarray(m).ravel() for m in mats]) if mats else np.zeros(0)  # noqa: E731
+        header = {"names": list(self.names), "mobility": self.mobility, "sample_interval": self.sample_interval,
+                  "n_transitions": int(self.n_transitions), "notes": list(self.notes),
+                  "slices": [[sl.start, sl.stop] for sl in self.slices], "with_h": [bool(v) for v in self._with_h],
+                  "cov_sizes": [int(np.asarray(c).shape[0]) for c in self.cov],
+                  "info_sizes": [int(np.asarray(c).shape[0]) for c in self._info_inv], "meta": meta or {}}
+        return save_record(path, FIT_SCHEMA, header, {
+            "value": self.value, "se": self.se, "mu": self.mu, "mask": self.mask, "condition": self.condition,
+            "noise_sd": self.noise_sd, "cov": flat(self.cov), "info_inv": flat(self._info_inv)})
+
+    @classmethod
+    def load(cls, path: str | Path) -> tuple["Fit", dict]:
+        """(fit, meta) from a file written by :meth:`save`."""
+        head, a = load_record(path, FIT_SCHEMA)
+
+        def unflat(v: np.ndarray, sizes: list[int]) -> tuple:
+            out, k = [], 0
+            for n in sizes:
+                out.append(v[k:k + n * n].reshape(n, n))
+                k += n * n
+            if k != v.size:
+                raise InputError(f"{path}: corrupt fit record (covariance sizes do not add up)")
+            return tuple(out)
+
+        try:
+            f = cls(names=tuple(head["names"]), value=a["value"], se=a["se"],
+                    cov=unflat(a["cov"], head["cov_sizes"]), slices=tuple(slice(*s) for s in head["slices"]),
+                    mobility=head["mobility"], mu=a["mu"], mask=a["mask"].astype(bool),
+                    sample_interval=float(head["sample_interval"]), n_transitions=int(head["n_transitions"]),
+                    condition=a["condition"], noise_sd=a["noise_sd"], notes=tuple(head["notes"]),
+                    _info_inv=unflat(a["info_inv"], head["info_sizes"]), _with_h=tuple(head["with_h"]))
+        except KeyError as e:
+            raise InputError(f"{path}: not a complete fit record (missing {e})") from None
+        return f, head.get("meta", {})
 
     def summary(self) -> dict:
         """JSON-ready summary."""

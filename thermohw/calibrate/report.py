@@ -8,6 +8,8 @@
                                  heat_before_after.png, digits_before_after.png (image models)
     out/corrected/               the pre-distorted program (a 'thermohw compile' folder)
     out/recording_initial.npz    the first measurement (replayable; the first chunk)
+    out/measurements/            every measurement's fit as it completes: rerunning the same
+                                 command resumes an interrupted calibration
     out/cosim-before/, cosim-after/   (virtual chips, ``verify_runs`` > 0) ngspice generation
                                  runs of the chip's mismatched netlist as programmed and as
                                  corrected, against the intended realised model (cosim reports)
@@ -34,6 +36,7 @@ from . import design
 from .correct import CorrectionConfig, calibrate, correction_step, estimated_errors, parameter_errors
 from .device import Device, IdealVirtualChip, ReplayDevice
 from .fit import Fit, fit, standardized_residuals
+from .recording import Recording
 
 
 @dataclass(frozen=True)
@@ -132,8 +135,9 @@ def run_calibration(program: CompiledProgram, device: Device, out: str | Path,
     first: dict[str, Any] = {}
 
     def on_iteration(k, q, f, rec) -> None:
-        if k == 0:
+        if k == 0 and rec is not None:
             first["rec"] = rec
+            rec.save(out / "recording_initial.npz")
         if virtual:
             truths.append(device.reveal())
 
@@ -161,7 +165,7 @@ def run_calibration(program: CompiledProgram, device: Device, out: str | Path,
         res = calibrate(device, program, protocol=protocol, duration=setup.duration,
                         sample_interval=setup.sample_interval, seed=setup.seed, config=config,
                         on_iteration=on_iteration, intended=intended, chunk_runs=setup.chunk_runs,
-                        progress=progress)
+                        progress=progress, checkpoint=out / "measurements")
         final_program, f0 = res.program, res.initial_fit
         fits = {"before": f0, "after": res.final_fit}
         history = res.history + [{"iteration": len(res.history), "estimated_errors":
@@ -180,7 +184,10 @@ def run_calibration(program: CompiledProgram, device: Device, out: str | Path,
             rep["virtual_truth"]["coupling_error_reduction"] = eb / ea if ea > 0 else math.inf
     rep["history"] = history
     rep["fits"] = {k: {**f.summary(), "estimated_errors": estimated_errors(f, intended)} for k, f in fits.items()}
-    first["rec"].save(out / "recording_initial.npz")
+    if "rec" not in first:      # resumed: the first measurement came from the checkpoint
+        first["rec"] = Recording.load(out / "recording_initial.npz")
+    elif isinstance(device, ReplayDevice):
+        first["rec"].save(out / "recording_initial.npz")
 
     # generation: intended vs fitted (what a lab knows) and, on virtual chips, the hidden truth
     if setup.generate_runs:

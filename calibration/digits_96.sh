@@ -7,23 +7,17 @@
 #              5 mV offsets, 15 % noise-level error), hidden from the calibration
 #   calibrate  on the fast ideal-Langevin twin of that chip (same hidden errors): 4096 bias-step
 #              runs (amplitude 4, 20 model time units) per measurement, 4 corrections + 1 check
-#   verify     128 ngspice generation runs each: the program on a perfect chip, the mismatched
-#              chip as programmed, and the mismatched chip programmed with the correction
+#   generate   8000 samples of each model (ideal Langevin, shared noise seed: paired differences)
+#   verify     128 ngspice generation runs each: the mismatched chip as programmed and as
+#              corrected (--verify-spice), and the program on a perfect chip
 #
-# About 35 minutes on 2 cores (calibration 8 min, each co-simulation 6 min).
+# About an hour on 2 cores (calibration 8 min, generation 8 min, each co-simulation 13 min).
 # Usage: calibration/digits_96.sh [OUT]
 set -euo pipefail
 out="${1:-calib96}"
 thermohw train -q -o "$out/model" --digits 0,1,7 --hidden 32 --cycles 300 --seed 0
 thermohw compile "$out/model/model.npz" --target rc-8bit-dense --bits 8 --bias-margin 0.4 -o "$out/prog"
 thermohw calibrate "$out/prog" --device virtual-ideal --chip-seed 0 --mismatch-scale 5 \
-    --runs 4096 --amplitude 4 --iterations 4 -o "$out/cal"
-for what in intended before after; do
-    case $what in
-        intended) chip=() ;;
-        before)   chip=(--chip-seed 0 --mismatch-scale 5) ;;
-        after)    chip=(--chip-seed 0 --mismatch-scale 5 --programmed "$out/cal/corrected") ;;
-    esac
-    thermohw cosim "$out/prog" -o "$out/cosim-$what" --runs 128 --workers 2 "${chip[@]}"
-done
-echo "reports: $out/cal/report.json, $out/cosim-{intended,before,after}/cosim.json"
+    --runs 4096 --amplitude 4 --iterations 4 --generate-runs 8000 --verify-spice 128 --workers 2 -o "$out/cal"
+thermohw cosim "$out/prog" -o "$out/cosim-intended" --runs 128 --workers 2
+echo "reports: $out/cal/report.json (cosim-before/, cosim-after/ inside), $out/cosim-intended/cosim.json"

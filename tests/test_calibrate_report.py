@@ -50,7 +50,16 @@ def test_report_files_and_content(report):
     g = on_disk["generation"]
     assert {"intended (realised)", "fitted before", "fitted after", "chip before (hidden truth)",
             "chip after (hidden truth)"} == set(g)
-    assert "digits" in g["fitted after"]
+    assert "digits" in g["fitted after"] and "paired_difference" in g["fitted after"]["digits"]
+    # heat in one energy unit (the intended kT); the chip's own noise level is one of its errors
+    it, cb = g["intended (realised)"], g["chip before (hidden truth)"]
+    assert it["heat_kT"] == it["heat_own_kT"]
+    from thermohw.calibrate import IdealVirtualChip as Chip
+    ch = Chip(chip_seed=5, scale=5.0)
+    ch.program(p)
+    ratio = p.realised.kT_ref / float(np.mean(ch.reveal().kT))
+    assert cb["heat_own_kT"]["mean"] == pytest.approx(cb["heat_kT"]["mean"] * ratio, rel=1e-9)
+    assert "paired_heat_difference_kT" in cb
     assert any(v.startswith("hidden truth: RMS coupling error") for v in on_disk["verdicts"])
     corrected = CompiledProgram.load(out / "corrected")
     assert corrected.report["calibration"]["out_of_range"] == []

@@ -3,7 +3,8 @@ Langevin model of the float Computer and of the realised (quantised) Computer.
 
 Protocol (the paper's generation, DESIGN.md section 3): initial states are drawn from the
 coupling-free computer's equilibrium by the *ideal* simulator and handed to SPICE as initial
-conditions (``.ic`` + UIC), then SPICE runs the trained dynamics for t_f. Why not an
+conditions (``.ic`` + UIC), then SPICE runs the trained dynamics for t_f (a chip under test
+starts from its own coupling-free equilibrium, errors included). Why not an
 equilibration phase inside the netlist: the coupling-free phase involves only J2, J4 and the
 noise level, which the lone-unit tests check directly, and it would double every SPICE run.
 
@@ -149,7 +150,7 @@ def _backend_netlist(p: CompiledProgram):
 def prepare(p: CompiledProgram, cfg: CosimConfig, chip: ChipUnderTest | None = None
             ) -> tuple[list[dict], np.ndarray, np.ndarray | None]:
     """SPICE job specs, the initial states, and (pwl mode) the noise samples. ``chip``: run
-    that circuit instead of the program's (initial states still from the program)."""
+    that circuit instead of the program's, from its own coupling-free equilibrium."""
     be = _backend_netlist(p)
     circ = p.artefact if chip is None else chip.circuit
     if circ.n_units != p.realised.n_units:
@@ -160,7 +161,9 @@ def prepare(p: CompiledProgram, cfg: CosimConfig, chip: ChipUnderTest | None = N
     k = max(1, int(round(cfg.t_f * tau / nt_s)))
     nt_s = cfg.t_f * tau / k                    # a whole number of noise intervals in t_f
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 1]))
-    eq = generate(p.realised, cfg.runs, t_f=cfg.dt, dt=cfg.dt, t_eq=cfg.t_f, seed=rng, stratonovich=False)
+    # the coupling-free equilibrium of the unit that runs: a chip equilibrates with its own
+    # J2, J4 and noise level (its errors included), as it would on the bench
+    eq = generate(model, cfg.runs, t_f=cfg.dt, dt=cfg.dt, t_eq=cfg.t_f, seed=rng, stratonovich=False)
     x0 = eq.x0
     noise = None
     if cfg.noise == "pwl":

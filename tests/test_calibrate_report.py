@@ -38,7 +38,7 @@ def report(tmp_path_factory):
 def test_report_files_and_content(report):
     p, out, rep = report
     for f in ("report.json", "recording_initial.npz", "plots/fitted_vs_programmed.png", "plots/residuals.png",
-              "plots/error_history.png", "plots/heat_before_after.png", "plots/digits_before_after.png",
+              "plots/error_history.png", "plots/heat_before_after.png", "plots/digits_before_after.png", "plots/paired_differences.png",
               "corrected/report.json", "corrected/chip.cir"):
         assert (out / f).is_file(), f
     on_disk = json.loads((out / "report.json").read_text())

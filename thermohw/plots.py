@@ -113,6 +113,31 @@ def heat_histogram(heat_kT: dict[str, np.ndarray] | np.ndarray, path: str | Path
     return _save(fig, path)
 
 
+def paired_differences(diffs: dict[str, dict[str, np.ndarray]], path: str | Path, *, title: str = "") -> Path:
+    """Per-model mean paired difference from a reference (samples driven by the same noise),
+    +- 2 sem, one panel per metric: ``diffs[metric][model] = per-sample differences``. Where
+    histograms of the metric overlap completely, this shows what differs."""
+    plt = _plt()
+    metrics = list(diffs)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 0.5 + 0.45 * len(diffs[metrics[0]])),
+                             squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        names = list(diffs[m])
+        for y, k in enumerate(names):
+            d = np.asarray(diffs[m][k], dtype=float)
+            sem = d.std(ddof=1) / np.sqrt(d.size) if d.size > 1 else 0.0
+            ax.errorbar(d.mean(), y, xerr=2 * sem, fmt="o", capsize=3)
+        ax.axvline(0.0, color="k", lw=0.8)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(4))
+        ax.tick_params(axis="x", labelsize=7)
+        ax.set_yticks(range(len(names)))
+        ax.set_yticklabels(names if ax is axes[0][0] else [""] * len(names), fontsize=7)
+        ax.set_xlabel(f"paired difference in {m} (± 2 sem)", fontsize=8)
+        ax.invert_yaxis()
+    fig.suptitle(title or "paired differences from the reference", fontsize=9)
+    return _save(fig, path)
+
+
 def loss_curve(losses: np.ndarray, path: str | Path) -> Path:
     """Reverse-path action per unit-step over training (0.5 is the noise floor)."""
     plt = _plt()

@@ -5,7 +5,8 @@
                                  elements, generation (<Q>, digit scores) before / after,
                                  and - on virtual chips - the comparison with the hidden truth
     out/plots/                   fitted_vs_programmed.png, residuals.png, error_history.png,
-                                 heat_before_after.png, digits_before_after.png (image models)
+                                 heat_before_after.png, digits_before_after.png and
+                                 paired_differences.png (image models)
     out/corrected/               the pre-distorted program (a 'thermohw compile' folder)
     out/recording_initial.npz    the first measurement (replayable; the first chunk)
     out/measurements/            every measurement's fit as it completes: rerunning the same
@@ -236,6 +237,11 @@ def run_calibration(program: CompiledProgram, device: Device, out: str | Path,
                         d = _ci(per[k] - per["intended (realised)"])
                         sc["paired_difference"] = {**d, "t": d["mean"] / d["sem"] if d["sem"] > 0 else 0.0}
                     rep["generation"][k]["digits"] = sc
+                paired = {"heat [intended kT]": {k: heat[k] - ref for k in heat if k != "intended (realised)"},
+                          "mean best |corr|": {k: per[k] - per["intended (realised)"] for k in per
+                                               if k != "intended (realised)"}}
+                plots.paired_differences(paired, out / "plots" / "paired_differences.png",
+                                         title="generation vs the intended model (same noise)")
     if setup.verify_runs and virtual and not isinstance(device, ReplayDevice):
         rep["spice_verification"] = _spice_verification(program, final_program, device, out, setup, digits,
                                                         intended_program or program, progress)

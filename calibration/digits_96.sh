@@ -20,4 +20,6 @@ thermohw compile "$out/model/model.npz" --target rc-8bit-dense --bits 8 --bias-m
 thermohw calibrate "$out/prog" --device virtual-ideal --chip-seed 0 --mismatch-scale 5 \
     --runs 4096 --amplitude 4 --iterations 4 --generate-runs 8000 --verify-spice 128 --workers 2 -o "$out/cal"
 thermohw cosim "$out/prog" -o "$out/cosim-intended" --runs 128 --workers 2
+# the SPICE runs share noise seeds: paired differences from the perfect chip
+python "$(dirname "$0")/cosim_paired.py" "$out/prog" "$out/cosim-intended" "$out/cal/cosim-before" "$out/cal/cosim-after"
 echo "reports: $out/cal/report.json (cosim-before/, cosim-after/ inside), $out/cosim-intended/cosim.json"

@@ -56,6 +56,10 @@ class ChipUnderTest:
         if self.model.n_units != self.circuit.n_units:
             raise InputError(f"the chip model has {self.model.n_units} units, its circuit {self.circuit.n_units}")
 
+    def describe(self) -> dict:
+        """JSON-ready identification (for reports and the runs file)."""
+        return {"label": self.label, **(self.meta or {})}
+
 
 @dataclass(frozen=True)
 class CosimConfig:
@@ -219,7 +223,7 @@ def run_cosim(p: CompiledProgram, cfg: CosimConfig, out: str | Path, *, digits=N
             # fastest unit (tau_min, cubic curvature at |x| = 1 included) bounds the loss for all
             "held_noise_variance_factor_worst": held_noise_variance_factor(cfg.nt_fraction)}
     if chip is not None:
-        meta["chip"] = {"label": chip.label, **(chip.meta or {})}
+        meta["chip"] = chip.describe()
     results: list[dict] = []
     failures: list[dict] = []
 
@@ -348,7 +352,7 @@ def compare(p: CompiledProgram, cfg: CosimConfig, results: list[dict], x0: np.nd
                                  "the same noise; the rest is the Euler discretisation (dt = NT) and SPICE's "
                                  "integration error"}
     if chip is not None:
-        rep["chip"] = {"label": chip.label, **(chip.meta or {})}
+        rep["chip"] = chip.describe()
     rep["verdicts"] = _verdicts(rep)
     pdir = out / "plots"
     if p.source.image_shape:

@@ -552,8 +552,9 @@ def fit(data: "Recording | Sequence[Recording] | Statistics", *, mask: np.ndarra
     """Fit every unit's J2, J4, b, couplings K_ij (for ``mask``; default all pairs, so
     unexpected couplings show up), noise temperature kT, and - with ``mobility='bias'`` - the
     mobility mu, from a recording, a list of recordings (pooled: one fit of all their runs) or
-    their :class:`Statistics` (pooled by ``+``; bounded memory for any number of runs). ``mu``: the mobility for ``mobility='nominal'`` (scalar or
-    (N,); normally the program's ``realised.mu``; default 1). See the module docstring.
+    their :class:`Statistics` (pooled by ``+``; bounded memory for any number of runs).
+    ``mu``: the mobility for ``mobility='nominal'`` (scalar or (N,); normally the program's
+    ``realised.mu``; default 1). See the module docstring.
 
     Imposed biases: when unit i's bias differs between runs, its coefficient is fitted (it is
     the true mobility; a nuisance parameter in the 'nominal' mode). When it is the same nonzero

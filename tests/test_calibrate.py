@@ -54,6 +54,24 @@ def test_hidden_errors_map_components_to_model_parameters(program):
     assert t.reciprocal                    # one element per pair by default
 
 
+def test_error_free_chips_reproduce_a_program_with_per_unit_mobilities():
+    """Per-unit mu (C_i = a / mu_i): both virtual chips express the circuit in the program's
+    gauge a = mu_i C_i, so a perfect chip is exactly the realised model (a gauge taken from the
+    mean mobility once doubled mu and halved J2 here)."""
+    from thermohw.calibrate.spice_chip import SpiceVirtualChip
+
+    c = random_computer(3, 3, seed=2, connectivity="dense")
+    c = c.replace(mu=np.linspace(0.5, 1.5, c.n_units))
+    p = compile_computer(c, "rc-8bit-dense", CompileOptions(range="full"))
+    real = p.realised
+    for ch in (IdealVirtualChip(HiddenErrors.none(6)), SpiceVirtualChip(HiddenErrors.none(6))):
+        ch.program(p)
+        t = ch.reveal()
+        for k in ("J2", "J4", "b", "mu", "kT"):
+            np.testing.assert_allclose(getattr(t, k), getattr(real, k), rtol=1e-12, atol=1e-15, err_msg=k)
+        np.testing.assert_allclose(t.K, real.J, rtol=1e-12, atol=1e-15)
+
+
 def test_hidden_errors_are_seeded_and_follow_the_target(program):
     comp = program.target.components
     a, b = HiddenErrors.draw(program.target, 8, 5), HiddenErrors.draw(program.target, 8, 5)

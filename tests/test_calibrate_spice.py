@@ -45,7 +45,7 @@ def test_spice_chip_applies_the_mismatch_to_the_elements(program):
     np.testing.assert_allclose(bad.C, circ.C * (1 + e.c_rel), rtol=1e-15)
     np.testing.assert_allclose(bad.G, circ.G * (1 + e.gain), rtol=1e-15)
     t = ch.reveal()
-    ref = ChipParameters.from_circuit(bad, mu0=float(np.mean(circ.mu)), C0=float(circ.C[0]), mask=program.realised.mask)
+    ref = ChipParameters.from_circuit(bad, gauge=circ.gauge, mask=program.realised.mask)
     np.testing.assert_array_equal(t.K, ref.K)
     assert not t.reciprocal and t.asymmetry_rms() > 0.02
     perfect = SpiceVirtualChip(HiddenErrors.none(8))

@@ -53,6 +53,13 @@ class RCCircuit:
         return self.C.shape[0]
 
     @property
+    def gauge(self) -> float:
+        """a = mu_i C_i (F/s), common to every unit of a compiled circuit (``lower``): the scale
+        that turns element values into model units (J = G / a, ...). A mismatched copy of the
+        circuit keeps the *nominal* circuit's gauge - pass it explicitly."""
+        return float(self.mu[0]) * float(self.C[0])
+
+    @property
     def g(self) -> np.ndarray:
         """Total ground conductance per node, S."""
         with np.errstate(divide="ignore"):
@@ -123,18 +130,17 @@ def _next_up(R: np.ndarray, series: str) -> np.ndarray:
     return nxt
 
 
-def circuit_to_computer(circ: RCCircuit, *, mu0: float | None = None, C0: float | None = None) -> Computer:
+def circuit_to_computer(circ: RCCircuit, *, gauge: float | None = None) -> Computer:
     """The ideal model an RC circuit implements. x_i = v_i / V_s and the model's energy unit
-    is set by the reference mobility mu0 (1/s) and capacitance C0 (default: unit 0's):
+    is set by the gauge a = mu0 C0 (reference mobility 1/s x capacitance F; default
+    ``circ.gauge``, the value every unit of a compiled circuit shares):
 
         dx_i/dt = -(1/(C_i V_s)) [g_i V_s x_i + k3_i V_s^3 x_i^3 - I_b,i + sum_j G_ij V_s x_j] + noise
     is the Langevin equation with mu_i = mu0 C0 / C_i (model units: times tau), J2 = g/(2 mu0 C0),
     J4 = k3 V_s^2/(4 mu0 C0), b = -I_b/(V_s mu0 C0), J_ij = G_ij/(mu0 C0) and
     kT_i = s_i^2 / (2 mu_i C_i^2 V_s^2). Needs G symmetric (a mismatched chip is not a
     gradient system: symmetrise first and report the asymmetry)."""
-    mu0 = float(circ.mu[0]) if mu0 is None else mu0
-    C0 = float(circ.C[0]) if C0 is None else C0
-    a = mu0 * C0
+    a = circ.gauge if gauge is None else float(gauge)
     G = circ.G
     if not np.allclose(G, G.T, rtol=1e-12, atol=1e-30):
         raise InputError("the circuit's couplings are not symmetric (G_ij != G_ji): it does not implement "
@@ -151,7 +157,7 @@ def circuit_to_computer(circ: RCCircuit, *, mu0: float | None = None, C0: float 
 
 
 def to_computer(circ: RCCircuit, p=None) -> Computer:
-    c = circuit_to_computer(circ, mu0=float(circ.mu[0]), C0=float(circ.C[0]))  # mu_i C_i is common
+    c = circuit_to_computer(circ)
     c = adopt_program(c, p)
     return c
 

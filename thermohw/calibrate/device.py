@@ -199,12 +199,12 @@ class HiddenErrors:
 
     def chip_parameters(self, circ, mask: np.ndarray | None = None) -> ChipParameters:
         """The model the mismatched chip implements, in the gauge of the nominal circuit's
-        program (reference mobility mean(mu), capacitance C_0: as ``rc.to_computer``)."""
+        program (the nominal circuit's gauge mu_i C_i, as ``rc.to_computer``)."""
         bad = self.apply_to_circuit(circ)
         if mask is None:
             mask = (circ.G != 0) | (circ.G.T != 0)
             np.fill_diagonal(mask, False)
-        return ChipParameters.from_circuit(bad, mu0=float(np.mean(circ.mu)), C0=float(circ.C[0]), mask=mask)
+        return ChipParameters.from_circuit(bad, gauge=circ.gauge, mask=mask)
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k).tolist() if isinstance(getattr(self, k), np.ndarray) else getattr(self, k)

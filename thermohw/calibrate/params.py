@@ -78,17 +78,17 @@ class ChipParameters:
         return cls(J2=c.J2, J4=c.J4, b=c.b, mu=c.mu, kT=c.kT, K=c.J, mask=c.mask)
 
     @classmethod
-    def from_circuit(cls, circ, *, mu0: float, C0: float, mask: np.ndarray | None = None) -> "ChipParameters":
-        """The model an RC circuit (``backends.rc.RCCircuit``) implements, in the gauge set by the
-        reference mobility ``mu0`` (1/s) and capacitance ``C0`` (F), with a = mu0 C0:
+    def from_circuit(cls, circ, *, gauge: float, mask: np.ndarray | None = None) -> "ChipParameters":
+        """The model an RC circuit (``backends.rc.RCCircuit``) implements, in the gauge
+        a = mu0 C0 (``RCCircuit.gauge`` of the nominal circuit):
 
             mu_i = a tau / C_i, J2 = g/(2a), J4 = k3 V_s^2/(4a), b = -I_b/(V_s a),
             K = G/a (directed), kT_i = s_i^2 / (2 a C_i V_s^2).
 
         Same formulas as ``rc.circuit_to_computer`` without requiring G symmetric. Pass the
-        *nominal* circuit's mu0 and C0 so that a mismatched circuit is expressed in the gauge
-        of the program it was built from."""
-        a = float(mu0) * float(C0)
+        *nominal* circuit's gauge so that a mismatched circuit is expressed in the units of
+        the program it was built from."""
+        a = float(gauge)
         V_s = float(circ.V_s)
         K = np.array(circ.G, dtype=np.float64) / a
         np.fill_diagonal(K, 0.0)

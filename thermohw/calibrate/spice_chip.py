@@ -119,10 +119,8 @@ class SpiceVirtualChip(VirtualChip):
     def program(self, program: CompiledProgram) -> None:
         circ, errors = self._program_errors(program, "the SPICE virtual chip")
         self._bad = errors.apply_to_circuit(circ)
-        # the program's gauge mu0 C0: every unit's mu_i C_i is this one constant (backends.rc.lower)
-        self._a = float(circ.mu[0]) * float(circ.C[0])
-        self._truth = ChipParameters.from_circuit(self._bad, mu0=float(circ.mu[0]), C0=float(circ.C[0]),
-                                                  mask=program.realised.mask)
+        self._a = circ.gauge          # the nominal program's mu_i C_i (the mismatch changes C_i)
+        self._truth = ChipParameters.from_circuit(self._bad, gauge=self._a, mask=program.realised.mask)
         self.program_ = program
 
     def reveal_circuit(self):

@@ -22,7 +22,6 @@ Langevin system: the model's energy V is not stored in any capacitor (the circui
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from .computer import Computer
 from .errors import InputError
 from .io import load_record, save_record, write_json
 from .langevin import Trajectory, generate, simulate, steps_for
+from .metrics import mean_ci
 
 RUNS_SCHEMA = "thermohw.spiceruns/1"
 
@@ -176,7 +176,7 @@ def prepare(p: CompiledProgram, cfg: CosimConfig, chip: ChipUnderTest | None = N
     specs = []
     for r in range(cfg.runs):
         net = be.netlist(circ, t_stop=cfg.t_f * tau, nt=nt_s, seed=cfg.seed * 100003 + r + 1,
-                         noise=cfg.noise if cfg.noise != "pwl" else "pwl", x0=x0[r],
+                         noise=cfg.noise, x0=x0[r],
                          pwl=None if noise is None else noise[:, r, :],
                          title=f"thermohw cosim run {r}: target {p.target.name}")
         specs.append({"index": r, "netlist": net, "engine": cfg.engine, "circuit": circ, "realised": model,
@@ -266,12 +266,6 @@ def _welch(a: np.ndarray, b: np.ndarray) -> dict:
     return {"t": float(t), "p": float(pval)}
 
 
-def _ci(q: np.ndarray) -> dict:
-    q = np.asarray(q, float)
-    m, se = float(q.mean()), float(q.std(ddof=1) / math.sqrt(q.size)) if q.size > 1 else float("nan")
-    return {"mean": m, "sem": se, "ci95": [m - 1.96 * se, m + 1.96 * se], "sd": float(q.std(ddof=1)) if q.size > 1 else float("nan"), "n": int(q.size)}
-
-
 def unit_moments_test(xs: np.ndarray, xi: np.ndarray, alpha: float = 0.01) -> dict:
     """Per-unit mean (Welch t) and variance (Brown-Forsythe) tests of SPICE states ``xs``
     (runs, N) against ideal states ``xi``; with N units, about alpha*N rejections are
@@ -314,13 +308,13 @@ def compare(p: CompiledProgram, cfg: CosimConfig, results: list[dict], x0: np.nd
         tr.save(out / f"ideal_{k}.npz")
     rep: dict[str, Any] = {"spice_runs": int(len(results)), "ideal_runs": cfg.ideal_runs,
                            "energy_per_model_unit_J": E, "kT_model": kT}
-    heat = {"spice": {**_ci(q_sp / kT), "joules": _ci(q_sp * E)},
-            "spice_stratonovich": _ci(q_st / kT)}
+    heat = {"spice": {**mean_ci(q_sp / kT), "joules": mean_ci(q_sp * E)},
+            "spice_stratonovich": mean_ci(q_st / kT)}
     for k, tr in ideal.items():
-        heat[f"ideal_{k}"] = _ci(tr.heat_kT)
+        heat[f"ideal_{k}"] = mean_ci(tr.heat_kT)
     heat["test_spice_vs_realised"] = _welch(q_sp / kT, ideal["realised"].heat_kT)
     heat["agree"] = bool(heat["test_spice_vs_realised"]["p"] > 0.01)
-    energies = {k.removeprefix("energy_"): _ci(np.array([r["energy"][k] for r in results]))
+    energies = {k.removeprefix("energy_"): mean_ci(np.array([r["energy"][k] for r in results]))
                 for k in results[0]["energy"]}
     rep["heat"] = heat
     rep["electrical_energy_J"] = energies
@@ -347,7 +341,7 @@ def compare(p: CompiledProgram, cfg: CosimConfig, results: list[dict], x0: np.nd
         spread = float(np.std(pr.x_final))
         rep["paired"] = {"rms_state_difference": float(np.sqrt(np.mean(d * d))), "state_spread": spread,
                          "relative": float(np.sqrt(np.mean(d * d)) / spread),
-                         "heat_difference_kT": _ci((q_sp - pr.heat[idx]) / kT),
+                         "heat_difference_kT": mean_ci((q_sp - pr.heat[idx]) / kT),
                          "note": f"SPICE minus {'realised' if chip is None else 'the chip model'}-ideal driven by "
                                  "the same noise; the rest is the Euler discretisation (dt = NT) and SPICE's "
                                  "integration error"}

@@ -62,19 +62,28 @@ def digit_scores(x_visible: np.ndarray, patterns: np.ndarray, labels: np.ndarray
     }
 
 
+def mean_ci(q: np.ndarray) -> dict:
+    """Mean, standard error, 95 % confidence interval (normal approx.), s.d. and count
+    (sem and sd NaN for a single value)."""
+    q = np.asarray(q, dtype=np.float64)
+    n = q.size
+    if n == 0:
+        raise InputError("no values to summarise")
+    m = float(q.mean())
+    sd = float(q.std(ddof=1)) if n > 1 else float("nan")
+    sem = sd / math.sqrt(n) if n > 1 else float("nan")
+    return {"mean": m, "sem": sem, "ci95": [m - 1.96 * sem, m + 1.96 * sem], "sd": sd, "n": int(n)}
+
+
 def heat_stats(heat_kT: np.ndarray) -> dict:
     """Mean, s.d., standard error and 95 % confidence interval (normal approx.) in kT."""
     q = np.asarray(heat_kT, dtype=np.float64)
     q = q[np.isfinite(q)]
-    n = q.size
-    if n == 0:
+    if q.size == 0:
         raise InputError("no finite heat values")
-    m = float(q.mean())
-    sd = float(q.std(ddof=1)) if n > 1 else float("nan")
-    sem = sd / math.sqrt(n) if n > 1 else float("nan")
-    return {"n": n, "mean_kT": m, "sd_kT": sd, "sem_kT": sem,
-            "ci95_kT": [m - 1.96 * sem, m + 1.96 * sem], "median_kT": float(np.median(q)),
-            "min_kT": float(q.min()), "max_kT": float(q.max())}
+    s = mean_ci(q)
+    return {"n": s["n"], "mean_kT": s["mean"], "sd_kT": s["sd"], "sem_kT": s["sem"], "ci95_kT": s["ci95"],
+            "median_kT": float(np.median(q)), "min_kT": float(q.min()), "max_kT": float(q.max())}
 
 
 def digital_macs_per_sample(c: Computer, n_steps: int) -> float:

@@ -33,6 +33,7 @@ from ..compile import CompiledProgram
 from ..errors import InputError
 from ..io import write_json
 from ..langevin import generate
+from ..metrics import mean_ci
 from . import design
 from .correct import CorrectionConfig, calibrate, correction_step, estimated_errors, parameter_errors
 from .device import Device, IdealVirtualChip, ReplayDevice
@@ -90,12 +91,6 @@ def discretisation_for(device: Device) -> str:
         if m.get("device") == "virtual-ideal" and m.get("substeps") == 1:
             return "euler"
     return "continuous"
-
-
-def _ci(q: np.ndarray) -> dict:
-    q = np.asarray(q, dtype=float)
-    return {"mean": float(q.mean()), "sem": float(q.std(ddof=1) / math.sqrt(q.size)), "sd": float(q.std(ddof=1)),
-            "n": int(q.size)}
 
 
 def _truth_checks(f: Fit, truth) -> dict:
@@ -211,10 +206,10 @@ def run_calibration(program: CompiledProgram, device: Device, out: str | Path,
         ref = heat["intended (realised)"]
         rep["generation"] = {}
         for k, g in gens.items():
-            row = {"heat_kT": _ci(heat[k]), "heat_own_kT": _ci(g.heat_kT), "welch_t_vs_intended": 0.0}
+            row = {"heat_kT": mean_ci(heat[k]), "heat_own_kT": mean_ci(g.heat_kT), "welch_t_vs_intended": 0.0}
             if k != "intended (realised)":
                 row["welch_t_vs_intended"] = float(stats.ttest_ind(heat[k], ref, equal_var=False).statistic)
-                d = _ci(heat[k] - ref)
+                d = mean_ci(heat[k] - ref)
                 row["paired_heat_difference_kT"] = {**d, "t": d["mean"] / d["sem"] if d["sem"] > 0 else 0.0}
             rep["generation"][k] = row
         rep["generation_note"] = ("heat in units of the intended model's kT (a fixed energy: "
@@ -234,7 +229,7 @@ def run_calibration(program: CompiledProgram, device: Device, out: str | Path,
                     sc = digit_scores(g.x_final[:, :nv], digits.patterns, digits.labels)
                     per[k] = np.asarray(sc.pop("per_sample")["best_abs_corr"])
                     if k != "intended (realised)":
-                        d = _ci(per[k] - per["intended (realised)"])
+                        d = mean_ci(per[k] - per["intended (realised)"])
                         sc["paired_difference"] = {**d, "t": d["mean"] / d["sem"] if d["sem"] > 0 else 0.0}
                     rep["generation"][k]["digits"] = sc
                 paired = {"heat [intended kT]": {k: heat[k] - ref for k in heat if k != "intended (realised)"},

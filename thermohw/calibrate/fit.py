@@ -56,6 +56,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -314,17 +315,25 @@ class Fit:
         except ValueError:
             raise InputError(f"no fitted parameter {name!r}") from None
 
+    @cached_property
+    def _layout(self) -> dict[str, tuple]:
+        """Where each parameter sits in the flat vector, parsed from the names once:
+        kind -> (positions, unit index) and 'K' -> (positions, i, j)."""
+        pos: dict[str, list] = {k: [] for k in ("J2", "J4", "b", "mu", "kT", "K")}
+        for k, name in enumerate(self.names):
+            kind, idx = name[:-1].split("[")
+            pos[kind].append((k, *(int(s) for s in idx.split(","))))
+        return {kind: tuple(np.array(c, dtype=np.int64) for c in zip(*rows)) if rows else
+                ((np.zeros(0, np.int64),) * (3 if kind == "K" else 2)) for kind, rows in pos.items()}
+
     def _arrays(self, v: np.ndarray) -> dict[str, np.ndarray]:
         N = self.n_units
-        out = {k: np.zeros(N) for k in ("J2", "J4", "b", "mu", "kT")}
-        out["K"] = np.zeros((N, N))
-        for name, val in zip(self.names, v):
-            kind, idx = name[:-1].split("[")
-            if kind == "K":
-                i, j = (int(s) for s in idx.split(","))
-                out["K"][i, j] = val
-            else:
-                out[kind][int(idx)] = val
+        v = np.asarray(v)
+        out = {}
+        for kind, (k, *idx) in self._layout.items():
+            a = np.zeros((N, N) if kind == "K" else N)
+            a[tuple(idx)] = v[k]
+            out[kind] = a
         return out
 
     @property

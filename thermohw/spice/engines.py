@@ -16,11 +16,13 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
+
 from ..errors import InputError
 from .ngspice import NgspiceError, RawData, find_ngspice, run_batch
 from .shared import run_shared, shared_available
 
-__all__ = ["ENGINES", "run", "engine_available", "NgspiceError", "RawData"]
+__all__ = ["ENGINES", "run", "engine_available", "node_voltages", "NgspiceError", "RawData"]
 
 
 def _batch(netlist: str, *, timeout: float | None = None) -> RawData:
@@ -28,6 +30,16 @@ def _batch(netlist: str, *, timeout: float | None = None) -> RawData:
 
 
 ENGINES: dict[str, Callable[..., RawData]] = {"batch": _batch, "shared": run_shared}
+
+
+def node_voltages(raw: RawData, n_nodes: int, grid_s: np.ndarray) -> np.ndarray:
+    """v(u0) .. v(u{n-1}) resampled on ``grid_s`` (seconds), shape (len(grid_s), n), volts.
+    ngspice's time points are adaptive; a run that ended before the grid does is refused."""
+    t = raw["time"]
+    if t[-1] < grid_s[-1] * (1 - 1e-9):
+        raise NgspiceError(f"ngspice stopped at t = {t[-1]:.6g} s before the end {grid_s[-1]:.6g} s "
+                           "without an error message")
+    return np.stack([np.interp(grid_s, t, raw[f"v(u{i})"]) for i in range(n_nodes)], axis=1)
 
 
 def run(netlist: str, engine: str = "batch", *, timeout: float | None = None) -> RawData:

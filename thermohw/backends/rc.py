@@ -130,6 +130,19 @@ def _next_up(R: np.ndarray, series: str) -> np.ndarray:
     return nxt
 
 
+def circuit_parameters(circ: RCCircuit, gauge: float | None = None) -> dict[str, np.ndarray]:
+    """Model-unit parameters of a circuit in the gauge a = mu0 C0 (default ``circ.gauge``):
+    mu_i = a tau / C_i, J2 = g/(2a), J4 = k3 V_s^2/(4a), b = -I_b/(V_s a), K = G/a (directed,
+    zero diagonal) and kT_i = s_i^2 / (2 a C_i V_s^2). The one place these formulas live."""
+    a = circ.gauge if gauge is None else float(gauge)
+    V_s = float(circ.V_s)
+    C = np.asarray(circ.C, dtype=np.float64)
+    K = np.array(circ.G, dtype=np.float64) / a
+    np.fill_diagonal(K, 0.0)
+    return {"J2": circ.g / (2 * a), "J4": circ.k3 * V_s ** 2 / (4 * a), "b": -circ.I_b / (V_s * a),
+            "mu": a * circ.tau / C, "kT": circ.s2 / (2 * a * C * V_s ** 2), "K": K}
+
+
 def circuit_to_computer(circ: RCCircuit, *, gauge: float | None = None) -> Computer:
     """The ideal model an RC circuit implements. x_i = v_i / V_s and the model's energy unit
     is set by the gauge a = mu0 C0 (reference mobility 1/s x capacitance F; default
@@ -140,20 +153,14 @@ def circuit_to_computer(circ: RCCircuit, *, gauge: float | None = None) -> Compu
     J4 = k3 V_s^2/(4 mu0 C0), b = -I_b/(V_s mu0 C0), J_ij = G_ij/(mu0 C0) and
     kT_i = s_i^2 / (2 mu_i C_i^2 V_s^2). Needs G symmetric (a mismatched chip is not a
     gradient system: symmetrise first and report the asymmetry)."""
-    a = circ.gauge if gauge is None else float(gauge)
     G = circ.G
     if not np.allclose(G, G.T, rtol=1e-12, atol=1e-30):
         raise InputError("the circuit's couplings are not symmetric (G_ij != G_ji): it does not implement "
                          "a Langevin computer with an energy; symmetrise and report the asymmetry")
-    mu_phys = a / circ.C
-    V_s = circ.V_s
-    J = G / a
-    np.fill_diagonal(J, 0.0)
-    mask = J != 0
-    return Computer(J=J, b=-circ.I_b / (V_s * a), mask=mask, n_visible=circ.n_visible, J2=circ.g / (2 * a),
-                    J4=circ.k3 * V_s ** 2 / (4 * a), mu=mu_phys * circ.tau,
-                    kT=circ.s2 / (2 * mu_phys * circ.C ** 2 * V_s ** 2), image_shape=circ.image_shape,
-                    meta={"realised_from": "rc", **circ.meta})
+    m = circuit_parameters(circ, gauge)
+    J = m["K"]
+    return Computer(J=J, b=m["b"], mask=J != 0, n_visible=circ.n_visible, J2=m["J2"], J4=m["J4"], mu=m["mu"],
+                    kT=m["kT"], image_shape=circ.image_shape, meta={"realised_from": "rc", **circ.meta})
 
 
 def to_computer(circ: RCCircuit, p=None) -> Computer:

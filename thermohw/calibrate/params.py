@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backends.rc import circuit_parameters
 from ..computer import Computer, _per_unit
 from ..errors import InputError
 
@@ -85,19 +86,14 @@ class ChipParameters:
             mu_i = a tau / C_i, J2 = g/(2a), J4 = k3 V_s^2/(4a), b = -I_b/(V_s a),
             K = G/a (directed), kT_i = s_i^2 / (2 a C_i V_s^2).
 
-        Same formulas as ``rc.circuit_to_computer`` without requiring G symmetric. Pass the
-        *nominal* circuit's gauge so that a mismatched circuit is expressed in the units of
-        the program it was built from."""
-        a = float(gauge)
-        V_s = float(circ.V_s)
-        K = np.array(circ.G, dtype=np.float64) / a
-        np.fill_diagonal(K, 0.0)
+        Same formulas as ``rc.circuit_to_computer`` (``rc.circuit_parameters``) without
+        requiring G symmetric. Pass the *nominal* circuit's gauge so that a mismatched circuit
+        is expressed in the units of the program it was built from."""
+        m = circuit_parameters(circ, gauge)
+        K = m.pop("K")
         if mask is None:
             mask = (K != 0) | (K.T != 0)
-        K = np.where(mask, K, 0.0)
-        C = np.asarray(circ.C, dtype=np.float64)
-        return cls(J2=circ.g / (2 * a), J4=circ.k3 * V_s ** 2 / (4 * a), b=-circ.I_b / (V_s * a),
-                   mu=a * circ.tau / C, kT=circ.s2 / (2 * a * C * V_s ** 2), K=K, mask=mask)
+        return cls(**m, K=np.where(mask, K, 0.0), mask=mask)
 
     # ---- views --------------------------------------------------------------------------
     @property

@@ -280,11 +280,9 @@ class QuantSpec:
 
     def ranges(self, c: Computer) -> tuple[tuple[float, float], tuple[float, float]]:
         """The (coupling, bias) ranges compile's ``scale`` pass would choose for ``c``."""
-        from .compile import _range
+        from .compile import _ranges
 
-        jmax = float(np.max(np.abs(c.J[c.mask]))) if c.n_couplings else 0.0
-        bmax = float(np.max(np.abs(c.b))) if c.n_units else 0.0
-        return _range(self.couplings, jmax, self.range), _range(self.biases, bmax, self.range)
+        return _ranges(self.couplings, self.biases, c, self.range)[:2]
 
     def quantizers(self, c: Computer) -> tuple[Quant, Quant]:
         from .compile import _quant
@@ -295,13 +293,11 @@ class QuantSpec:
     def quantize(self, c: Computer) -> Computer:
         """The model the target's codes realise for ``c`` (same arithmetic as compile's
         ``scale`` + ``quantise``, so compiling the result again changes nothing)."""
+        from .compile import _codes
+
         qj, qb = self.quantizers(c)
-        n = c.n_units
-        iu = np.triu_indices(n, 1)
-        codes = np.zeros((n, n), dtype=np.int64)
-        codes[iu] = np.where(c.mask[iu], qj.encode(c.J[iu]), 0)
-        J = qj.decode(codes + codes.T)
-        b = qb.decode(np.where(c.bias_trainable | (c.b != 0), qb.encode(c.b), 0))
+        codes_j, codes_b = _codes(c, qj, qb)
+        J, b = qj.decode(codes_j), qb.decode(codes_b)
         J2 = c.J2 if self.trim is None else self.trim.quantize(c.J2)
         return c.replace(J=J, b=b, J2=J2)
 

@@ -332,15 +332,33 @@ def _range(q, vmax: float, mode: str) -> tuple[float, float]:
     return lo, hi
 
 
+def _ranges(couplings, biases, c: Computer, mode: str, coupling_headroom: float = 1.0,
+            bias_margin: float = 0.0) -> tuple[tuple[float, float], tuple[float, float], float, float]:
+    """(coupling range, bias range, max |J|, max |b|) the scale pass chooses for ``c`` (shared
+    with chip-aware training, whose quantiser must match compile's exactly)."""
+    jmax = float(np.max(np.abs(c.J[c.mask]))) if c.n_couplings else 0.0
+    bmax = float(np.max(np.abs(c.b))) if c.n_units else 0.0
+    return (_range(couplings, jmax * coupling_headroom, mode), _range(biases, bmax + bias_margin, mode),
+            jmax, bmax)
+
+
+def _codes(c: Computer, qj, qb, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric coupling codes (one per pair, zero where there is no coupling) and bias codes
+    (zero for fixed zero biases) of ``c`` (shared with chip-aware training)."""
+    iu = np.triu_indices(c.n_units, 1)
+    codes_j = np.zeros(c.J.shape, dtype=np.int64)
+    codes_j[iu] = np.where(c.mask[iu], qj.encode(c.J[iu], rng), 0)
+    codes_b = np.where(c.bias_trainable | (c.b != 0), qb.encode(c.b, rng), 0)
+    return codes_j + codes_j.T, codes_b
+
+
 def scale(p: CompiledProgram) -> CompiledProgram:
     """Choose the programmable ranges (smallest range holding the model, within the target's)
     and clip what exceeds them."""
     c = p.programmed
-    jmax = float(np.max(np.abs(c.J[c.mask]))) if c.n_couplings else 0.0
-    bmax = float(np.max(np.abs(c.b))) if c.n_units else 0.0
     o = p.options
-    lo_j, hi_j = _range(p.target.couplings, jmax * o.coupling_headroom, o.range)
-    lo_b, hi_b = _range(p.target.biases, bmax + o.bias_margin, o.range)
+    (lo_j, hi_j), (lo_b, hi_b), jmax, bmax = _ranges(p.target.couplings, p.target.biases, c, o.range,
+                                                     o.coupling_headroom, o.bias_margin)
     J = np.where(c.mask, np.clip(c.J, lo_j, hi_j), 0.0)
     b = np.clip(c.b, lo_b, hi_b)
     n_cj = int(np.count_nonzero(np.triu(J != c.J, 1)))
@@ -360,15 +378,8 @@ def quantise(p: CompiledProgram) -> CompiledProgram:
     c = p.programmed
     rng = np.random.default_rng(p.options.seed)
     qj, qb = p.coupling_quant, p.bias_quant
-    iu = np.triu_indices(c.n_units, 1)
-    codes_j = np.zeros(c.J.shape, dtype=np.int64)
-    vals = c.J[iu]
-    cj = qj.encode(vals, rng)
-    cj = np.where(c.mask[iu], cj, 0)
-    codes_j[iu] = cj
-    codes_j = codes_j + codes_j.T
+    codes_j, codes_b = _codes(c, qj, qb, rng)
     J = qj.decode(codes_j)
-    codes_b = np.where(c.bias_trainable | (c.b != 0), qb.encode(c.b, rng), 0)
     b = qb.decode(codes_b)
     codes = {"J": codes_j, "b": codes_b}
     J2 = c.J2

@@ -126,6 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--bias-margin", type=float, default=0.0, dest="bias_margin",
                     help="auto range: bias full scale = max|b| + MARGIN, model units (room for offset trims; "
                     "default 0)")
+    cp.add_argument("--netlist", choices=["generate", "free"], default="generate",
+                    help="RC/LC netlist: generate = the paper's generation protocol (start in the coupling-free "
+                    "equilibrium, written as initial conditions, then the trained dynamics for t_f; default); "
+                    "free = a short free run from x = 0")
+    cp.add_argument("--netlist-seed", type=int, default=1, dest="netlist_seed",
+                    help="seed of the netlist's start state and noise, 1..2147483647 (default 1)")
+    cp.add_argument("--t-f", type=_positive(float), dest="t_f",
+                    help="generation time, model units (default: the model's training t_f, else 2.5)")
 
     cs = sub.add_parser("cosim", help="run a compiled netlist in ngspice beside the ideal models and compare",
                         description="Runs PROGRAM's netlist in ngspice (transient noise) with the paper's generation "
@@ -261,7 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             opts = CompileOptions(bits=args.bits, bias_bits=args.bias_bits, rounding=args.rounding,
                                   prune=args.prune, range=args.range, seed=args.seed,
-                                  coupling_headroom=args.coupling_headroom, bias_margin=args.bias_margin)
+                                  coupling_headroom=args.coupling_headroom, bias_margin=args.bias_margin,
+                                  netlist=args.netlist, netlist_seed=args.netlist_seed, t_f=args.t_f)
             prog = compile_computer(Computer.load(args.model), resolve_target(args.target), opts)
             files = prog.save(args.out)
             beside = Path(args.model).with_name("digits.npz")

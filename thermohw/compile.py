@@ -49,6 +49,12 @@ class CompileOptions:
     bias_margin : "auto" full scale of the biases = max |b| + this margin (model units) - room
         for calibration trims (gain errors scale a coupling, offsets shift a bias), within the
         target's range. A wider full scale costs resolution: every LSB grows with it.
+    netlist : what the written netlist (RC, LC) does: "generate" - the paper's generation
+        protocol: start in the coupling-free equilibrium (drawn with ``netlist_seed``, written
+        as initial conditions), then run the trained dynamics for ``t_f`` model time units;
+        "free" - a short free run from x = 0 (one model time unit, RC; five, LC).
+    netlist_seed : seed of the start state and of the netlist's noise (1..2147483647).
+    t_f : generation time in model units (default: the model's training t_f, else 2.5).
     """
 
     bits: int | None = None
@@ -60,6 +66,9 @@ class CompileOptions:
     placement_effort: int = 20
     coupling_headroom: float = 1.0
     bias_margin: float = 0.0
+    netlist: str = "generate"
+    netlist_seed: int = 1
+    t_f: float | None = None
 
     def __post_init__(self) -> None:
         if self.bits is not None and not 2 <= int(self.bits) <= 16:
@@ -76,6 +85,22 @@ class CompileOptions:
             raise InputError(f"coupling_headroom = {self.coupling_headroom}; use a factor >= 1 (1: no headroom)")
         if not (math.isfinite(self.bias_margin) and self.bias_margin >= 0.0):
             raise InputError(f"bias_margin = {self.bias_margin}; use a margin >= 0 in model units of b")
+        if self.netlist not in ("generate", "free"):
+            raise InputError(f"netlist = {self.netlist!r}; use 'generate' (the generation protocol) or 'free'")
+        if isinstance(self.netlist_seed, bool) or int(self.netlist_seed) != self.netlist_seed \
+                or not 1 <= int(self.netlist_seed) <= 2147483647:
+            raise InputError(f"netlist_seed = {self.netlist_seed!r}; use a whole number in 1..2147483647 "
+                             "(ngspice ignores any other .options seed)")
+        if self.t_f is not None and not (math.isfinite(self.t_f) and self.t_f > 0):
+            raise InputError(f"t_f = {self.t_f!r}; the generation time must be > 0 model time units")
+
+    def generation_time(self, model: Computer) -> float:
+        """t_f of the generation protocol: the option, else the model's training t_f, else 2.5."""
+        if self.t_f is not None:
+            return float(self.t_f)
+        tr = model.meta.get("train") if isinstance(model.meta, dict) else None
+        t = tr.get("t_f") if isinstance(tr, dict) else None
+        return float(t) if isinstance(t, (int, float)) and t > 0 else 2.5
 
 
 @dataclass(frozen=True, eq=False)

@@ -33,7 +33,7 @@ from .compile import CompiledProgram
 from .computer import Computer
 from .errors import InputError
 from .io import load_record, save_record, write_json
-from .langevin import Trajectory, generate, simulate, steps_for
+from .langevin import Trajectory, equilibrium_start, generate, simulate, steps_for
 from .metrics import mean_ci
 
 RUNS_SCHEMA = "thermohw.spiceruns/1"
@@ -109,7 +109,7 @@ def spice_job(spec: dict) -> dict:
     n = c.n_units
     t = raw["time"]
     grid = spec["grid_s"]
-    x = node_voltages(raw, n, grid) / circ.V_s
+    x = node_voltages(raw, n, grid, v0=spec.get("v0")) / circ.V_s
     v = np.stack([raw[f"v(u{i})"] for i in range(n)], axis=1)  # volts on ngspice's own time points
     # (a) model heat from the measured trajectory
     heat = float(c.energy(x[0]) - c.energy(x[-1]))
@@ -163,8 +163,7 @@ def prepare(p: CompiledProgram, cfg: CosimConfig, chip: ChipUnderTest | None = N
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 1]))
     # the coupling-free equilibrium of the unit that runs: a chip equilibrates with its own
     # J2, J4 and noise level (its errors included), as it would on the bench
-    eq = generate(model, cfg.runs, t_f=cfg.dt, dt=cfg.dt, t_eq=cfg.t_f, seed=rng, stratonovich=False)
-    x0 = eq.x0
+    x0 = equilibrium_start(model, cfg.runs, t_eq=cfg.t_f, dt=cfg.dt, seed=rng)
     noise = None
     if cfg.noise == "pwl":
         noise = np.random.default_rng(np.random.SeedSequence([cfg.seed, 2])).standard_normal((k, cfg.runs, p.realised.n_units))
@@ -176,6 +175,7 @@ def prepare(p: CompiledProgram, cfg: CosimConfig, chip: ChipUnderTest | None = N
                          pwl=None if noise is None else noise[:, r, :],
                          title=f"thermohw cosim run {r}: target {p.target.name}")
         specs.append({"index": r, "netlist": net, "engine": cfg.engine, "circuit": circ, "realised": model,
+                      "v0": circ.V_s * x0[r],
                       "grid_s": grid, "snapshots": cfg.snapshots, "nt_s": nt_s,
                       "pwl_current": None if noise is None else np.sqrt(circ.s2 / nt_s) * noise[:, r, :]})
     return specs, x0, noise

@@ -385,6 +385,15 @@ def noising(computer: Computer, patterns: np.ndarray, *, t_f: float = 2.5, dt: f
                     record_every=record_every, stratonovich=False, threads=threads)
 
 
+def equilibrium_start(computer: Computer, n_runs: int, *, t_eq: float = 2.5, dt: float = 1e-3,
+                      seed: Any = None) -> np.ndarray:
+    """The generation protocol's start states (runs, N): the coupling-free, bias-free
+    computer equilibrated for ``t_eq`` from x = 0, drawn with the random streams
+    :func:`generate` uses for its first phase (same seed, same states)."""
+    return generate(computer, n_runs, t_f=dt, dt=dt, t_eq=t_eq, seed=seed, stratonovich=False,
+                    threads=1).x0
+
+
 def generate(computer: Computer, n_runs: int, *, t_f: float = 2.5, dt: float = 1e-3, seed: Any = None,
              t_eq: float | None = None, record_every: int | None = None, stratonovich: bool = True,
              threads: int | None = None, progress: Callable[[int], None] | None = None) -> Trajectory:

@@ -35,6 +35,33 @@ def adopt_program(c, p):
                      meta={**p.programmed.meta, **c.meta})
 
 
+def generation_start(p, dt: float = 1e-3):
+    """(t_f, x0) of a compiled program's generation-protocol netlist: the generation time and
+    one start state (N,), the realised model's coupling-free equilibrium (the chip's own J2,
+    J4 and noise level) drawn with the netlist seed, in model units."""
+    from ..langevin import equilibrium_start
+
+    t_f = p.options.generation_time(p.source)
+    x0 = equilibrium_start(p.realised, 1, t_eq=t_f, dt=dt, seed=int(p.options.netlist_seed))[0]
+    return t_f, x0
+
+
+def generation_notes(p, t_f: float, tau: float, readout: str) -> list[str]:
+    """Header lines of a generation-protocol netlist: what it runs and how to get another sample."""
+    c = p.source
+    img = (f"image {c.image_shape[0]}x{c.image_shape[1]}, row-major" if c.image_shape and len(c.image_shape) == 2
+           else "the visible units")
+    seed = int(p.options.netlist_seed)
+    return [
+        "generation protocol (Whitelam 2025): the units start in their coupling-free equilibrium, drawn by",
+        f"  thermohw with seed {seed} and written below as initial conditions; then the trained couplings",
+        f"  act for t_f = {t_f:g} model time units = {t_f * tau:.6g} s",
+        f"generated sample: {readout} at the final time for units 0..{c.n_visible - 1} ({img})",
+        "another sample: edit .options seed (new noise, same start state); for a new start state too:",
+        f"  thermohw compile MODEL --target {p.target.name} --netlist-seed N -o DIR",
+    ]
+
+
 def get_backend(kind: str) -> ModuleType:
     if kind not in BACKENDS:
         raise InputError(f"no backend for kind {kind!r}; available: {', '.join(BACKENDS)}")

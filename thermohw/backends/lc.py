@@ -365,12 +365,14 @@ def _branch(raw, i: int) -> np.ndarray:
 
 def netlist(circ: LCCircuit, *, t_stop: float, nt: float | None = None, seed: int = 1,
             noise: str = "trrandom", x0: np.ndarray | None = None, v0: np.ndarray | None = None,
-            title: str = "thermohw lc chip", meta: dict | None = None, options: dict | None = None) -> str:
+            title: str = "thermohw lc chip", meta: dict | None = None, options: dict | None = None,
+            notes: list[str] | None = None) -> str:
     """SPICE netlist text (ngspice). ``noise``: ``trrandom`` (Gaussian sample-and-hold, follows
     ``.options seed``), ``trnoise`` (ngspice 39 ignores its seed), or ``none``. ``x0`` / ``v0``:
     initial positions / model velocities (element ICs with UIC; the one not given is 0);
     without either the run starts from the DC operating point (v = 0, a stationary point
-    of V). ``options``: extra ``.options`` (e.g. ``{"reltol": 1e-6}``)."""
+    of V). ``options``: extra ``.options`` (e.g. ``{"reltol": 1e-6}``). ``notes``: extra header
+    comment lines."""
     n = circ.n_units
     nt = noise_interval(circ) if nt is None else float(nt)
     if not (t_stop > 0 and nt > 0):
@@ -397,6 +399,7 @@ def netlist(circ: LCCircuit, *, t_stop: float, nt: float | None = None, seed: in
              "* run: ngspice -b -r out.raw THIS_FILE"]
     for k, v in (meta or {}).items():
         lines.append(f"* {sanitize_comment(k, 40)}: {sanitize_comment(v)}")
+    lines += [f"* {sanitize_comment(t)}" for t in (notes or [])]
     lines.append("")
     for i in range(n):
         ic_c = f" IC={eng(V0[i])}" if uic else ""
@@ -436,13 +439,36 @@ def netlist(circ: LCCircuit, *, t_stop: float, nt: float | None = None, seed: in
     return "\n".join(lines) + "\n"
 
 
+def generation_netlist(p, nt_fraction: float = 0.05, dt: float = 1e-3) -> str:
+    """The paper's generation protocol for a compiled LC program: positions from the realised
+    model's coupling-free equilibrium (the stationary distribution for any Q), velocities
+    Maxwell-distributed at each cell's mass and kT, both seeded by ``netlist_seed`` and written
+    as element initial conditions; then the trained dynamics for t_f with seeded TRRANDOM noise."""
+    from ..underdamped import thermal_velocities
+    from . import generation_notes, generation_start
+
+    circ = p.artefact
+    t_f, x0 = generation_start(p, dt)
+    seed = int(p.options.netlist_seed)
+    v0 = thermal_velocities(circ.mass, p.realised.kT, 1, seed=np.random.SeedSequence([seed, 2]))[0]
+    k = max(1, int(round(t_f * circ.tau / noise_interval(circ, nt_fraction))))
+    return netlist(circ, t_stop=t_f * circ.tau, nt=t_f * circ.tau / k, seed=seed, x0=x0, v0=v0,
+                   title=f"thermohw lc chip: target {p.target.name}",
+                   meta={"model": p.source.meta.get("digits", ""), "target": p.target.name},
+                   notes=generation_notes(p, t_f, circ.tau, "x_i = L_i i(VL<i>) / Phi_s"))
+
+
 def write(p, folder) -> list[Path]:
-    """chip.cir (a free run of 5 model time units from x = 0, at rest), units.csv, couplings.csv."""
+    """chip.cir (the generation protocol, or with ``netlist="free"`` a free run of 5 model time
+    units from x = 0, at rest), units.csv, couplings.csv."""
     folder = Path(folder)
     circ = p.artefact
-    txt = netlist(circ, t_stop=5 * circ.tau, seed=1, x0=np.zeros(circ.n_units),
-                  title=f"thermohw lc chip: target {p.target.name}",
-                  meta={"model": p.source.meta.get("digits", ""), "target": p.target.name})
+    if p.options.netlist == "generate":
+        txt = generation_netlist(p)
+    else:
+        txt = netlist(circ, t_stop=5 * circ.tau, seed=int(p.options.netlist_seed), x0=np.zeros(circ.n_units),
+                      title=f"thermohw lc chip: target {p.target.name}",
+                      meta={"model": p.source.meta.get("digits", ""), "target": p.target.name})
     out = [atomic_write(folder / "chip.cir", lambda fh: fh.write(txt), mode="w")]
     rows = ["unit,C_F,L_H,R_ohm,trim_gain,k3_A_per_Wb3,I_b_A,noise_s2_A2_per_Hz"]
     for i in range(circ.n_units):

@@ -217,11 +217,12 @@ def held_noise_variance_factor(nt_over_tau: float) -> float:
 
 def netlist(circ: RCCircuit, *, t_stop: float, nt: float | None = None, seed: int = 1,
             noise: str = "trrandom", x0: np.ndarray | None = None, title: str = "thermohw rc chip",
-            meta: dict | None = None, pwl: np.ndarray | None = None) -> str:
+            meta: dict | None = None, pwl: np.ndarray | None = None, notes: list[str] | None = None) -> str:
     """SPICE netlist text (ngspice). ``noise``: ``trrandom`` (Gaussian sample-and-hold, follows
     ``.options seed``), ``trnoise`` (ngspice 39 ignores its seed: not reproducible), ``pwl``
     (the given standard normals ``pwl`` (K, N), held for NT each: the same noise can drive an
-    ideal simulation), or ``none``. ``x0``: initial state in model units (``.ic``, with UIC)."""
+    ideal simulation), or ``none``. ``x0``: initial state in model units (``.ic``, with UIC).
+    ``notes``: extra header comment lines."""
     n = circ.n_units
     nt = noise_interval(circ) if nt is None else float(nt)
     if not 1 <= int(seed) <= 2147483647:
@@ -244,6 +245,7 @@ def netlist(circ: RCCircuit, *, t_stop: float, nt: float | None = None, seed: in
              "* run: ngspice -b -r out.raw THIS_FILE"]
     for k, v in (meta or {}).items():
         lines.append(f"* {sanitize_comment(k, 40)}: {sanitize_comment(v)}")
+    lines += [f"* {sanitize_comment(t)}" for t in (notes or [])]
     lines += ["", ".subckt sunit n params: c=1p r=1e12 gt=0 k3=0 ib=0 na=0",
               "C1 n 0 {c}",
               "R1 n 0 {r}",
@@ -294,12 +296,44 @@ def _held_pwl(values: np.ndarray, nt: float) -> str:
     return " ".join(f"{a:.9g} {b:.9g}" for a, b in zip(t, y))
 
 
+def generation_grid(p, nt_fraction: float = 0.02) -> tuple[float, float, int]:
+    """(t_f, NT, K) of a program's generation-protocol netlist: K noise samples of NT seconds
+    fill t_f model time units exactly, NT within ``nt_fraction`` x the fastest local time."""
+    circ = p.artefact
+    t_f = p.options.generation_time(p.source)
+    k = max(1, int(round(t_f * circ.tau / noise_interval(circ, nt_fraction))))
+    return t_f, t_f * circ.tau / k, k
+
+
+def generation_netlist(p, nt_fraction: float = 0.02, dt: float = 1e-3, noise: str = "trrandom",
+                       pwl: np.ndarray | None = None) -> str:
+    """The netlist of the paper's generation protocol for a compiled RC program: the start state
+    drawn from the realised model's coupling-free equilibrium (``.ic``), then the trained
+    dynamics for t_f, with seeded TRRANDOM noise (``p.options``: ``netlist_seed``, ``t_f``).
+    ``noise="pwl"`` with ``pwl`` (K, N) standard normals (K from :func:`generation_grid`) drives
+    it with given noise instead, for paired comparisons with the ideal model."""
+    from . import generation_notes, generation_start
+
+    circ = p.artefact
+    t_f, nt, _ = generation_grid(p, nt_fraction)
+    _, x0 = generation_start(p, dt)
+    return netlist(circ, t_stop=t_f * circ.tau, nt=nt, seed=int(p.options.netlist_seed), x0=x0, noise=noise, pwl=pwl,
+                   title=f"thermohw rc chip: target {p.target.name}",
+                   meta={"model": p.source.meta.get("digits", ""), "target": p.target.name},
+                   notes=generation_notes(p, t_f, circ.tau, "x_i = v(u<i>) / V_s"))
+
+
 def write(p, folder) -> list[Path]:
-    """chip.cir (a 1-model-time-unit free run from x = 0) and elements.csv."""
+    """chip.cir (the generation protocol, or with ``netlist="free"`` a one-model-time-unit free
+    run from x = 0), units.csv and couplings.csv."""
     folder = Path(folder)
     circ = p.artefact
-    txt = netlist(circ, t_stop=circ.tau, seed=1, title=f"thermohw rc chip: target {p.target.name}",
-                  meta={"model": p.source.meta.get("digits", ""), "target": p.target.name})
+    if p.options.netlist == "generate":
+        txt = generation_netlist(p)
+    else:
+        txt = netlist(circ, t_stop=circ.tau, seed=int(p.options.netlist_seed),
+                      title=f"thermohw rc chip: target {p.target.name}",
+                      meta={"model": p.source.meta.get("digits", ""), "target": p.target.name})
     out = [atomic_write(folder / "chip.cir", lambda fh: fh.write(txt), mode="w")]
     rows = ["unit,C_F,R_ohm,g_trim_S,k3_A_per_V3,I_b_A,noise_s2_A2_per_Hz"]
     for i in range(circ.n_units):

@@ -32,14 +32,20 @@ def _batch(netlist: str, *, timeout: float | None = None) -> RawData:
 ENGINES: dict[str, Callable[..., RawData]] = {"batch": _batch, "shared": run_shared}
 
 
-def node_voltages(raw: RawData, n_nodes: int, grid_s: np.ndarray) -> np.ndarray:
+def node_voltages(raw: RawData, n_nodes: int, grid_s: np.ndarray, v0: np.ndarray | None = None) -> np.ndarray:
     """v(u0) .. v(u{n-1}) resampled on ``grid_s`` (seconds), shape (len(grid_s), n), volts.
-    ngspice's time points are adaptive; a run that ended before the grid does is refused."""
+    ngspice's time points are adaptive; a run that ended before the grid does is refused.
+    ngspice 39 does not store t = 0 of a run started with UIC (its first point is after the
+    first step): ``v0``, the initial node voltages written into the netlist, supplies it."""
     t = raw["time"]
     if t[-1] < grid_s[-1] * (1 - 1e-9):
         raise NgspiceError(f"ngspice stopped at t = {t[-1]:.6g} s before the end {grid_s[-1]:.6g} s "
                            "without an error message")
-    return np.stack([np.interp(grid_s, t, raw[f"v(u{i})"]) for i in range(n_nodes)], axis=1)
+    cols = [raw[f"v(u{i})"] for i in range(n_nodes)]
+    if v0 is not None and t[0] > 0:
+        t = np.concatenate([[0.0], t])
+        cols = [np.concatenate([[float(v0[i])], c]) for i, c in enumerate(cols)]
+    return np.stack([np.interp(grid_s, t, c) for c in cols], axis=1)
 
 
 def run(netlist: str, engine: str = "batch", *, timeout: float | None = None) -> RawData:

@@ -22,12 +22,17 @@ _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0
 @dataclass(frozen=True, eq=False)
 class Digits:
     """Training patterns: ``patterns`` (k, Nv) normalised per digit (zero mean, unit
-    variance), ``labels`` (k,), ``image_shape`` and where they came from."""
+    variance), ``labels`` (k,), ``image_shape`` and where they came from: ``source`` (a
+    description), ``origin`` (the images file, or ``"sklearn"`` for the bundled digits) and
+    ``indices`` (their places in it), so held-out images of the same labels can be found
+    again (:func:`reference_set`)."""
 
     patterns: np.ndarray
     labels: np.ndarray
     image_shape: tuple[int, ...]
     source: str = ""
+    origin: str | None = None
+    indices: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         p = np.array(self.patterns, dtype=np.float64, ndmin=2)
@@ -45,20 +50,29 @@ class Digits:
         object.__setattr__(self, "patterns", p)
         object.__setattr__(self, "labels", lab)
         object.__setattr__(self, "image_shape", shape)
+        if self.indices is not None:
+            idx = tuple(int(i) for i in self.indices)
+            if len(idx) != p.shape[0]:
+                raise InputError(f"{len(idx)} indices for {p.shape[0]} patterns")
+            object.__setattr__(self, "indices", idx)
 
     @property
     def n_pixels(self) -> int:
         return self.patterns.shape[1]
 
     def save(self, path: str | Path) -> Path:
-        return save_record(path, DIGITS_SCHEMA, {"image_shape": self.image_shape, "source": self.source},
+        return save_record(path, DIGITS_SCHEMA, {"image_shape": self.image_shape, "source": self.source,
+                                                 "origin": self.origin, "indices": self.indices},
                            {"patterns": self.patterns, "labels": self.labels})
 
     @classmethod
     def load(cls, path: str | Path) -> "Digits":
         h, a = load_record(path, DIGITS_SCHEMA)
         try:
-            return cls(a["patterns"], a["labels"], tuple(h["image_shape"]), h.get("source", ""))
+            return cls(a["patterns"], a["labels"], tuple(h["image_shape"]), h.get("source", ""),
+                       h.get("origin"), h.get("indices"))
+        except (TypeError, ValueError) as e:
+            raise InputError(f"{path}: malformed digits header ({e})") from None
         except KeyError as e:
             raise InputError(f"{path}: digits record lacks {e}") from None
 
@@ -139,7 +153,7 @@ def bundled_digits() -> tuple[np.ndarray, np.ndarray]:
 
 
 def select(images: np.ndarray, labels: np.ndarray | None, *, digits: Sequence[int] | None = None,
-           indices: Sequence[int] | None = None, source: str = "") -> Digits:
+           indices: Sequence[int] | None = None, source: str = "", origin: str | None = None) -> Digits:
     """Pick training digits: by ``indices`` into the set, or the first image of each label in
     ``digits``. Returns them normalised."""
     images = np.asarray(images)
@@ -164,7 +178,7 @@ def select(images: np.ndarray, labels: np.ndarray | None, *, digits: Sequence[in
     if not idx:
         raise InputError("no training digits selected")
     lab = labels[idx] if labels is not None else np.full(len(idx), -1)
-    return Digits(normalise(images[idx]), lab, shape, f"{source} indices={idx}")
+    return Digits(normalise(images[idx]), lab, shape, f"{source} indices={idx}", origin, tuple(idx))
 
 
 def load_training_digits(mnist: str | Path | None = None, *, digits: Sequence[int] | None = None,
@@ -172,7 +186,43 @@ def load_training_digits(mnist: str | Path | None = None, *, digits: Sequence[in
     """The training set: bundled 8x8 digits by default, or an MNIST IDX images file."""
     if mnist is None:
         x, y = bundled_digits()
-        return select(x, y, digits=digits, indices=indices, source="sklearn bundled digits")
+        return select(x, y, digits=digits, indices=indices, source="sklearn bundled digits", origin="sklearn")
     lab_path = find_mnist_labels(mnist)
     x, y = load_mnist(mnist, lab_path)
-    return select(x, y, digits=digits, indices=indices, source=str(mnist))
+    return select(x, y, digits=digits, indices=indices, source=str(mnist), origin=str(mnist))
+
+
+def reference_set(d: Digits, images: str | Path | None = None, *, per_label: int | None = None):
+    """Held-out images with the training digits' labels, for the k-NN check of generated
+    samples (:class:`thermohw.metrics.Reference`): every other image of those labels in the
+    set the digits came from (``images``: an MNIST images file to use instead of
+    ``d.origin``; ``per_label``: keep at most this many of each). None when the set cannot
+    be found (say, a model trained on a file that is no longer there)."""
+    from .metrics import Reference
+
+    if images is None and d.origin == "sklearn":
+        x, y = bundled_digits()
+    else:
+        path = Path(images) if images is not None else (Path(d.origin) if d.origin else None)
+        if path is None or not path.is_file():
+            return None
+        lab = find_mnist_labels(path)
+        if lab is None:
+            return None
+        x, y = load_mnist(path, lab)
+    x = x.reshape(x.shape[0], -1)
+    if x.shape[1] != d.n_pixels:
+        raise InputError(f"the reference images have {x.shape[1]} pixels, the digits {d.n_pixels}")
+    idx = np.nonzero(np.isin(y, d.labels))[0]
+    if per_label is not None:
+        idx = np.concatenate([idx[y[idx] == lab][:per_label + d.patterns.shape[0]] for lab in np.unique(d.labels)])
+    ref = normalise(x[idx].astype(np.float64))
+    # held out: never a training image itself (found by content, whichever file was given)
+    same = np.max(ref @ d.patterns.T, axis=1) / d.n_pixels > 1 - 1e-9
+    ref, lab = ref[~same], y[idx][~same]
+    if per_label is not None:
+        sel = np.concatenate([np.nonzero(lab == v)[0][:per_label] for v in np.unique(d.labels)])
+        ref, lab = ref[sel], lab[sel]
+    if lab.size == 0:
+        return None
+    return Reference(ref, lab, source=str(images or d.origin))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,36 +31,105 @@ def correlations(x_visible: np.ndarray, patterns: np.ndarray) -> np.ndarray:
     return np.nan_to_num(c)
 
 
+@dataclass(frozen=True, eq=False)
+class Reference:
+    """Held-out images (M, Nv), normalised like the training digits, and their labels (M,):
+    what the k-NN check of generated samples is fitted on (``thermohw.data.reference_set``)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        x = np.asarray(self.images, dtype=np.float64)
+        y = np.asarray(self.labels).reshape(-1)
+        if x.ndim != 2 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
+            raise InputError(f"reference images {x.shape} and labels {y.shape} do not match")
+        object.__setattr__(self, "images", x)
+        object.__setattr__(self, "labels", y.astype(np.int64))
+
+
+def knn_predict(x: np.ndarray, ref: Reference, k: int = 5) -> np.ndarray:
+    """Label of each row of ``x`` by majority of its ``k`` nearest reference images, by
+    correlation (Euclidean distance between per-image standardised images); ties go to
+    the label of the nearest."""
+    xs = np.asarray(x, dtype=np.float64)
+    xs = xs - xs.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        xs = np.nan_to_num(xs / np.linalg.norm(xs, axis=1, keepdims=True))
+    r = ref.images - ref.images.mean(axis=1, keepdims=True)
+    r = r / np.linalg.norm(r, axis=1, keepdims=True)
+    k = int(min(k, r.shape[0]))
+    out = np.empty(xs.shape[0], dtype=np.int64)
+    for a in range(0, xs.shape[0], 1024):  # bounded memory for large sample sets
+        sim = xs[a:a + 1024] @ r.T
+        nn = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(sim, nn, axis=1), axis=1)
+        nn = np.take_along_axis(nn, order, axis=1)
+        votes = ref.labels[nn]
+        for i, v in enumerate(votes):
+            vals, counts = np.unique(v, return_counts=True)
+            top = vals[counts == counts.max()]
+            out[a + i] = v[0] if v[0] in top else top[0]
+    return out
+
+
 def digit_scores(x_visible: np.ndarray, patterns: np.ndarray, labels: np.ndarray | None = None,
-                 threshold: float = 0.5) -> dict:
+                 threshold: float = 0.5, reference: Reference | None = None, knn_k: int = 5) -> dict:
     """Per-sample best |correlation| with a training digit, its sign and mode counts.
 
     A sample 'is' training digit k when digit k has its largest |correlation| and that value
     is >= ``threshold``; negative correlation means a sign-inverted digit. A mode is present
     when at least one sample is that digit (either sign).
+
+    Correlation alone cannot tell a digit from a blur of all training digits (their mean
+    correlates well with each), so two more checks: the *margin*, best minus second-best
+    |correlation| per sample, and, given ``reference`` images of the same labels, the
+    fraction of samples that a k-NN classifier fitted on them assigns to the label of their
+    best-correlated training digit. The classifier sees each sample with the sign of its
+    best correlation applied: the model is sign-symmetric (inverted digits are its own
+    outputs, counted by ``fraction_inverted``), the classifier is not.
     """
     c = correlations(x_visible, patterns)
     best = np.argmax(np.abs(c), axis=1)
     best_abs = np.abs(c[np.arange(c.shape[0]), best])
     sign = np.sign(c[np.arange(c.shape[0]), best])
+    srt = np.sort(np.abs(c), axis=1)
+    margin = srt[:, -1] - srt[:, -2] if c.shape[1] > 1 else srt[:, -1]
     ok = best_abs >= threshold
     k = patterns.shape[0]
     upright = [int(np.sum(ok & (best == j) & (sign > 0))) for j in range(k)]
     inverted = [int(np.sum(ok & (best == j) & (sign < 0))) for j in range(k)]
     n = c.shape[0]
     sd = float(best_abs.std(ddof=1)) if n > 1 else float("nan")
-    return {
+    sdm = float(margin.std(ddof=1)) if n > 1 else float("nan")
+    share = np.bincount(best, minlength=c.shape[1]) / n
+    out = {
         "n_samples": n,
         "mean_best_abs_corr": float(best_abs.mean()),
         "sem_best_abs_corr": sd / math.sqrt(n) if n > 1 else float("nan"),
+        "mean_margin": float(margin.mean()),
+        "sem_margin": sdm / math.sqrt(n) if n > 1 else float("nan"),
+        "mode_share": share.tolist(),
         "threshold": threshold,
         "fraction_recognised": float(ok.mean()),
         "fraction_inverted": float(np.mean(ok & (sign < 0))),
         "modes": [{"pattern": j, "label": int(labels[j]) if labels is not None else None,
                    "upright": upright[j], "inverted": inverted[j]} for j in range(k)],
         "all_modes_present": bool(all(upright[j] + inverted[j] > 0 for j in range(k))),
-        "per_sample": {"best": best.tolist(), "best_abs_corr": best_abs.tolist(), "sign": sign.tolist()},
+        "per_sample": {"best": best.tolist(), "best_abs_corr": best_abs.tolist(), "sign": sign.tolist(),
+                       "margin": margin.tolist()},
     }
+    if reference is not None and labels is not None:
+        pred = knn_predict(np.asarray(x_visible, dtype=np.float64) * np.where(sign < 0, -1.0, 1.0)[:, None],
+                           reference, knn_k)
+        agree = pred == np.asarray(labels)[best]
+        out["classifier"] = {"kind": f"{knn_k}-NN by correlation", "reference_images": int(reference.labels.size),
+                             "reference_source": reference.source, "agreement": float(agree.mean()),
+                             "sem_agreement": float(math.sqrt(max(agree.mean() * (1 - agree.mean()), 0) / n)),
+                             "sign_aligned": True}
+        out["per_sample"]["classifier_label"] = pred.tolist()
+    return out
 
 
 def mean_ci(q: np.ndarray) -> dict:

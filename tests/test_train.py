@@ -104,3 +104,57 @@ def test_interrupted_run_resumes_exactly(tmp_path):
     np.testing.assert_array_equal(resumed.computer.b, straight.computer.b)
     np.testing.assert_array_equal(resumed.losses, straight.losses)
     assert TrainState.load(ck).cycle == 8
+
+
+def test_paper_hidden_targets_are_the_paper_field_bit_for_bit():
+    from thermohw.data import load_training_digits
+    from thermohw.langevin import noising_field
+    from thermohw.train import TrainConfig, imposed_field, new_state
+
+    d = load_training_digits(digits=(0, 3, 7))
+    st = new_state(d, TrainConfig(), n_hidden=70)
+    pick = np.array([2, 0, 1])
+    np.testing.assert_array_equal(imposed_field(st.computer, d, pick, st.config),
+                                  noising_field(d.patterns[pick], 134, 64, 2.0))
+
+
+def test_class_units_code_and_validation():
+    from thermohw.data import load_training_digits
+    from thermohw.train import TrainConfig, hidden_targets, imposed_field, new_state
+
+    d = load_training_digits(digits=(7, 0, 3))          # labels in any order: classes sorted 0, 3, 7
+    h = hidden_targets("classes", 10.0, d, np.array([0, 1, 2]), 7)
+    # unit j is a class unit of sorted label j mod 3; +A for its label, -A/2 otherwise
+    want = np.array([[-5, -5, 10, -5, -5, 10, -5],       # image 0 is a 7 (class 2)
+                     [10, -5, -5, 10, -5, -5, 10],       # a 0 (class 0)
+                     [-5, 10, -5, -5, 10, -5, -5]], float)
+    np.testing.assert_array_equal(h, want)
+    assert np.allclose(h.sum(axis=0)[:6], 0.0)          # zero-sum over the classes
+    cfg = TrainConfig(hidden_targets="classes", hidden_amplitude=10.0)
+    st = new_state(d, cfg, n_hidden=7)
+    f = imposed_field(st.computer, d, np.array([1]), cfg)
+    np.testing.assert_array_equal(f[0, :64], -2.0 * d.patterns[1])
+    np.testing.assert_array_equal(f[0, 64:], -2.0 * want[1])
+    for bad in (dict(hidden_targets="labels"), dict(hidden_amplitude=0.0), dict(hidden_amplitude=float("inf"))):
+        with pytest.raises(InputError):
+            TrainConfig(**bad)
+
+
+def test_class_unit_training_resumes_exactly(tmp_path):
+    """A class-unit run interrupted by its checkpoint and resumed equals the uninterrupted run,
+    and the settings come back from the checkpoint."""
+    from thermohw.data import load_training_digits
+    from thermohw.train import TrainConfig, TrainState, new_state, train
+
+    d = load_training_digits(digits=(0, 1))
+    cfg = TrainConfig(cycles=6, hidden_targets="classes", hidden_amplitude=4.0, checkpoint_every=3)
+    full = train(new_state(d, cfg, n_hidden=4), progress=False)
+    ck = tmp_path / "ck.npz"
+    half = TrainConfig(**{**cfg.__dict__, "cycles": 3})
+    train(new_state(d, half, n_hidden=4), checkpoint=ck, progress=False)
+    st = TrainState.load(ck)
+    assert st.config.hidden_targets == "classes" and st.config.hidden_amplitude == 4.0
+    st = TrainState(st.computer, st.digits, cfg, st.cycle, st.rng_state, st.losses, st.seconds, st.chip)
+    resumed = train(st, progress=False)
+    np.testing.assert_array_equal(resumed.computer.J, full.computer.J)
+    np.testing.assert_array_equal(resumed.computer.b, full.computer.b)

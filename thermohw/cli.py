@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--kT", type=_positive(float), default=0.1, help="temperature in model units (default 0.1)")
     t.add_argument("--J2", type=float, default=1.0, help="quadratic on-site coefficient (default 1)")
     t.add_argument("--J4", type=float, default=1.0, help="quartic on-site coefficient (default 1)")
+    t.add_argument("--hidden-targets", choices=["pixels", "classes"], default="pixels", dest="hidden_targets",
+                   help="what hidden units are noised towards: pixels = pixel j mod 784 (the paper, default); "
+                   "classes = class units, +A for their digit's label and -A/(k-1) otherwise (balanced modes "
+                   "with few hidden units, docs/mnist-chip.md)")
+    t.add_argument("--hidden-amplitude", type=_positive(float), default=1.0, dest="hidden_amplitude",
+                   help="A, the hidden targets' amplitude (default 1)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--checkpoint-every", type=int, default=10, help="cycles between checkpoints")
     t.add_argument("--resume", action="store_true", help="continue the interrupted run in OUT")
@@ -93,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--threads", type=int, help="worker threads (default: all cores for large problems)")
     s.add_argument("--digits", help="training digits .npz for scoring (default: digits.npz beside the model)")
+    s.add_argument("--reference", metavar="IMAGES", help="MNIST images file whose held-out images of the training "
+                   "labels fit the k-NN check (default: the file the training digits came from)")
     s.add_argument("-q", "--quiet", action="store_true")
 
     r = sub.add_parser("report", help="re-score a sample folder and redraw its plots",
@@ -101,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model", help="model.npz (default: the one named in summary.json)")
     r.add_argument("--digits", help="training digits .npz (default: beside the model)")
     r.add_argument("-o", "--out", help="output folder (default: the samples folder)")
+    r.add_argument("--reference", metavar="IMAGES", help="MNIST images file for the k-NN check (default: the file "
+                   "the training digits came from)")
 
     cp = sub.add_parser("compile", help="quantise a model and map it onto a hardware target",
                         description="Compile MODEL onto a target (a preset name or a YAML file): placement, "
@@ -227,7 +237,14 @@ def _print_sample_summary(sm: dict) -> None:
         dg = sm["digits"]
         modes = ", ".join(f"{m['label']}: {m['upright']}+{m['inverted']}inv" for m in dg["modes"])
         print(f"mean best |corr| with a training digit: {dg['mean_best_abs_corr']:.3f} "
-              f"± {dg['sem_best_abs_corr']:.3f}; modes {modes}")
+              f"± {dg['sem_best_abs_corr']:.3f}; margin to the second best {dg['mean_margin']:.3f} "
+              f"± {dg['sem_margin']:.3f}; modes {modes}")
+        cl = dg.get("classifier") or {}
+        if cl.get("agreement") is not None:
+            print(f"k-NN on held-out images names the best-correlated digit for {100 * cl['agreement']:.1f} % "
+                  f"of samples ({cl['reference_images']} reference images)")
+        elif cl:
+            print(f"k-NN check skipped: {cl['note']}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -239,7 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "train":
             cfg = TrainConfig(cycles=args.cycles, batch=args.batch, t_f=args.t_f, dt=args.dt,
                               decay_fraction=args.decay_fraction, learning_rate=args.lr, seed=args.seed,
-                              checkpoint_every=args.checkpoint_every)
+                              checkpoint_every=args.checkpoint_every, hidden_targets=args.hidden_targets,
+                              hidden_amplitude=args.hidden_amplitude)
             from .errors import InputError
 
             if args.init and args.hidden is not None:
@@ -256,11 +274,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "sample":
             sm = workflow.run_sampling(args.model, args.out, runs=args.runs, t_f=args.t_f, dt=args.dt,
                                        seed=args.seed, digits=args.digits, threads=args.threads,
-                                       progress=not args.quiet)
+                                       progress=not args.quiet, reference=args.reference)
             _print_sample_summary(sm)
             print(f"samples, summary.json and plots -> {args.out}")
         elif args.command == "report":
-            sm = workflow.make_report(args.samples, model=args.model, digits=args.digits, out=args.out)
+            sm = workflow.make_report(args.samples, model=args.model, digits=args.digits, out=args.out,
+                                      reference=args.reference)
             _print_sample_summary(sm)
             print(f"report.json and plots -> {args.out or args.samples}")
         elif args.command == "compile":

@@ -320,14 +320,20 @@ def compare(p: CompiledProgram, cfg: CosimConfig, results: list[dict], x0: np.nd
         "and is larger by orders of magnitude (housekeeping power mu C V_s^2 per unit)")
     rep["unit_moments"] = unit_moments_test(xs, ideal["realised"].x_final)
     if digits is not None and p.source.n_visible == digits.n_pixels:
+        from .data import reference_set
+
         nv = p.source.n_visible
-        sc = {"spice": digit_scores(xs[:, :nv], digits.patterns, digits.labels)}
+        ref = reference_set(digits)
+        sc = {"spice": digit_scores(xs[:, :nv], digits.patterns, digits.labels, reference=ref)}
         for k, tr in ideal.items():
-            sc[f"ideal_{k}"] = digit_scores(tr.x_final[:, :nv], digits.patterns, digits.labels)
-        t = _welch(sc["spice"]["per_sample"]["best_abs_corr"], sc["ideal_realised"]["per_sample"]["best_abs_corr"])
+            sc[f"ideal_{k}"] = digit_scores(tr.x_final[:, :nv], digits.patterns, digits.labels, reference=ref)
+        sp, re_ = sc["spice"]["per_sample"], sc["ideal_realised"]["per_sample"]
+        t = _welch(sp["best_abs_corr"], re_["best_abs_corr"])
+        tm = _welch(sp["margin"], re_["margin"])
         for v in sc.values():
             v.pop("per_sample")
-        rep["digits"] = {**sc, "test_spice_vs_realised": t, "agree": bool(t["p"] > 0.01)}
+        rep["digits"] = {**sc, "test_spice_vs_realised": t, "test_margin_spice_vs_realised": tm,
+                         "agree": bool(t["p"] > 0.01 and tm["p"] > 0.01)}
     if noise is not None:
         # paired: the realised ideal model (or the chip's) driven by the very same noise samples, dt = NT
         k = noise.shape[0]
@@ -374,8 +380,9 @@ def _verdicts(rep: dict) -> list[str]:
     if "digits" in rep:
         d = rep["digits"]
         v.append(f"digit quality: {'AGREE' if d['agree'] else 'DIFFER'} (mean best |corr| SPICE "
-                 f"{d['spice']['mean_best_abs_corr']:.3f} vs realised ideal {d['ideal_realised']['mean_best_abs_corr']:.3f}; "
-                 f"Welch p = {d['test_spice_vs_realised']['p']:.3g})")
+                 f"{d['spice']['mean_best_abs_corr']:.3f} vs realised ideal {d['ideal_realised']['mean_best_abs_corr']:.3f}, "
+                 f"Welch p = {d['test_spice_vs_realised']['p']:.3g}; margin {d['spice']['mean_margin']:.3f} vs "
+                 f"{d['ideal_realised']['mean_margin']:.3f}, p = {d['test_margin_spice_vs_realised']['p']:.3g})")
     if "paired" in rep:
         pr = rep["paired"]
         v.append(f"paired (same noise): rms state difference {pr['rms_state_difference']:.3g} "

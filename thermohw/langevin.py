@@ -367,13 +367,22 @@ def steps_for(t: float, dt: float) -> int:
 
 def noising(computer: Computer, patterns: np.ndarray, *, t_f: float = 2.5, dt: float = 1e-3,
             seed: Any = None, decay_fraction: float = 0.75, scale: float = 2.0,
-            t_eq: float | None = None, record_every: int = 1, threads: int | None = 1) -> Trajectory:
+            t_eq: float | None = None, record_every: int = 1, threads: int | None = 1,
+            field: np.ndarray | None = None) -> Trajectory:
     """The paper's noising trajectory for each row of ``patterns`` (runs, Nv): from x = 0,
     equilibrate for ``t_eq`` (default t_f) under the fixed imposed field -scale*P on the
     coupling-free computer, then run t_f with the field decaying linearly to 0 at
-    decay_fraction*t_f. Returns the second phase, recorded every ``record_every`` steps."""
+    decay_fraction*t_f. Returns the second phase, recorded every ``record_every`` steps.
+    ``field`` (N,) or (runs, N): the imposed field to use instead of :func:`noising_field`
+    (e.g. with other hidden-unit targets, :class:`thermohw.train.HiddenTargets`)."""
     free = computer.coupling_free()
-    hfield = noising_field(patterns, computer.n_units, computer.n_visible, scale)
+    if field is None:
+        hfield = noising_field(patterns, computer.n_units, computer.n_visible, scale)
+    else:
+        hfield = np.asarray(field, dtype=np.float64)
+        if hfield.shape[-1] != computer.n_units or hfield.ndim not in (1, 2):
+            raise InputError(f"noising field has shape {hfield.shape}; expected (N,) or (runs, N) with "
+                             f"N = {computer.n_units}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     R = 1 if hfield.ndim == 1 else hfield.shape[0]
     x = np.zeros((R, computer.n_units))

@@ -23,15 +23,45 @@ from .computer import Computer
 from .data import Digits
 from .errors import InputError
 from .io import load_record, save_record
-from .langevin import noising, steps_for
+from .langevin import noising, noising_field, steps_for
 
 STATE_SCHEMA = "thermohw.trainstate/1"
 _CHUNK_ELEMS = 4_000_000  # step-chunk size for the gradient (bounds memory at ~100 MB)
 
 
+HIDDEN_TARGETS = ("pixels", "classes")
+
+
+def hidden_targets(kind: str, amplitude: float, digits: Digits, pick: np.ndarray, n_hidden: int) -> np.ndarray:
+    """What the hidden units are noised towards, (len(pick), n_hidden), for training images
+    ``digits.patterns[pick]``; the imposed bias is -bias_scale times it.
+
+    ``pixels`` (the paper): hidden unit j copies pixel j mod Nv, times ``amplitude`` (1 in the
+    paper). ``classes``: hidden unit j is a class unit of the (j mod k)-th distinct label; it is
+    pushed to +amplitude when the image has that label and to -amplitude/(k-1) otherwise (a
+    zero-sum one-hot code). Class units give every digit the same number of hidden units at the
+    same amplitude, so no digit's basin dominates; pixel copies favour the digit whose bright
+    pixels they happen to copy (docs/mnist-chip.md)."""
+    pick = np.asarray(pick, dtype=np.int64)
+    if kind == "pixels":
+        idx = np.arange(n_hidden) % digits.n_pixels
+        return amplitude * digits.patterns[pick][:, idx]
+    if kind == "classes":
+        classes = np.unique(digits.labels)
+        k = classes.size
+        if k < 2:
+            raise InputError("class units need training digits with at least two different labels")
+        own = np.searchsorted(classes, digits.labels[pick])           # class of each picked image
+        unit = np.arange(n_hidden) % k                                  # class of each hidden unit
+        return np.where(own[:, None] == unit[None, :], amplitude, -amplitude / (k - 1))
+    raise InputError(f"hidden targets {kind!r}; use one of {', '.join(HIDDEN_TARGETS)}")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training schedule. Defaults are the paper's protocol (DESIGN.md section 3)."""
+    """Training schedule. Defaults are the paper's protocol (DESIGN.md section 3).
+    ``hidden_targets`` / ``hidden_amplitude``: what the hidden units are noised towards
+    (:func:`hidden_targets`; the paper: ``pixels``, 1)."""
 
     cycles: int = 100
     batch: int = 1
@@ -43,6 +73,8 @@ class TrainConfig:
     learning_rate: float | None = None
     seed: int = 0
     checkpoint_every: int = 10
+    hidden_targets: str = "pixels"
+    hidden_amplitude: float = 1.0
 
     def __post_init__(self) -> None:
         if self.cycles < 0:
@@ -58,6 +90,10 @@ class TrainConfig:
             raise InputError("learning_rate must be > 0")
         if self.checkpoint_every < 1:
             raise InputError("checkpoint_every must be >= 1")
+        if self.hidden_targets not in HIDDEN_TARGETS:
+            raise InputError(f"hidden_targets = {self.hidden_targets!r}; use one of {', '.join(HIDDEN_TARGETS)}")
+        if not (math.isfinite(self.hidden_amplitude) and self.hidden_amplitude > 0):
+            raise InputError(f"hidden_amplitude = {self.hidden_amplitude!r}; it must be a number > 0")
 
     @property
     def lr(self) -> float:
@@ -168,7 +204,17 @@ def noising_batch(c: Computer, digits: Digits, cfg: TrainConfig, rng: np.random.
     couplings being trained, so the trainer draws the next batch while it updates."""
     pick = rng.integers(0, digits.patterns.shape[0], size=cfg.batch)
     return noising(c, digits.patterns[pick], t_f=cfg.t_f, dt=cfg.dt, seed=rng,
-                   decay_fraction=cfg.decay_fraction, scale=cfg.bias_scale, t_eq=cfg.t_eq).x
+                   decay_fraction=cfg.decay_fraction, scale=cfg.bias_scale, t_eq=cfg.t_eq,
+                   field=imposed_field(c, digits, pick, cfg)).x
+
+
+def imposed_field(c: Computer, digits: Digits, pick: np.ndarray, cfg: TrainConfig) -> np.ndarray:
+    """The noising protocol's imposed field for training images ``pick``, (len(pick), N):
+    -bias_scale * P on the visible units, -bias_scale * (the hidden targets) on the hidden."""
+    if cfg.hidden_targets == "pixels" and cfg.hidden_amplitude == 1.0:  # the paper, bit for bit
+        return noising_field(digits.patterns[pick], c.n_units, c.n_visible, cfg.bias_scale)
+    h = hidden_targets(cfg.hidden_targets, cfg.hidden_amplitude, digits, pick, c.n_hidden)
+    return -cfg.bias_scale * np.concatenate([digits.patterns[pick], h], axis=1)
 
 
 def sgd_update(c: Computer, X: np.ndarray, cfg: TrainConfig) -> tuple[Computer, float]:

@@ -11,12 +11,12 @@ import numpy as np
 
 from . import plots
 from .computer import Computer
-from .data import Digits, load_training_digits
+from .data import Digits, load_training_digits, reference_set
 from .errors import InputError
 from .io import write_json
 from .langevin import Trajectory, generate, noising, steps_for
 from .metrics import digit_scores, heat_stats, thermodynamic_advantage
-from .train import TrainConfig, TrainState, new_state, train
+from .train import TrainConfig, TrainState, imposed_field, new_state, train
 
 PAPER_HEAT_KT = (2.9e3, 3.5e2)  # Whitelam 2025: <Q> and s.d. over 1000 generated trajectories
 
@@ -86,6 +86,7 @@ def run_training(out: str | Path, *, mnist: str | Path | None = None, digits: Se
     cfg = st.config
     nz = noising(c, st.digits.patterns[:1], t_f=cfg.t_f, dt=cfg.dt, seed=cfg.seed + 1,
                  decay_fraction=cfg.decay_fraction, scale=cfg.bias_scale, t_eq=cfg.t_eq,
+                 field=imposed_field(c, st.digits, np.array([0]), cfg),
                  record_every=max(1, steps_for(cfg.t_f, cfg.dt) // 8))
     plots.trajectory_strip(nz.times, nz.x, c.image_shape, pdir / "noising.png",
                            title="noising trajectory (training data)")
@@ -140,8 +141,9 @@ def _digits_beside(model: Path, digits: str | Path | None) -> Digits | None:
 
 def run_sampling(model: str | Path, out: str | Path, *, runs: int = 1000, t_f: float = 2.5, dt: float = 1e-3,
                  seed: int = 0, digits: str | Path | None = None, threads: int | None = None,
-                 progress: bool = True) -> dict:
-    """Generate ``runs`` samples with the paper's protocol into folder ``out``."""
+                 progress: bool = True, reference: str | Path | None = None) -> dict:
+    """Generate ``runs`` samples with the paper's protocol into folder ``out``. ``reference``:
+    an images file (MNIST IDX) for the k-NN check (default: the set the digits came from)."""
     model = Path(model)
     c = Computer.load(model)
     out = Path(out)
@@ -167,14 +169,17 @@ def run_sampling(model: str | Path, out: str | Path, *, runs: int = 1000, t_f: f
     # a few recorded trajectories for the denoising figure (cheap: 4 runs)
     show = generate(c, 4, t_f=t_f, dt=dt, seed=seed + 7919, record_every=max(1, n_steps // 8), threads=1)
     d = _digits_beside(model, digits)
-    summary = score(c, tr, d, out, denoise=show)
+    summary = score(c, tr, d, out, denoise=show, reference=reference)
     summary.update(model=str(model), seconds=seconds, runs=runs, t_f=t_f, dt=dt, seed=seed)
     write_json(out / "summary.json", summary)
     return summary
 
 
-def score(c: Computer, tr: Trajectory, d: Digits | None, out: Path, denoise: Trajectory | None = None) -> dict:
-    """Digit metrics, heat statistics, advantage estimate and plots for generated samples."""
+def score(c: Computer, tr: Trajectory, d: Digits | None, out: Path, denoise: Trajectory | None = None,
+          reference: str | Path | None = None) -> dict:
+    """Digit metrics, heat statistics, advantage estimate and plots for generated samples.
+    The k-NN check uses held-out images of the training labels from ``reference`` (an images
+    file) or else from the set the training digits came from, when it can be found."""
     pdir = out / "plots"
     xv = tr.x_final[:, :c.n_visible]
     summary: dict = {"heat": heat_stats(tr.heat_kT)}
@@ -186,7 +191,11 @@ def score(c: Computer, tr: Trajectory, d: Digits | None, out: Path, denoise: Tra
         k: thermodynamic_advantage(c, tr.n_steps, summary["heat"]["mean_kT"], mac=k) for k in ("fp32", "int8")}
     captions = None
     if d is not None:
-        sc = digit_scores(xv, d.patterns, d.labels)
+        ref = reference_set(d, reference)
+        sc = digit_scores(xv, d.patterns, d.labels, reference=ref)
+        if ref is None:
+            sc["classifier"] = {"agreement": None, "note": "no held-out images found: pass --reference IMAGES "
+                                "(the MNIST images file the digits came from)"}
         per = sc.pop("per_sample")
         summary["digits"] = sc
         captions = [f"{d.labels[b]}{'-' if s < 0 else ''} {a:.2f}"
@@ -204,7 +213,7 @@ def score(c: Computer, tr: Trajectory, d: Digits | None, out: Path, denoise: Tra
 
 
 def make_report(samples_dir: str | Path, *, model: str | Path | None = None, digits: str | Path | None = None,
-                out: str | Path | None = None) -> dict:
+                out: str | Path | None = None, reference: str | Path | None = None) -> dict:
     """Re-score a sample folder (its samples.npz) and rewrite metrics JSON and plots."""
     sdir = Path(samples_dir)
     tr = Trajectory.load(sdir / "samples.npz")
@@ -218,7 +227,7 @@ def make_report(samples_dir: str | Path, *, model: str | Path | None = None, dig
     model = Path(model)
     c = Computer.load(model)
     out = Path(out) if out else sdir
-    summary = score(c, tr, _digits_beside(model, digits), out)
+    summary = score(c, tr, _digits_beside(model, digits), out, reference=reference)
     summary.update(model=str(model), samples=str(sdir / "samples.npz"))
     write_json(out / "report.json", summary)
     return summary

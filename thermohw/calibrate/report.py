@@ -222,11 +222,13 @@ def run_calibration(program: CompiledProgram, device: Device, out: str | Path,
             plots.side_by_side({k: g.x_final[:8, :nv] for k, g in gens.items()}, intended.image_shape,
                                     out / "plots" / "digits_before_after.png")
             if digits is not None and digits.n_pixels == nv:
+                from ..data import reference_set
                 from ..metrics import digit_scores
 
                 per = {}
+                held_out = reference_set(digits)
                 for k, g in gens.items():
-                    sc = digit_scores(g.x_final[:, :nv], digits.patterns, digits.labels)
+                    sc = digit_scores(g.x_final[:, :nv], digits.patterns, digits.labels, reference=held_out)
                     per[k] = np.asarray(sc.pop("per_sample")["best_abs_corr"])
                     if k != "intended (realised)":
                         d = mean_ci(per[k] - per["intended (realised)"])

@@ -158,3 +158,26 @@ def test_class_unit_training_resumes_exactly(tmp_path):
     resumed = train(st, progress=False)
     np.testing.assert_array_equal(resumed.computer.J, full.computer.J)
     np.testing.assert_array_equal(resumed.computer.b, full.computer.b)
+
+
+def test_tail_average_is_the_mean_of_the_iterates_and_resumes_exactly(tmp_path):
+    from thermohw.data import load_training_digits
+    from thermohw.train import TrainConfig, TrainState, new_state, train
+
+    d = load_training_digits(digits=(0, 1))
+    cfg = TrainConfig(cycles=7, average_from=3, checkpoint_every=2)
+    seen = []
+    full = train(new_state(d, cfg, n_hidden=3), progress=False, on_cycle=lambda s: seen.append(s.computer))
+    assert full.avg_count == 4
+    np.testing.assert_allclose(full.averaged().J, np.mean([c.J for c in seen[3:]], axis=0), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(full.averaged().b, np.mean([c.b for c in seen[3:]], axis=0), rtol=1e-12, atol=1e-15)
+    ck = tmp_path / "ck.npz"
+    train(new_state(d, TrainConfig(**{**cfg.__dict__, "cycles": 5}), n_hidden=3), checkpoint=ck, progress=False)
+    st = TrainState.load(ck)
+    assert st.avg_count == 2
+    st = TrainState(st.computer, st.digits, cfg, st.cycle, st.rng_state, st.losses, st.seconds, st.chip,
+                    st.avg_J, st.avg_b, st.avg_count)
+    resumed = train(st, progress=False)
+    np.testing.assert_array_equal(resumed.averaged().J, full.averaged().J)
+    with pytest.raises(InputError):
+        TrainConfig(average_from=-1)

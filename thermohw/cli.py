@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "with few hidden units, docs/mnist-chip.md)")
     t.add_argument("--hidden-amplitude", type=_positive(float), default=1.0, dest="hidden_amplitude",
                    help="A, the hidden targets' amplitude (default 1)")
+    t.add_argument("--average-from", type=int, dest="average_from", metavar="CYCLE",
+                   help="the trained model is the mean of the iterates after CYCLE (tail averaging; default: the "
+                   "last iterate, as in the paper)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--checkpoint-every", type=int, default=10, help="cycles between checkpoints")
     t.add_argument("--resume", action="store_true", help="continue the interrupted run in OUT")
@@ -257,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = TrainConfig(cycles=args.cycles, batch=args.batch, t_f=args.t_f, dt=args.dt,
                               decay_fraction=args.decay_fraction, learning_rate=args.lr, seed=args.seed,
                               checkpoint_every=args.checkpoint_every, hidden_targets=args.hidden_targets,
-                              hidden_amplitude=args.hidden_amplitude)
+                              hidden_amplitude=args.hidden_amplitude, average_from=args.average_from)
             from .errors import InputError
 
             if args.init and args.hidden is not None:

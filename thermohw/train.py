@@ -61,7 +61,11 @@ def hidden_targets(kind: str, amplitude: float, digits: Digits, pick: np.ndarray
 class TrainConfig:
     """Training schedule. Defaults are the paper's protocol (DESIGN.md section 3).
     ``hidden_targets`` / ``hidden_amplitude``: what the hidden units are noised towards
-    (:func:`hidden_targets`; the paper: ``pixels``, 1)."""
+    (:func:`hidden_targets`; the paper: ``pixels``, 1). ``average_from``: the trained model is
+    the mean of the iterates after this cycle (Polyak-Ruppert tail averaging; None: the last
+    iterate, as in the paper). Plain SGD at the paper's step size leaves the parameters
+    wandering; on the crossbar chip the generated mode shares of successive checkpoints
+    differ by tens of per cent, far beyond sampling error, and the tail average removes that."""
 
     cycles: int = 100
     batch: int = 1
@@ -75,6 +79,7 @@ class TrainConfig:
     checkpoint_every: int = 10
     hidden_targets: str = "pixels"
     hidden_amplitude: float = 1.0
+    average_from: int | None = None
 
     def __post_init__(self) -> None:
         if self.cycles < 0:
@@ -94,6 +99,9 @@ class TrainConfig:
             raise InputError(f"hidden_targets = {self.hidden_targets!r}; use one of {', '.join(HIDDEN_TARGETS)}")
         if not (math.isfinite(self.hidden_amplitude) and self.hidden_amplitude > 0):
             raise InputError(f"hidden_amplitude = {self.hidden_amplitude!r}; it must be a number > 0")
+        if self.average_from is not None and (isinstance(self.average_from, bool) or
+                                              int(self.average_from) != self.average_from or self.average_from < 0):
+            raise InputError(f"average_from = {self.average_from!r}; use a cycle number >= 0 (or None: no averaging)")
 
     @property
     def lr(self) -> float:
@@ -161,16 +169,29 @@ class TrainState:
     # chip-aware training settings (thermohw.chipaware.chip_spec): None = plain float training.
     # Stored in the checkpoint so a resumed run rebuilds the same forward/project hooks.
     chip: dict | None = None
+    # tail average (config.average_from): sums of J and b over the iterates averaged so far
+    avg_J: np.ndarray | None = None
+    avg_b: np.ndarray | None = None
+    avg_count: int = 0
+
+    def averaged(self) -> Computer:
+        """The tail-averaged model (the last iterate when nothing was averaged)."""
+        if not self.avg_count:
+            return self.computer
+        return self.computer.replace(J=self.avg_J / self.avg_count, b=self.avg_b / self.avg_count)
 
     def save(self, path: str | Path) -> Path:
         c = self.computer
         header = {"cycle": self.cycle, "rng_state": self.rng_state, "config": asdict(self.config),
-                  "seconds": self.seconds, "chip": self.chip,
+                  "seconds": self.seconds, "chip": self.chip, "avg_count": self.avg_count,
                   "computer": {"n_visible": c.n_visible, "image_shape": c.image_shape, "meta": c.meta},
-                  "digits": {"image_shape": self.digits.image_shape, "source": self.digits.source}}
+                  "digits": {"image_shape": self.digits.image_shape, "source": self.digits.source,
+                             "origin": self.digits.origin, "indices": self.digits.indices}}
         arrays = {f"c_{k}": getattr(c, k) for k in ("J", "b", "mask", "J2", "J4", "mu", "kT",
                                                      "bias_trainable")}
         arrays.update(d_patterns=self.digits.patterns, d_labels=self.digits.labels, losses=self.losses)
+        if self.avg_count:
+            arrays.update(avg_J=self.avg_J, avg_b=self.avg_b)
         return save_record(path, STATE_SCHEMA, header, arrays)
 
     @classmethod
@@ -180,10 +201,12 @@ class TrainState:
             comp = Computer.from_parts(h["computer"], {k[2:]: v for k, v in a.items() if k.startswith("c_")},
                                        source=path)
             digits = Digits(a["d_patterns"], a["d_labels"], tuple(h["digits"]["image_shape"]),
-                            h["digits"].get("source", ""))
+                            h["digits"].get("source", ""), h["digits"].get("origin"), h["digits"].get("indices"))
             cfg = TrainConfig(**h["config"])
+            n_avg = int(h.get("avg_count", 0))
             return cls(comp, digits, cfg, int(h["cycle"]), h.get("rng_state"), a["losses"],
-                       float(h.get("seconds", 0.0)), h.get("chip"))
+                       float(h.get("seconds", 0.0)), h.get("chip"),
+                       a["avg_J"] if n_avg else None, a["avg_b"] if n_avg else None, n_avg)
         except (KeyError, TypeError) as e:
             raise InputError(f"{path}: incomplete training checkpoint ({e})") from None
 
@@ -262,9 +285,14 @@ def train(state: TrainState, *, checkpoint: str | Path | None = None, progress: 
     c, losses, cycle = state.computer, list(state.losses.tolist()), state.cycle
     t_start, sec0 = time.perf_counter(), state.seconds
 
+    avg_J = None if state.avg_J is None else np.array(state.avg_J, dtype=np.float64)
+    avg_b = None if state.avg_b is None else np.array(state.avg_b, dtype=np.float64)
+    avg_count = state.avg_count
+
     def snapshot() -> TrainState:
         return TrainState(c, state.digits, cfg, cycle, rng_after, np.asarray(losses, float),
-                          sec0 + time.perf_counter() - t_start, state.chip)
+                          sec0 + time.perf_counter() - t_start, state.chip,
+                          None if avg_J is None else avg_J.copy(), None if avg_b is None else avg_b.copy(), avg_count)
 
     bar = None
     if progress:
@@ -299,6 +327,12 @@ def train(state: TrainState, *, checkpoint: str | Path | None = None, progress: 
                 raise InputError("training diverged (non-finite couplings); lower the learning rate")
             losses.append(loss)
             cycle += 1
+            if cfg.average_from is not None and cycle > cfg.average_from:
+                if avg_J is None:
+                    avg_J, avg_b = np.zeros_like(c.J), np.zeros_like(c.b)
+                avg_J += c.J
+                avg_b += c.b
+                avg_count += 1
             rng_after = state_next  # only a finished cycle moves the checkpointed stream
             if bar is not None:
                 bar.update(1)

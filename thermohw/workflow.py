@@ -52,7 +52,8 @@ def run_training(out: str | Path, *, mnist: str | Path | None = None, digits: Se
         if st.config.cycles != config.cycles:
             # the schedule may be extended (or shortened) on resume; everything else is kept
             st = TrainState(st.computer, st.digits, TrainConfig(**{**asdict(st.config), "cycles": config.cycles}),
-                            st.cycle, st.rng_state, st.losses, st.seconds, st.chip)
+                            st.cycle, st.rng_state, st.losses, st.seconds, st.chip, st.avg_J, st.avg_b,
+                            st.avg_count)
         if progress:
             print(f"resuming {ck} at cycle {st.cycle} of {st.config.cycles}")
     else:
@@ -66,7 +67,9 @@ def run_training(out: str | Path, *, mnist: str | Path | None = None, digits: Se
     out.mkdir(parents=True, exist_ok=True)
     st.digits.save(out / "digits.npz")
     st = train(st, checkpoint=ck, progress=progress)
-    c = st.computer.replace(meta={**st.computer.meta, "train": asdict(st.config), "cycles_done": st.cycle})
+    c = st.averaged()
+    c = c.replace(meta={**c.meta, "train": asdict(st.config), "cycles_done": st.cycle,
+                        **({"averaged_iterates": st.avg_count} if st.avg_count else {})})
     chip_info = None
     if st.chip is not None:
         from .chipaware import deployed, quant_spec

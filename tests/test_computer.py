@@ -124,3 +124,24 @@ def test_load_rejects_bad_files(tmp_path, small_computer):
     obj = _rewrite(good, tmp_path / "obj.npz", b=np.array([object()] * small_computer.n_units, dtype=object))
     with pytest.raises(InputError):
         Computer.load(obj)
+
+
+def test_sparse_model_stores_only_its_couplings(tmp_path):
+    from thermohw.computer import connectivity_mask
+    from thermohw.io import load_record, save_record
+
+    rng = np.random.default_rng(3)
+    mask = connectivity_mask(30, 4, "paper")
+    J = np.where(mask, rng.normal(size=mask.shape), 0.0)
+    c = Computer(J=(J + J.T) / 2, b=rng.normal(size=34), mask=mask, n_visible=30)
+    c.save(tmp_path / "m.npz")
+    h, a = load_record(tmp_path / "m.npz", "thermohw.computer/1")
+    assert h["couplings"] == "pairs" and "J" not in a and a["pair_J"].size == c.n_couplings
+    d = Computer.load(tmp_path / "m.npz")
+    np.testing.assert_array_equal(d.J, c.J)
+    np.testing.assert_array_equal(d.mask, c.mask)
+    # a damaged pair list is one clear error, not an index error
+    a["pair_j"][0] = 99
+    save_record(tmp_path / "bad.npz", "thermohw.computer/1", h, a)
+    with pytest.raises(InputError, match="pairs must satisfy"):
+        Computer.load(tmp_path / "bad.npz")

@@ -231,9 +231,18 @@ class Computer:
 
     # ---- files ---------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
+        """Write the record (compressed). A sparse model (under half of the pairs coupled)
+        stores only its couplings, as index pairs i < j and values, not the N x N matrices."""
         header = {"n_visible": self.n_visible, "image_shape": self.image_shape, "meta": self.meta}
-        arrays = dict(J=self.J, b=self.b, mask=self.mask, J2=self.J2, J4=self.J4, mu=self.mu,
-                      kT=self.kT, bias_trainable=self.bias_trainable)
+        arrays = dict(b=self.b, J2=self.J2, J4=self.J4, mu=self.mu, kT=self.kT, bias_trainable=self.bias_trainable)
+        n = self.n_units
+        if self.n_couplings < n * (n - 1) // 4:
+            ii, jj = np.nonzero(np.triu(self.mask, 1))
+            dtype = np.uint16 if n <= 65535 else np.uint32
+            arrays.update(pair_i=ii.astype(dtype), pair_j=jj.astype(dtype), pair_J=self.J[ii, jj])
+            header["couplings"] = "pairs"
+        else:
+            arrays.update(J=self.J, mask=self.mask)
         return save_record(path, SCHEMA, header, arrays)
 
     @classmethod
@@ -243,6 +252,23 @@ class Computer:
 
     @classmethod
     def from_parts(cls, header: dict, arrays: dict, source: Any = "record") -> "Computer":
+        if header.get("couplings") == "pairs":
+            arrays = dict(arrays)
+            try:
+                n = int(np.asarray(arrays["b"]).shape[0])
+                ii, jj = (np.asarray(arrays[k]).astype(np.int64) for k in ("pair_i", "pair_j"))
+                v = np.asarray(arrays["pair_J"], dtype=np.float64)
+                if not (ii.shape == jj.shape == v.shape and ii.ndim == 1):
+                    raise InputError(f"{source}: coupling pairs have shapes {ii.shape}, {jj.shape}, {v.shape}")
+                if ii.size and (ii.min() < 0 or jj.max() >= n or np.any(ii >= jj)):
+                    raise InputError(f"{source}: coupling pairs must satisfy 0 <= i < j < {n}")
+            except KeyError as e:
+                raise InputError(f"{source}: missing array {e}; the file is incomplete") from None
+            J = np.zeros((n, n))
+            mask = np.zeros((n, n), dtype=bool)
+            J[ii, jj] = J[jj, ii] = v
+            mask[ii, jj] = mask[jj, ii] = True
+            arrays.update(J=J, mask=mask)
         need = ["J", "b", "mask", "J2", "J4", "mu", "kT", "bias_trainable"]
         missing = [k for k in need if k not in arrays]
         if missing:

@@ -1,4 +1,5 @@
 """The generation-protocol netlists that `compile` writes (RC and LC), run in the real ngspice."""
+import json
 import re
 import shutil
 
@@ -119,3 +120,29 @@ def test_lc_generation_netlist_starts_from_equilibrium_positions_and_thermal_vel
     v0 = thermal_velocities(circ.mass, p.realised.kT, 1, seed=np.random.SeedSequence([3, 2]))[0]
     np.testing.assert_allclose(st["u"][0], v0, rtol=0.05)  # Maxwell velocities as written
     assert st["s"][-1] == pytest.approx(0.05, rel=1e-9)
+
+
+def test_cli_readout_scores_a_plain_ngspice_run_of_the_compiled_netlist(tmp_path, capsys):
+    """The designer's path: compile -> ngspice -b -r out.raw chip.cir -> thermohw readout."""
+    import subprocess
+
+    from thermohw.cli import main
+
+    assert main(["train", "-q", "-o", str(tmp_path / "m"), "--digits", "0,1,7", "--hidden", "8",
+                 "--cycles", "20"]) == 0
+    assert main(["compile", str(tmp_path / "m" / "model.npz"), "--target", "rc-8bit-dense", "--t-f", "0.5",
+                 "-o", str(tmp_path / "chip")]) == 0
+    subprocess.run(["ngspice", "-b", "-r", "out.raw", "chip.cir"], cwd=tmp_path / "chip", check=True,
+                   capture_output=True)
+    capsys.readouterr()
+    assert main(["readout", str(tmp_path / "chip"), str(tmp_path / "chip" / "out.raw"),
+                 "-o", str(tmp_path / "ro")]) == 0
+    text = capsys.readouterr().out
+    assert "t = 0.5 model time units" in text and "best |corr|" in text and "k-NN says" in text
+    rep = json.loads((tmp_path / "ro" / "readout.json").read_text())
+    assert len(rep["x_final"]) == 72 and rep["digit"]["label"] in (0, 1, 7)
+    assert (tmp_path / "ro" / "plots" / "generated.png").is_file() and (tmp_path / "ro" / "plots" / "run.png").is_file()
+    # a raw file of another circuit is one clear error
+    (tmp_path / "bad.raw").write_text("not a raw file\n")
+    assert main(["readout", str(tmp_path / "chip"), str(tmp_path / "bad.raw")]) == 1
+    assert "not a readable ngspice raw file" in capsys.readouterr().err

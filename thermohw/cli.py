@@ -178,6 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "'corrected/' program) and compare it with PROGRAM's realised model")
     cs.add_argument("-q", "--quiet", action="store_true")
 
+    ro = sub.add_parser("readout", help="score a plain ngspice run of a compiled netlist (the generated image)",
+                        description="Reads RAW, the raw file of 'ngspice -b -r RAW chip.cir' for PROGRAM's generation "
+                        "netlist, converts node voltages to model units, scores the final visible state against the "
+                        "training digits (best |corr|, margin, k-NN) and, with -o, writes readout.json and plots/.")
+    ro.add_argument("program", help="folder written by 'thermohw compile' (rc or lc)")
+    ro.add_argument("raw", help="raw file written by ngspice -b -r RAW chip.cir")
+    ro.add_argument("-o", "--out", help="folder for readout.json and plots/ (default: print only)")
+    ro.add_argument("--reference", metavar="IMAGES", help="MNIST images file for the k-NN check (default: the file "
+                    "the training digits came from)")
+
     ca = sub.add_parser("calibrate", help="measure a chip, fit what it implements, pre-distort the program, verify",
                         description="Records bias-step trajectories of all units from DEVICE running PROGRAM, fits the "
                         "Langevin computer the chip really implements (J2, J4, b, couplings, kT, mu with standard "
@@ -333,6 +343,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                             progress=not args.quiet, chip=chip)
             print("\n".join(rep["verdicts"]))
             print(f"{rep['spice_runs']} SPICE runs in {rep['spice_seconds']:.0f} s; report -> {args.out}")
+        elif args.command == "readout":
+            from .compile import CompiledProgram
+            from .data import Digits
+            from .readout import read_run
+
+            prog = CompiledProgram.load(args.program)
+            dfile = Path(args.program) / "digits.npz"
+            rep = read_run(prog, args.raw, digits=Digits.load(dfile) if dfile.is_file() else None,
+                           reference=args.reference, out=args.out)
+            print(f"{rep['time_points']} time points to t = {rep['end_time_model_units']:.4g} model time units; "
+                  f"heat {rep['heat_kT_from_first_stored_point']:.4g} kT")
+            if "digit" in rep:
+                d = rep["digit"]
+                print(f"generated: digit {d['label']}{' (inverted)' if d['inverted'] else ''}, best |corr| "
+                      f"{d['best_abs_corr']:.3f}, margin {d['margin']:.3f}"
+                      + (f", k-NN says {d['classifier_label']}" if d["classifier_label"] is not None else ""))
+            if args.out:
+                print(f"readout.json and plots -> {args.out}")
         elif args.command == "calibrate":
             from .calibrate.device import open_device
             from .calibrate.report import CalibrationSetup, run_calibration

@@ -1,0 +1,84 @@
+"""Reading a chip's own run back: a raw file from plain ``ngspice -b -r out.raw chip.cir``
+(the generation-protocol netlist ``compile`` writes) turned into model-unit states, the
+generated image scored against the training digits, and the model heat of the run.
+
+This is what a designer handed ``chip.cir`` uses to see the chip generate:
+``thermohw readout PROGRAM out.raw -o DIR``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .compile import CompiledProgram
+from .data import Digits, reference_set
+from .errors import InputError
+from .io import write_json
+from .spice.ngspice import NgspiceError, read_raw
+
+
+def states(p: CompiledProgram, raw) -> tuple[np.ndarray, np.ndarray]:
+    """(model times (T,), states (T, N)) of a raw file of the program's RC or LC netlist, on
+    ngspice's own time points (the first stored point is one small step after t = 0)."""
+    n = p.realised.n_units
+    circ = p.artefact
+    try:
+        if p.target.kind == "rc":
+            x = np.stack([raw[f"v(u{i})"] for i in range(n)], axis=1) / circ.V_s
+            return np.asarray(raw["time"]) / circ.tau, x
+        if p.target.kind == "lc":
+            from .backends import lc
+
+            st = lc.states(raw, circ)
+            return st["s"], st["x"]
+    except KeyError as e:
+        raise InputError(f"the raw file lacks {e}: it is not a run of this program's netlist "
+                         f"({n} units; compile it again or pass the matching raw file)") from None
+    raise InputError(f"readout needs an rc or lc program; {p.target.name!r} is {p.target.kind!r}")
+
+
+def read_run(p: CompiledProgram, raw_path: str | Path, *, digits: Digits | None = None,
+             reference: str | Path | None = None, out: str | Path | None = None) -> dict:
+    """Score the final visible state of one ngspice run; with ``out``, write readout.json and
+    plots (the generated image, snapshots of the run)."""
+    path = Path(raw_path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such raw file; make one with: ngspice -b -r {path.name} chip.cir")
+    try:
+        raw = read_raw(path)
+    except (NgspiceError, ValueError, UnicodeError) as e:
+        raise InputError(f"{path}: not a readable ngspice raw file ({e})") from None
+    s, x = states(p, raw)
+    c = p.realised
+    if s.size < 2:
+        raise InputError(f"{path}: the run has {s.size} time point(s); it stopped before it started")
+    rep: dict = {"raw": str(path), "program_target": p.target.name, "time_points": int(s.size),
+                 "end_time_model_units": float(s[-1]),
+                 "heat_kT_from_first_stored_point": float((c.energy(x[0]) - c.energy(x[-1])) / c.kT_ref),
+                 "x_final": x[-1].tolist()}
+    if digits is not None and digits.n_pixels == c.n_visible:
+        from .metrics import digit_scores
+
+        sc = digit_scores(x[-1:, :c.n_visible], digits.patterns, digits.labels,
+                          reference=reference_set(digits, reference))
+        per = sc.pop("per_sample")
+        best = per["best"][0]
+        rep["digit"] = {"label": int(digits.labels[best]), "best_abs_corr": per["best_abs_corr"][0],
+                        "inverted": per["sign"][0] < 0, "margin": per["margin"][0],
+                        "classifier_label": (per.get("classifier_label") or [None])[0]}
+    if out is not None:
+        from . import plots
+
+        out = Path(out)
+        if c.image_shape:
+            cap = None
+            if "digit" in rep:
+                d = rep["digit"]
+                cap = [f"{d['label']}{'-' if d['inverted'] else ''} {d['best_abs_corr']:.2f}"]
+            plots.image_grid(x[-1:, :c.n_visible], c.image_shape, out / "plots" / "generated.png", captions=cap,
+                             title="ngspice run: final visible state")
+            plots.trajectory_strip(s, x[:, None, :], c.image_shape, out / "plots" / "run.png", n_frames=9,
+                                   title="ngspice run: visible state over model time")
+        write_json(out / "readout.json", rep)
+    return rep

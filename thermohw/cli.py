@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dt", type=_positive(float), default=1e-3)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--threads", type=int, help="worker threads (default: all cores for large problems)")
-    s.add_argument("--digits", help="training digits .npz for scoring (default: digits.npz beside the model)")
+    s.add_argument("--digits", help="training digits .npz for scoring (default: NAME.digits.npz or digits.npz beside the model)")
     s.add_argument("--reference", metavar="IMAGES", help="MNIST images file whose held-out images of the training "
                    "labels fit the k-NN check (default: the file the training digits came from)")
     s.add_argument("-q", "--quiet", action="store_true")
@@ -305,8 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   netlist=args.netlist, netlist_seed=args.netlist_seed, t_f=args.t_f)
             prog = compile_computer(Computer.load(args.model), resolve_target(args.target), opts)
             files = prog.save(args.out)
-            beside = Path(args.model).with_name("digits.npz")
-            if beside.is_file():  # keep the training digits with the program, for cosim's digit scores
+            beside = workflow.digits_file_beside(args.model)
+            if beside is not None:  # keep the training digits with the program, for cosim's digit scores
                 import shutil
 
                 shutil.copyfile(beside, Path(args.out) / "digits.npz")

@@ -137,9 +137,19 @@ def _initial_state(d: Digits, config: TrainConfig, *, n_hidden: int, connectivit
     return TrainState(c, d, config, chip=chip)
 
 
+def digits_file_beside(model: str | Path) -> Path | None:
+    """The training digits kept with a model: ``NAME.digits.npz`` beside ``NAME.npz`` (a shipped
+    model), else ``digits.npz`` in its folder (a training run); None if neither exists."""
+    model = Path(model)
+    for cand in (model.with_name(model.stem + ".digits.npz"), model.with_name("digits.npz")):
+        if cand.is_file():
+            return cand
+    return None
+
+
 def _digits_beside(model: Path, digits: str | Path | None) -> Digits | None:
-    p = Path(digits) if digits else model.with_name("digits.npz")
-    return Digits.load(p) if p.is_file() else None
+    p = Path(digits) if digits else digits_file_beside(model)
+    return Digits.load(p) if p is not None and p.is_file() else None
 
 
 def run_sampling(model: str | Path, out: str | Path, *, runs: int = 1000, t_f: float = 2.5, dt: float = 1e-3,

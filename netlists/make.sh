@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Regenerate the example netlists in this folder (see README.md). Deterministic: fixed seeds.
+# Regenerate the netlists in this folder (see README.md). Deterministic: fixed seeds.
+#   mnist-chip.cir          the shipped MNIST crossbar model (examples/models/mnist-chip.npz)
+#   rc-*.cir                a small model trained here on the bundled 8x8 digits
+# Every netlist runs the generation protocol (compile's default); --netlist free gives a free run.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+thermohw compile "$here/../examples/models/mnist-chip.npz" --target rc-mnist-crossbar -o "$work/mnist-chip" > /dev/null
+cp "$work/mnist-chip/chip.cir" "$here/mnist-chip.cir"
+cp "$work/mnist-chip/summary.txt" "$here/mnist-chip.summary.txt"
 thermohw train -q -o "$work/model" --digits 0,1,7 --hidden 16 --cycles 200 --seed 0
 for t in rc-8bit-dense rc-degree16; do
   thermohw compile "$work/model/model.npz" --target "$t" -o "$work/$t" > /dev/null

@@ -10,7 +10,7 @@ from thermohw.target import (E_SERIES, Couplings, Quant, Target, Topology, Trim,
                              resolve, snap_to_series)
 
 PRESETS = ["rc-8bit-dense", "rc-kings", "rc-degree16", "lc-spu", "mechanical-cantilever",
-           "josephson-rfsquid", "rc-paper-kings", "rc-paper-local16"]
+           "josephson-rfsquid", "rc-paper-kings", "rc-paper-local16", "rc-mnist-crossbar"]
 
 GOOD = """
 name: tiny

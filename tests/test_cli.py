@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import thermohw.train
-from thermohw import Computer
+from thermohw import Computer, Target
 from thermohw.cli import main
 from thermohw.train import TrainState
 
@@ -287,3 +287,32 @@ def test_interrupt_then_resume(tmp_path, straight5, monkeypatch, capsys):
     assert main(train_args(run, 5, "--resume")) == 0
     assert TrainState.load(run / "checkpoint.npz").cycle == 5
     _same_model(run, straight5)
+
+
+def test_chip_recipe_interrupted_and_resumed_equals_straight_run(tmp_path, monkeypatch, capsys):
+    """The rc-mnist-crossbar recipe's options (class units, batches, tail averaging, --target)
+    survive an interruption: resumed, the deployed (averaged) model is the straight run's."""
+    t = tmp_path / "chip.yaml"
+    t.write_text(Target.preset("rc-mnist-crossbar").replace(
+        name="tiny-crossbar", units=72, topology={"type": "bipartite", "n_visible": 64, "hidden_hidden": True}).to_yaml())
+    extra = ["--target", str(t), "--hidden-targets", "classes", "--hidden-amplitude", "10", "--batch", "2",
+             "--average-from", "2"]
+    assert main(train_args(tmp_path / "straight", 5, *extra)) == 0
+    real = thermohw.train.sgd_update
+    calls = {"n": 0}
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4:              # Ctrl-C during the fourth cycle, inside the averaged tail
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(thermohw.train, "sgd_update", flaky)
+    assert main(train_args(tmp_path / "run", 5, *extra)) == 130
+    st = TrainState.load(tmp_path / "run" / "checkpoint.npz")
+    assert st.cycle == 3 and st.avg_count == 1 and st.config.hidden_targets == "classes"
+    monkeypatch.setattr(thermohw.train, "sgd_update", real)
+    assert main(["train", "-q", "-o", str(tmp_path / "run"), "--resume", "--cycles", "5"]) == 0
+    _same_model(tmp_path / "run", tmp_path / "straight")
+    c = Computer.load(tmp_path / "run" / "model.npz")
+    assert c.meta["averaged_iterates"] == 3 and c.n_hidden == 8

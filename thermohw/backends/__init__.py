@@ -59,6 +59,7 @@ def generation_notes(p, t_f: float, tau: float, readout: str) -> list[str]:
         f"generated sample: {readout} at the final time for units 0..{c.n_visible - 1} ({img})",
         "another sample: edit .options seed (new noise, same start state); for a new start state too:",
         f"  thermohw compile MODEL --target {p.target.name} --netlist-seed N -o DIR",
+        "read the result back (image, best |corr| with the training digits): thermohw readout DIR out.raw",
     ]
 
 

@@ -135,13 +135,24 @@ def test_sparse_model_stores_only_its_couplings(tmp_path):
     J = np.where(mask, rng.normal(size=mask.shape), 0.0)
     c = Computer(J=(J + J.T) / 2, b=rng.normal(size=34), mask=mask, n_visible=30)
     c.save(tmp_path / "m.npz")
-    h, a = load_record(tmp_path / "m.npz", "thermohw.computer/1")
+    h, a = load_record(tmp_path / "m.npz", "thermohw.computer/2")
     assert h["couplings"] == "pairs" and "J" not in a and a["pair_J"].size == c.n_couplings
     d = Computer.load(tmp_path / "m.npz")
     np.testing.assert_array_equal(d.J, c.J)
     np.testing.assert_array_equal(d.mask, c.mask)
     # a damaged pair list is one clear error, not an index error
     a["pair_j"][0] = 99
-    save_record(tmp_path / "bad.npz", "thermohw.computer/1", h, a)
+    save_record(tmp_path / "bad.npz", "thermohw.computer/2", h, a)
     with pytest.raises(InputError, match="pairs must satisfy"):
         Computer.load(tmp_path / "bad.npz")
+    h, a = load_record(tmp_path / "m.npz", "thermohw.computer/2")
+    for change, match in ((dict(pair_j=np.concatenate([a["pair_j"][:1], a["pair_j"][:-1]])), "twice|must satisfy"),
+                          (dict(pair_i=a["pair_i"].astype(float)), "integers"),
+                          (dict(b=np.float64(1.0)), "one value per unit")):
+        save_record(tmp_path / "bad.npz", "thermohw.computer/2", h, {**a, **change})
+        with pytest.raises(InputError, match=match):
+            Computer.load(tmp_path / "bad.npz")
+    # a dense model keeps the /1 layout that earlier versions read
+    dense = random_computer(3, 2, seed=1)
+    dense.save(tmp_path / "d.npz")
+    assert load_record(tmp_path / "d.npz", "thermohw.computer/1")[0]["schema"] == "thermohw.computer/1"

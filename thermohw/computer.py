@@ -18,7 +18,8 @@ import numpy as np
 from .errors import InputError
 from .io import load_record, save_record
 
-SCHEMA = "thermohw.computer/1"
+SCHEMA = "thermohw.computer/1"          # J and mask as N x N matrices
+SCHEMA_PAIRS = "thermohw.computer/2"    # couplings as index pairs (sparse models); reads /1 too
 _SYM_RTOL = 1e-12
 
 
@@ -241,13 +242,13 @@ class Computer:
             dtype = np.uint16 if n <= 65535 else np.uint32
             arrays.update(pair_i=ii.astype(dtype), pair_j=jj.astype(dtype), pair_J=self.J[ii, jj])
             header["couplings"] = "pairs"
-        else:
-            arrays.update(J=self.J, mask=self.mask)
+            return save_record(path, SCHEMA_PAIRS, header, arrays)
+        arrays.update(J=self.J, mask=self.mask)
         return save_record(path, SCHEMA, header, arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> "Computer":
-        header, arrays = load_record(path, SCHEMA)
+        header, arrays = load_record(path, (SCHEMA, SCHEMA_PAIRS))
         return cls.from_parts(header, arrays, source=path)
 
     @classmethod
@@ -255,15 +256,25 @@ class Computer:
         if header.get("couplings") == "pairs":
             arrays = dict(arrays)
             try:
-                n = int(np.asarray(arrays["b"]).shape[0])
-                ii, jj = (np.asarray(arrays[k]).astype(np.int64) for k in ("pair_i", "pair_j"))
+                b = np.asarray(arrays["b"])
+                if b.ndim != 1:
+                    raise InputError(f"{source}: b has shape {b.shape}; expected one value per unit")
+                n = int(b.shape[0])
+                pi, pj = np.asarray(arrays["pair_i"]), np.asarray(arrays["pair_j"])
+                if pi.dtype.kind not in "iu" or pj.dtype.kind not in "iu":
+                    raise InputError(f"{source}: coupling pair indices must be integers, got {pi.dtype} and {pj.dtype}")
+                ii, jj = pi.astype(np.int64), pj.astype(np.int64)
                 v = np.asarray(arrays["pair_J"], dtype=np.float64)
                 if not (ii.shape == jj.shape == v.shape and ii.ndim == 1):
                     raise InputError(f"{source}: coupling pairs have shapes {ii.shape}, {jj.shape}, {v.shape}")
                 if ii.size and (ii.min() < 0 or jj.max() >= n or np.any(ii >= jj)):
                     raise InputError(f"{source}: coupling pairs must satisfy 0 <= i < j < {n}")
+                if np.unique(ii * n + jj).size != ii.size:
+                    raise InputError(f"{source}: a coupling pair is listed twice; the file is damaged")
             except KeyError as e:
                 raise InputError(f"{source}: missing array {e}; the file is incomplete") from None
+            except (TypeError, ValueError) as e:
+                raise InputError(f"{source}: malformed coupling pairs ({e})") from None
             J = np.zeros((n, n))
             mask = np.zeros((n, n), dtype=bool)
             J[ii, jj] = J[jj, ii] = v

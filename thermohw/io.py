@@ -86,8 +86,9 @@ def save_record(path: str | os.PathLike, schema: str, header: Mapping[str, Any],
     return atomic_write(path, lambda fh: np.savez_compressed(fh, **payload))
 
 
-def load_record(path: str | os.PathLike, schema: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Read a record written by :func:`save_record`; check its schema tag.
+def load_record(path: str | os.PathLike, schema: str | tuple[str, ...]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read a record written by :func:`save_record`; check its schema tag (one tag, or a tuple
+    of the tags a reader understands).
 
     Returns ``(header, arrays)``. Any unreadable, foreign or corrupt file raises
     :class:`InputError` naming the file and what is wrong with it.
@@ -110,7 +111,9 @@ def load_record(path: str | os.PathLike, schema: str) -> tuple[dict[str, Any], d
     if not isinstance(header, dict):
         raise InputError(f"{path}: header is not a JSON object; the file was not written by thermohw")
     found = header.get("schema")
-    if found != schema:
-        raise InputError(f"{path}: schema is {found!r}, expected {schema!r}; "
+    accepted = (schema,) if isinstance(schema, str) else tuple(schema)
+    if found not in accepted:
+        want = accepted[0] if len(accepted) == 1 else " or ".join(repr(a) for a in accepted)
+        raise InputError(f"{path}: schema is {found!r}, expected {want if len(accepted) > 1 else repr(want)}; "
                          "it is a different kind of record or from an incompatible version")
     return header, arrays

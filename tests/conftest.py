@@ -17,3 +17,19 @@ def random_computer(n_visible=3, n_hidden=3, *, seed=0, scale=0.3, connectivity=
 @pytest.fixture
 def small_computer():
     return random_computer()
+
+
+@pytest.fixture(scope="session")
+def mnist_test_images():
+    """The genuine MNIST test images (IDX, labels beside them): $THERMOHW_MNIST_DIR, else the
+    workspace's shared copy beside the repository. Tests that need it skip where it is absent."""
+    import os
+    from pathlib import Path
+
+    folder = Path(os.environ.get("THERMOHW_MNIST_DIR") or
+                  Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist")
+    path = folder / "t10k-images-idx3-ubyte.gz"
+    if not path.is_file():
+        pytest.skip(f"MNIST test set not found at {folder} (set THERMOHW_MNIST_DIR to a folder holding "
+                    "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz)")
+    return path

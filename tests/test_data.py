@@ -346,3 +346,40 @@ def test_digits_validation():
         Digits(np.arange(12.0).reshape(2, 6), [0, 1, 2], (2, 3))
     with pytest.raises(InputError, match="NaN"):
         Digits(np.array([[0.0, np.nan]]), [0], (2,))
+
+
+# ---------------------------------------------------------------------------------------------
+# held-out reference images for the k-NN check
+# ---------------------------------------------------------------------------------------------
+def test_reference_set_from_an_explicit_file_and_its_errors(tmp_path):
+    from thermohw.data import reference_set, select
+
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 256, size=(12, 4, 4)).astype(np.uint8)
+    y = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 5, 5], dtype=np.uint8)
+    ip = _fake_mnist(tmp_path, x, y)
+    d = select(x, y, digits=(0, 2), source="fake", origin=str(ip))
+    assert d.indices == (0, 2) and d.origin == str(ip)
+    ref = reference_set(d)                                  # from the digits' origin
+    assert sorted(ref.labels.tolist()) == [0, 0, 0, 2, 2]   # every 0 and 2 except the training images
+    ref2 = reference_set(d, ip, per_label=1)                # explicit file, capped per label
+    assert sorted(ref2.labels.tolist()) == [0, 2]
+    assert reference_set(Digits(d.patterns, d.labels, d.image_shape, "", str(tmp_path / "gone"), (0, 2))) is None
+    with pytest.raises(InputError, match="no such images file"):
+        reference_set(d, tmp_path / "gone-images-idx3-ubyte.gz")
+    (tmp_path / "nolabels").mkdir()
+    lonely = _fake_mnist(tmp_path / "nolabels", x, None)
+    with pytest.raises(InputError, match="no labels file"):
+        reference_set(d, lonely)
+    d.save(tmp_path / "d.npz")
+    back = Digits.load(tmp_path / "d.npz")
+    assert back.origin == d.origin and back.indices == d.indices
+
+
+def test_reference_set_on_the_mnist_test_set(mnist_test_images):
+    from thermohw.data import reference_set
+
+    d = load_training_digits(mnist_test_images, digits=(0, 3, 7))
+    ref = reference_set(d)
+    # 980 zeros, 1010 threes and 1028 sevens in the MNIST test set, minus the 3 training images
+    assert np.bincount(ref.labels, minlength=8)[[0, 3, 7]].tolist() == [979, 1009, 1027]

@@ -196,8 +196,10 @@ def reference_set(d: Digits, images: str | Path | None = None, *, per_label: int
     """Held-out images with the training digits' labels, for the k-NN check of generated
     samples (:class:`thermohw.metrics.Reference`): every other image of those labels in the
     set the digits came from (``images``: an MNIST images file to use instead of
-    ``d.origin``; ``per_label``: keep at most this many of each). None when the set cannot
-    be found (say, a model trained on a file that is no longer there)."""
+    ``d.origin``, a path relative to the working folder as it was given to ``train --mnist``;
+    ``per_label``: keep at most this many of each). None when ``d.origin`` cannot be found
+    (say, a model trained on a file that is not here); an ``images`` file that cannot be used
+    is an error."""
     from .metrics import Reference
 
     if images is None and d.origin == "sklearn":
@@ -205,9 +207,14 @@ def reference_set(d: Digits, images: str | Path | None = None, *, per_label: int
     else:
         path = Path(images) if images is not None else (Path(d.origin) if d.origin else None)
         if path is None or not path.is_file():
+            if images is not None:
+                raise InputError(f"{path}: no such images file for the k-NN check (pass an MNIST images IDX file)")
             return None
         lab = find_mnist_labels(path)
         if lab is None:
+            if images is not None:
+                raise InputError(f"{path}: no labels file beside it (expected e.g. t10k-labels-idx1-ubyte.gz); "
+                                 "the k-NN check needs the labels")
             return None
         x, y = load_mnist(path, lab)
     x = x.reshape(x.shape[0], -1)

@@ -7,6 +7,7 @@ This is what a designer handed ``chip.cir`` uses to see the chip generate:
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,10 @@ def states(p: CompiledProgram, raw) -> tuple[np.ndarray, np.ndarray]:
     ngspice's own time points (the first stored point is one small step after t = 0)."""
     n = p.realised.n_units
     circ = p.artefact
+    nodes = sum(1 for name in raw.names if re.fullmatch(r"v\(u\d+\)", name))
+    if nodes != n:
+        raise InputError(f"the raw file has {nodes} unit nodes v(u<i>), the program {n} units: it is a run of "
+                         "another netlist; run this program's chip.cir")
     try:
         if p.target.kind == "rc":
             x = np.stack([raw[f"v(u{i})"] for i in range(n)], axis=1) / circ.V_s
@@ -60,13 +65,16 @@ def read_run(p: CompiledProgram, raw_path: str | Path, *, digits: Digits | None 
     if digits is not None and digits.n_pixels == c.n_visible:
         from .metrics import digit_scores
 
-        sc = digit_scores(x[-1:, :c.n_visible], digits.patterns, digits.labels,
-                          reference=reference_set(digits, reference))
+        ref = reference_set(digits, reference)
+        sc = digit_scores(x[-1:, :c.n_visible], digits.patterns, digits.labels, reference=ref)
         per = sc.pop("per_sample")
         best = per["best"][0]
         rep["digit"] = {"label": int(digits.labels[best]), "best_abs_corr": per["best_abs_corr"][0],
                         "inverted": per["sign"][0] < 0, "margin": per["margin"][0],
                         "classifier_label": (per.get("classifier_label") or [None])[0]}
+        if ref is None:
+            rep["digit"]["classifier_note"] = ("k-NN check skipped: the images the digits came from were not found "
+                                               f"({digits.origin}); pass --reference IMAGES")
     if out is not None:
         from . import plots
 

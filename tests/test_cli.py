@@ -316,3 +316,8 @@ def test_chip_recipe_interrupted_and_resumed_equals_straight_run(tmp_path, monke
     _same_model(tmp_path / "run", tmp_path / "straight")
     c = Computer.load(tmp_path / "run" / "model.npz")
     assert c.meta["averaged_iterates"] == 3 and c.n_hidden == 8
+    # a resume cannot change what the run was configured with: refused by name
+    capsys.readouterr()
+    assert main(["train", "-q", "-o", str(tmp_path / "run"), "--resume", "--cycles", "6",
+                 "--hidden-amplitude", "5"]) == 1
+    assert "hidden-amplitude (10.0 in the checkpoint, 5.0 asked)" in one_line(capsys.readouterr().err)

@@ -123,19 +123,23 @@ def test_class_units_code_and_validation():
     from thermohw.train import TrainConfig, hidden_targets, imposed_field, new_state
 
     d = load_training_digits(digits=(7, 0, 3))          # labels in any order: classes sorted 0, 3, 7
-    h = hidden_targets("classes", 10.0, d, np.array([0, 1, 2]), 7)
+    h = hidden_targets("classes", 10.0, d, np.array([0, 1, 2]), 6)
     # unit j is a class unit of sorted label j mod 3; +A for its label, -A/2 otherwise
-    want = np.array([[-5, -5, 10, -5, -5, 10, -5],       # image 0 is a 7 (class 2)
-                     [10, -5, -5, 10, -5, -5, 10],       # a 0 (class 0)
-                     [-5, 10, -5, -5, 10, -5, -5]], float)
+    want = np.array([[-5, -5, 10, -5, -5, 10],           # image 0 is a 7 (class 2)
+                     [10, -5, -5, 10, -5, -5],           # a 0 (class 0)
+                     [-5, 10, -5, -5, 10, -5]], float)
     np.testing.assert_array_equal(h, want)
-    assert np.allclose(h.sum(axis=0)[:6], 0.0)          # zero-sum over the classes
+    assert np.allclose(h.sum(axis=0), 0.0)              # zero-sum over the classes
     cfg = TrainConfig(hidden_targets="classes", hidden_amplitude=10.0)
-    st = new_state(d, cfg, n_hidden=7)
+    st = new_state(d, cfg, n_hidden=6)
     f = imposed_field(st.computer, d, np.array([1]), cfg)
     np.testing.assert_array_equal(f[0, :64], -2.0 * d.patterns[1])
     np.testing.assert_array_equal(f[0, 64:], -2.0 * want[1])
-    for bad in (dict(hidden_targets="labels"), dict(hidden_amplitude=0.0), dict(hidden_amplitude=float("inf"))):
+    # every label needs the same number of class units: 7 for 3 labels is refused at set-up
+    with pytest.raises(InputError, match="multiple of 3"):
+        new_state(d, cfg, n_hidden=7)
+    for bad in (dict(hidden_targets="labels"), dict(hidden_amplitude=0.0), dict(hidden_amplitude=float("inf")),
+                dict(cycles=10, average_from=10)):
         with pytest.raises(InputError):
             TrainConfig(**bad)
 

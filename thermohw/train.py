@@ -51,6 +51,9 @@ def hidden_targets(kind: str, amplitude: float, digits: Digits, pick: np.ndarray
         k = classes.size
         if k < 2:
             raise InputError("class units need training digits with at least two different labels")
+        if n_hidden < k or n_hidden % k:
+            raise InputError(f"class units: {n_hidden} hidden units cannot be shared equally by {k} labels; "
+                             f"use a multiple of {k} (--hidden {max(k, n_hidden - n_hidden % k)})")
         own = np.searchsorted(classes, digits.labels[pick])           # class of each picked image
         unit = np.arange(n_hidden) % k                                  # class of each hidden unit
         return np.where(own[:, None] == unit[None, :], amplitude, -amplitude / (k - 1))
@@ -102,6 +105,9 @@ class TrainConfig:
         if self.average_from is not None and (isinstance(self.average_from, bool) or
                                               int(self.average_from) != self.average_from or self.average_from < 0):
             raise InputError(f"average_from = {self.average_from!r}; use a cycle number >= 0 (or None: no averaging)")
+        if self.average_from is not None and self.cycles and self.average_from >= self.cycles:
+            raise InputError(f"average_from = {self.average_from} leaves nothing to average in {self.cycles} cycles; "
+                             "use a cycle number below --cycles")
 
     @property
     def lr(self) -> float:
@@ -219,6 +225,7 @@ def new_state(digits: Digits, config: TrainConfig, *, n_hidden: int, connectivit
                        mu=mu, kT=kT, image_shape=digits.image_shape,
                        meta={"digits": digits.source, "labels": digits.labels.tolist(),
                              "connectivity": connectivity if mask is None else "custom"})
+    hidden_targets(config.hidden_targets, config.hidden_amplitude, digits, np.zeros(1, np.int64), n_hidden)  # validate
     return TrainState(c, digits, config)
 
 
@@ -318,22 +325,22 @@ def train(state: TrainState, *, checkpoint: str | Path | None = None, progress: 
             X, state_next = fut.result()
             fut = pool.submit(produce) if cycle + 1 < cfg.cycles else None
             if forward is None:
-                c, loss = sgd_update(c, X, cfg)
+                new_c, loss = sgd_update(c, X, cfg)
             else:
-                c, loss = sgd_update_at(c, forward(c, cycle), X, cfg)
+                new_c, loss = sgd_update_at(c, forward(c, cycle), X, cfg)
             if project is not None:
-                c = project(c)
-            if not np.all(np.isfinite(c.J)):
+                new_c = project(new_c)
+            if not np.all(np.isfinite(new_c.J)):
                 raise InputError("training diverged (non-finite couplings); lower the learning rate")
-            losses.append(loss)
-            cycle += 1
-            if cfg.average_from is not None and cycle > cfg.average_from:
-                if avg_J is None:
-                    avg_J, avg_b = np.zeros_like(c.J), np.zeros_like(c.b)
-                avg_J += c.J
-                avg_b += c.b
-                avg_count += 1
-            rng_after = state_next  # only a finished cycle moves the checkpointed stream
+            new_avg = (avg_J, avg_b, avg_count)
+            if cfg.average_from is not None and cycle + 1 > cfg.average_from:
+                new_avg = (new_c.J if avg_J is None else avg_J + new_c.J,
+                           new_c.b if avg_b is None else avg_b + new_c.b, avg_count + 1)
+            # one statement commits the cycle: a Ctrl-C lands before or after it, never halfway,
+            # so the checkpoint written on interruption is a consistent state (resume stays exact);
+            # rng_after: only a finished cycle moves the checkpointed stream
+            c, cycle, losses, rng_after, (avg_J, avg_b, avg_count) = (new_c, cycle + 1, losses + [loss],
+                                                                      state_next, new_avg)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}")

@@ -49,6 +49,7 @@ def run_training(out: str | Path, *, mnist: str | Path | None = None, digits: Se
         if not ck.is_file():
             raise InputError(f"--resume: no checkpoint at {ck}; start without --resume")
         st = TrainState.load(ck)
+        _refuse_changed_settings(st.config, config)
         if st.config.cycles != config.cycles:
             # the schedule may be extended (or shortened) on resume; everything else is kept
             st = TrainState(st.computer, st.digits, TrainConfig(**{**asdict(st.config), "cycles": config.cycles}),
@@ -101,6 +102,24 @@ def run_training(out: str | Path, *, mnist: str | Path | None = None, digits: Se
                if len(st.losses) else None}
     write_json(out / "train.json", summary)
     return summary
+
+
+_RESUMABLE = ("cycles", "checkpoint_every")  # what a resume may change
+
+
+def _refuse_changed_settings(stored: TrainConfig, asked: TrainConfig) -> None:
+    """A resume continues the run as it was configured: a setting given with --resume that
+    differs from the checkpoint's (and from the default, i.e. was asked for) is an error."""
+    default, changed = TrainConfig(), []
+    for k in asdict(stored):
+        if k in _RESUMABLE:
+            continue
+        a, s_ = getattr(asked, k), getattr(stored, k)
+        if a != s_ and a != getattr(default, k):
+            changed.append(f"{k.replace('_', '-')} ({s_!r} in the checkpoint, {a!r} asked)")
+    if changed:
+        raise InputError("--resume continues the run as it was configured; it cannot change "
+                         + ", ".join(changed) + ". Drop those options, or start a new run in another folder")
 
 
 def _initial_state(d: Digits, config: TrainConfig, *, n_hidden: int, connectivity: str, J2: float, J4: float,

@@ -84,7 +84,7 @@ def test_generation_netlist_with_shared_noise_reproduces_the_ideal_generation():
     diff = float(np.sqrt(np.mean((fs - fi) ** 2)))
     assert diff < 0.01 * spread, (diff, spread)
     # unpaired runs differ by the full spread: the agreement is the pairing, not chance
-    assert float(np.sqrt(np.mean((fs - fi[::-1]) ** 2))) > 20 * diff
+    assert float(np.sqrt(np.mean((fs - np.roll(fi, 1, axis=0)) ** 2))) > 20 * diff
 
 
 def test_free_run_netlist_is_still_available(tmp_path):
@@ -92,6 +92,19 @@ def test_free_run_netlist_is_still_available(tmp_path):
     p.save(tmp_path)
     text = (tmp_path / "chip.cir").read_text()
     assert "generation protocol" not in text and ".ic " not in text
+    tran = next(ln for ln in text.splitlines() if ln.startswith(".tran "))
+    assert tran.split()[2] == "1u" and "uic" not in tran  # one model time unit (tau = 1 us) from the DC point
+    assert len(re.findall(r"^G\d+_\d+ ", text, re.M)) == np.count_nonzero(p.artefact.G)  # every coupling
+
+
+def test_node_voltages_supplies_the_start_of_a_uic_run():
+    """ngspice 39 stores a UIC run from its first step on; the written start voltages fill t = 0."""
+    from thermohw.spice.ngspice import RawData
+
+    raw = RawData("t", "tran", ("time", "v(u0)"), {"time": np.array([1e-9, 2e-9]), "v(u0)": np.array([0.3, 0.5])})
+    grid = np.array([0.0, 1e-9, 2e-9])
+    np.testing.assert_allclose(node_voltages(raw, 1, grid)[:, 0], [0.3, 0.3, 0.5])        # held back (old)
+    np.testing.assert_allclose(node_voltages(raw, 1, grid, v0=[0.1])[:, 0], [0.1, 0.3, 0.5])
 
 
 def test_options_are_validated():
@@ -142,7 +155,20 @@ def test_cli_readout_scores_a_plain_ngspice_run_of_the_compiled_netlist(tmp_path
     rep = json.loads((tmp_path / "ro" / "readout.json").read_text())
     assert len(rep["x_final"]) == 72 and rep["digit"]["label"] in (0, 1, 7)
     assert (tmp_path / "ro" / "plots" / "generated.png").is_file() and (tmp_path / "ro" / "plots" / "run.png").is_file()
-    # a raw file of another circuit is one clear error
+    # a file that is not a raw file, and a raw file of another circuit: one clear error each
     (tmp_path / "bad.raw").write_text("not a raw file\n")
     assert main(["readout", str(tmp_path / "chip"), str(tmp_path / "bad.raw")]) == 1
     assert "not a readable ngspice raw file" in capsys.readouterr().err
+    other = rc_program(CompileOptions(t_f=0.05))
+    (tmp_path / "other.cir").write_text(rc.generation_netlist(other))
+    subprocess.run(["ngspice", "-b", "-r", "other.raw", "other.cir"], cwd=tmp_path, check=True, capture_output=True)
+    assert main(["readout", str(tmp_path / "chip"), str(tmp_path / "other.raw")]) == 1
+    assert "6 unit nodes" in capsys.readouterr().err
+    # the digits kept with a shipped model: NAME.digits.npz beside NAME.npz wins over digits.npz
+    from thermohw.workflow import digits_file_beside
+
+    import shutil as sh
+    sh.copy(tmp_path / "m" / "digits.npz", tmp_path / "m" / "model.digits.npz")
+    assert digits_file_beside(tmp_path / "m" / "model.npz") == tmp_path / "m" / "model.digits.npz"
+    assert digits_file_beside(tmp_path / "chip" / "nothing.npz") == tmp_path / "chip" / "digits.npz"
+    assert digits_file_beside(tmp_path / "nowhere" / "x.npz") is None

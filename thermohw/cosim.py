@@ -22,6 +22,7 @@ Langevin system: the model's energy V is not stored in any capacitor (the circui
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -158,7 +159,7 @@ def prepare(p: CompiledProgram, cfg: CosimConfig, chip: ChipUnderTest | None = N
     model = p.realised if chip is None else chip.model
     tau = circ.tau
     nt_s = be.noise_interval(circ, cfg.nt_fraction)
-    k = max(1, int(round(cfg.t_f * tau / nt_s)))
+    k = max(1, math.ceil(cfg.t_f * tau / nt_s - 1e-9))  # NT <= the bound
     nt_s = cfg.t_f * tau / k                    # a whole number of noise intervals in t_f
     rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 1]))
     # the coupling-free equilibrium of the unit that runs: a chip equilibrates with its own

@@ -451,7 +451,7 @@ def generation_netlist(p, nt_fraction: float = 0.05, dt: float = 1e-3) -> str:
     t_f, x0 = generation_start(p, dt)
     seed = int(p.options.netlist_seed)
     v0 = thermal_velocities(circ.mass, p.realised.kT, 1, seed=np.random.SeedSequence([seed, 2]))[0]
-    k = max(1, int(round(t_f * circ.tau / noise_interval(circ, nt_fraction))))
+    k = max(1, math.ceil(t_f * circ.tau / noise_interval(circ, nt_fraction) - 1e-9))  # NT <= the bound
     return netlist(circ, t_stop=t_f * circ.tau, nt=t_f * circ.tau / k, seed=seed, x0=x0, v0=v0,
                    title=f"thermohw lc chip: target {p.target.name}",
                    meta={"model": p.source.meta.get("digits", ""), "target": p.target.name},

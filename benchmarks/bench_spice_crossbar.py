@@ -1,14 +1,14 @@
 """ngspice cost of crossbar chips (784 pixel rows x K hidden columns, all hidden pairs coupled)
 and one whole run of the shipped MNIST chip netlist.
 
-1. Random crossbar programs for K = 8 ... 48 (couplings of the shipped model's size), the
-   generation netlist of ``compile`` at a fixed noise interval NT = 1e-3 tau, run for 0.1 tau:
+1. Random crossbar programs for K = 8 ... 48 (couplings of the shipped model's size), the RC
+   netlist (``rc.netlist``, from x = 0) at a fixed noise interval NT = 1e-3 tau, run for 0.1 tau:
    seconds per 1000 noise samples against K. Eliminating a pixel node fills in the K x K block
    of its hidden nodes, so a factorisation costs ~784 K^2 (+ K^3/3): the fitted exponent for
    K >= 16 should be near 2.
 2. ``ngspice -b -r out.raw netlists/mnist-chip.cir`` exactly as a designer runs it.
 
-Limit: the issue's budget of 10 minutes per run; ratio = 600 s / measured seconds of (2).
+Limit: the budget of 10 minutes per run; ratio = 600 s / measured seconds of (2).
 usage: python benchmarks/bench_spice_crossbar.py [--skip-full]
 """
 from __future__ import annotations

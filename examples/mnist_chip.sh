@@ -4,7 +4,7 @@
 # of the realised model, the netlist in plain ngspice, and 16 co-simulated SPICE runs.
 #   usage: examples/mnist_chip.sh MNIST_IMAGES_IDX [OUT]      (e.g. data/mnist/t10k-images-idx3-ubyte.gz)
 # Training is resumable: rerun the same command after an interruption. Times on 2 cores:
-# training ~20 min, sampling ~1 min, one ngspice run ~1-2 min, co-simulation ~15 min.
+# training ~20 min, sampling ~2 min, one ngspice run ~2 min, co-simulation ~25 min.
 set -euo pipefail
 images="${1:?usage: examples/mnist_chip.sh MNIST_IMAGES_IDX [OUT]}"
 out="${2:-mnist-chip}"
@@ -19,5 +19,5 @@ thermohw compile "$out/train/model.npz" --target rc-mnist-crossbar -o "$out/chip
 thermohw sample "$out/chip/realised.npz" --runs 1000 --seed 1 -o "$out/samples" --reference "$images"
 ( cd "$out/chip" && time ngspice -b -r out.raw chip.cir > ngspice.log )
 thermohw readout "$out/chip" "$out/chip/out.raw" -o "$out/readout" --reference "$images"
-thermohw cosim "$out/chip" --runs 16 --workers 2 --ideal-runs 1000 -o "$out/cosim"
+thermohw cosim "$out/chip" --runs 16 --workers 2 --ideal-runs 1000 --nt-fraction 0.05 -o "$out/cosim"
 echo "model: $out/train/model.npz; netlist: $out/chip/chip.cir; reports: $out/samples, $out/cosim"

@@ -359,6 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"generated: digit {d['label']}{' (inverted)' if d['inverted'] else ''}, best |corr| "
                       f"{d['best_abs_corr']:.3f}, margin {d['margin']:.3f}"
                       + (f", k-NN says {d['classifier_label']}" if d["classifier_label"] is not None else ""))
+                if d.get("classifier_note"):
+                    print(d["classifier_note"])
             if args.out:
                 print(f"readout.json and plots -> {args.out}")
         elif args.command == "calibrate":

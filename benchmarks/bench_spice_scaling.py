@@ -6,7 +6,7 @@ neighbours: little sparse-LU fill-in, like a lattice), 'random d' = a random d-r
 Each run: t_f = 0.25 model time units of the RC netlist (one G element per coupling,
 TRRANDOM noise at NT = 0.02 / fastest local rate), reported per 1000 noise samples.
 Limit: a dense circuit matrix is refactored every step, so dense cost should grow as N^3
-(DESIGN.md 4a); ratio = fitted dense exponent / 3. Last line: ratio=<number>.
+(docs/design.md#spice-cost); ratio = fitted dense exponent / 3. Last line: ratio=<number>.
 
 usage: python benchmarks/bench_spice_scaling.py
 """

@@ -11,7 +11,7 @@ The table is the RMS bound per parameter class (mobility fixed to the program's,
 design is comparable; bias steps also identify mu - see 'thermohw calibrate --mobility bias')
 and the worst condition number of a unit's scale-free information.
 
-    /work/venv/bin/python calibration/design_comparison.py [--program FOLDER] [--time 2560]
+    python calibration/design_comparison.py [--program FOLDER] [--time 2560]
 """
 from __future__ import annotations
 

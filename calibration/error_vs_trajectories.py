@@ -6,7 +6,7 @@ interval 0.01, ideal virtual chip: the Euler likelihood is exact). For each numb
 fit is repeated on independent recordings; the table gives, per parameter class, the RMS of
 (fit - hidden truth), the RMS Cramer-Rao bound, and the z-score mean / sd over all parameters.
 
-    /work/venv/bin/python calibration/error_vs_trajectories.py [--repeats 8] [--out table.json]
+    python calibration/error_vs_trajectories.py [--repeats 8] [--out table.json]
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ captures (node volts, seconds), exactly as a lab's own captures would.
              thermohw calibrate cal0/corrected --device replay:captures/round1 --intended PROGRAM
                                                                      -> cal1/ (verification + next step)
 
-    /work/venv/bin/python calibration/lab_workflow.py --out /tmp/lab [--program FOLDER]
+    python calibration/lab_workflow.py --out /tmp/lab [--program FOLDER]
 
 Without --program, a small 8-unit model is compiled onto the rc-8bit-dense preset (full range).
 """

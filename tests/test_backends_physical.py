@@ -1,4 +1,4 @@
-"""Mechanical and Josephson backends (DESIGN.md section 4): formulas by hand, exact round
+"""Mechanical and Josephson backends (docs/design.md#mechanical, #josephson): formulas by hand, exact round
 trips, physical-limit checks, written parameter sets, and the rf-SQUID's full cosine potential
 against the quartic model."""
 import csv

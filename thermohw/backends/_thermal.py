@@ -1,6 +1,6 @@
 """Shared pieces of the thermally driven backends (mechanical, josephson).
 
-Units (DESIGN.md section 4, "Common rule"). The model's kT is a number (0.1 in the paper),
+Units (docs/design.md#units). The model's kT is a number (0.1 in the paper),
 so the hardware fixes the size of one *model energy unit*
 
     eps = k_B T / kT_ref      joules per model energy unit
@@ -8,7 +8,7 @@ so the hardware fixes the size of one *model energy unit*
 with T the bath temperature of the target and kT_ref the model's reference kT. A unit whose
 model kT_i differs from kT_ref needs its own bath at T_i = T kT_i / kT_ref (one cannot get
 that from a single thermal bath: the backends report it). Everything else is then plain
-rescaling: U [J] = eps V(x), and "J2 in units of kT" in DESIGN.md is J2/kT_ref, so
+rescaling: U [J] = eps V(x), and "J2 in units of kT" (J2') is J2/kT_ref, so
 eps J2 = (J2/kT) k_B T, the form the design notes use.
 
 One model time unit is tau_s seconds (t = tau_s t_model).
@@ -84,8 +84,10 @@ def yaml_text(header_lines: list[str], data: dict) -> str:
     """A '# '-commented header followed by ``yaml.safe_dump(data)``. PyYAML writes floats
     with repr(), so ``yaml.safe_load`` reads back the identical numbers. The libyaml emitter
     (CSafeDumper: same safe representer, same text, ~4x faster) is used when available."""
+    from ..provenance import header_text
+
     head = "".join("# " + "".join(ch if ch.isprintable() else " " for ch in line) + "\n"
-                   for line in header_lines)
+                   for line in [*header_lines, "provenance: " + header_text()])
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     return head + yaml.dump(data, Dumper=dumper, sort_keys=False, default_flow_style=False, width=100)
 

@@ -1,4 +1,4 @@
-"""Josephson backend: overdamped rf-SQUIDs at half a flux quantum (DESIGN.md section 4).
+"""Josephson backend: overdamped rf-SQUIDs at half a flux quantum (docs/design.md#josephson).
 
 Each unit is an rf-SQUID: a loop of self-inductance L interrupted by a shunted junction of
 critical current I_c (RCSJ: shunt R, capacitance C), with loop phase phi = 2 pi Phi / Phi0
@@ -299,7 +299,7 @@ def lower(p) -> RFSquidArray:
 
 
 def lone_squid_flux_shift(p) -> np.ndarray:
-    """DESIGN.md's per-SQUID delta = -b' k_BT / (E_L s), which ignores the neighbours' bias
+    """The founding brief's per-SQUID delta = -b' k_BT / (E_L s), which ignores the neighbours' bias
     shifts (kept for comparison: :func:`lower` folds them in exactly)."""
     a = p.artefact if p.artefact is not None else _build(p)
     return -a.energy_unit_J * p.programmed.b / (a.E_L * a.s)
@@ -444,7 +444,7 @@ def write(p, folder) -> list[Path]:
     head = [f"thermohw rf-SQUID array ({SCHEMA})",
             f"made by thermohw {__version__} (thermohw/backends/josephson.py) from target "
             f"{p.target.name!r}, source model sha256/16 {p.report.get('source_hash', '')}",
-            "mapping (DESIGN.md s4): phi = pi + s x, phi_x = pi + delta; E_J = 24 J4 eps/s^4, "
+            "mapping (thermohw docs/design.md#josephson): phi = pi + s x, phi_x = pi + delta; E_J = 24 J4 eps/s^4, "
             "E_L = E_J + 2 J2 eps/s^2, K_ij = J_ij eps/(s_i s_j), M_ij = -K_ij L_i L_j/Phi_r^2, "
             "K delta = -b eps/s, R = mu Phi_r^2 s^2/(tau eps)",
             "sign: M_ij > 0 when positive current in loop j threads positive flux through loop i "

@@ -1,4 +1,4 @@
-"""Mechanical-oscillator backend (DESIGN.md section 4; micro-cantilevers as in Dago et al. 2021).
+"""Mechanical-oscillator backend (docs/design.md#mechanical; micro-cantilevers as in Dago et al. 2021).
 
 Each unit is one oscillator with displacement X_i = l x_i (l = length scale, m per unit of x),
 modal mass m, friction gamma, a feedback-shaped potential and thermal noise at temperature T.
@@ -26,7 +26,7 @@ kappa_ij > 0 (J_ij > 0) is what no spring can give: those couplings need active 
 oscillator if every kappa < 0 were built as a spring (it must stay >= 0 ... or the anchor
 itself needs feedback).
 
-Friction (derived here; DESIGN.md states only the result). The physical overdamped Langevin
+Friction (derived here; the founding brief stated only the result). The physical overdamped Langevin
 equation, with white noise <eta(t) eta(t')> = delta(t - t'),
 
     gamma dX/dt = -dU/dX + sqrt(2 gamma k_B T) eta(t)
@@ -42,7 +42,7 @@ condition because eps kT = k_B T (fluctuation-dissipation holds automatically). 
 
     gamma_i = tau eps / (mu_i l^2)      [kg/s]
 
-which is DESIGN.md's mu = k_BT / (gamma l^2) once its mu is read as the physical rate
+which is the founding brief's mu = k_BT / (gamma l^2) once its mu is read as the physical rate
 mu kT / tau (1/s) - the preset's numbers (mu = 3.99e3 /s, tau = 25 us) follow that reading.
 
 Inertia. The real oscillator is m X'' + gamma X' = -dU/dX + noise. Its quality factor
@@ -211,7 +211,7 @@ def scales(p) -> dict:
     fin = np.isfinite(Q)
     return {"energy_per_model_unit_J": eps, "kT_J": c.kT_ref * eps, "T_eff_K": c.kT_ref * eps / K_B,
             "tau_s": a.tau_s, "mu_per_s": float(np.mean(c.mu)) / a.tau_s,
-            # DESIGN.md's "mu" for this backend: k_B T / (gamma l^2) = mu kT / tau, 1/s
+            # the founding brief's "mu" for this backend (docs/design.md#mechanical): k_B T / (gamma l^2) = mu kT / tau, 1/s
             "kT_mu_per_s": float(np.mean(c.mu * c.kT)) / a.tau_s,
             "length_scale_m": float(a.l[0]), "mass_kg": float(a.mass[0]),
             "stiffness_N_per_m": float(np.mean(a.k)), "damping_kg_per_s": float(np.mean(a.gamma)),
@@ -305,7 +305,7 @@ def write(p, folder) -> list[Path]:
     head = [f"thermohw mechanical oscillator array ({SCHEMA})",
             f"made by thermohw {__version__} (thermohw/backends/mechanical.py) from target "
             f"{p.target.name!r}, source model sha256/16 {p.report.get('source_hash', '')}",
-            "mapping (DESIGN.md s4): X = l x; k = 2 J2 eps/l^2, alpha = 4 J4 eps/l^4, F = -b eps/l, "
+            "mapping (thermohw docs/design.md#mechanical): X = l x; k = 2 J2 eps/l^2, alpha = 4 J4 eps/l^4, F = -b eps/l, "
             "kappa_ij = J_ij eps/l^2, gamma = tau eps/(mu l^2)",
             f"energy scale: one model energy unit eps = {eps:.6g} J; k_B T = {kT:.6g} J "
             f"(T = {np.mean(a.temperature):.6g} K) = E_kT; model kT = k_B T / eps",

@@ -1,5 +1,5 @@
 """Hardware-in-the-loop calibration: measure a chip, fit the Langevin computer it really
-implements, pre-distort the compiled parameters, and verify (DESIGN.md section 1).
+implements, pre-distort the compiled parameters, and verify (docs/design.md#calibration).
 
     device.py     Device (program / run), HiddenErrors, IdealVirtualChip, ReplayDevice
     spice_chip.py SpiceVirtualChip: the compiled netlist with hidden mismatch, in ngspice

@@ -1,6 +1,6 @@
 """Maximum-likelihood fit of the Langevin model a chip implements, from recorded trajectories.
 
-The likelihood is training's (``train.reverse_action``, DESIGN.md section 2): the Euler
+The likelihood is training's (``train.reverse_action``, docs/design.md#model): the Euler
 transition density of each recorded step x_k -> x_{k+1} over the sample interval dt,
 
     x_{k+1,i} = x_{k,i} - mu_i dt [dV/dx_i(x_k) + h_i] + sqrt(2 mu_i kT_i dt) xi,

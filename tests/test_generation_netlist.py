@@ -154,6 +154,7 @@ def test_cli_readout_scores_a_plain_ngspice_run_of_the_compiled_netlist(tmp_path
     assert "t = 0.5 model time units" in text and "best |corr|" in text and "k-NN says" in text
     rep = json.loads((tmp_path / "ro" / "readout.json").read_text())
     assert len(rep["x_final"]) == 72 and rep["digit"]["label"] in (0, 1, 7)
+    assert rep["provenance"]["seeds"] == {"netlist": 1} and rep["provenance"]["command"][:2] == ["thermohw", "readout"]
     assert (tmp_path / "ro" / "plots" / "generated.png").is_file() and (tmp_path / "ro" / "plots" / "run.png").is_file()
     # a file that is not a raw file, and a raw file of another circuit: one clear error each
     (tmp_path / "bad.raw").write_text("not a raw file\n")

@@ -44,9 +44,20 @@ def states(p: CompiledProgram, raw) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_run(p: CompiledProgram, raw_path: str | Path, *, digits: Digits | None = None,
-             reference: str | Path | None = None, out: str | Path | None = None) -> dict:
+             reference: str | Path | None = None, out: str | Path | None = None, noise: dict | None = None,
+             nodes: list[int] | None = None) -> dict:
     """Score the final visible state of one ngspice run; with ``out``, write readout.json and
-    plots (the generated image, snapshots of the run)."""
+    plots (the generated image, snapshots of the run). ``noise``: the program's noise.npz
+    (:func:`thermohw.backends.pwl.load`, ``compile --noise pwl``): the run is compared with the
+    realised ideal model driven by the same noise (``paired``). ``nodes``: unit indices whose
+    node voltages are drawn against time (plots/waveforms.png; needs ``out``)."""
+    n_units = p.realised.n_units
+    if nodes:
+        bad = [i for i in nodes if not 0 <= i < n_units]
+        if bad:
+            raise InputError(f"--nodes {bad[0]}: the program has units 0..{n_units - 1}")
+        if out is None:
+            raise InputError("--nodes draws a waveform plot: give -o DIR for it")
     path = Path(raw_path)
     if not path.is_file():
         raise InputError(f"{path}: no such raw file; make one with: ngspice -b -r {path.name} chip.cir")
@@ -75,6 +86,10 @@ def read_run(p: CompiledProgram, raw_path: str | Path, *, digits: Digits | None 
         if ref is None:
             rep["digit"]["classifier_note"] = ("k-NN check skipped: the images the digits came from were not found "
                                                f"({digits.origin}); pass --reference IMAGES")
+    if noise is not None:
+        from .backends import pwl
+
+        rep["paired"] = pwl.compare(p, s, x, noise)
     if out is not None:
         from . import plots
 
@@ -88,5 +103,13 @@ def read_run(p: CompiledProgram, raw_path: str | Path, *, digits: Digits | None 
                              title="ngspice run: final visible state")
             plots.trajectory_strip(s, x[:, None, :], c.image_shape, out / "plots" / "run.png", n_frames=9,
                                    title="ngspice run: visible state over model time")
+        if nodes:
+            plots.waveforms(raw["time"], {f"v(u{i})": raw[f"v(u{i})"] for i in nodes}, out / "plots" / "waveforms.png",
+                            title=f"ngspice run of {p.target.name}: node voltages",
+                            note="x_i = v(u<i>) / V_s" if p.target.kind == "rc" else
+                            "LC: node voltage = velocity; position x_i = L_i i(VL<i>) / Phi_s")
+        from .provenance import provenance
+
+        rep["provenance"] = provenance(seeds={"netlist": int(p.options.netlist_seed)})
         write_json(out / "readout.json", rep)
     return rep

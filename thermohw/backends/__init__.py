@@ -57,8 +57,12 @@ def generation_notes(p, t_f: float, tau: float, readout: str) -> list[str]:
         f"  thermohw with seed {seed} and written below as initial conditions; then the trained couplings",
         f"  act for t_f = {t_f:g} model time units = {t_f * tau:.6g} s",
         f"generated sample: {readout} at the final time for units 0..{c.n_visible - 1} ({img})",
-        "another sample: edit .options seed (new noise, same start state); for a new start state too:",
-        f"  thermohw compile MODEL --target {p.target.name} --netlist-seed N -o DIR",
+        {"trrandom": "another sample: edit .options seed (new noise, same start state); for a new start state too:",
+         "pwl": "noise: held PWL currents in noise.inc (drawn with the seed; noise.npz has the same samples, so "
+                "thermohw readout compares the run with the ideal model driven by them); another sample:",
+         "none": "noiseless: the deterministic drift from the start state; another start state:"}[p.options.noise],
+        f"  thermohw compile MODEL --target {p.target.name} --netlist-seed N -o DIR"
+        + (f" --noise {p.options.noise}" if p.options.noise != "trrandom" else ""),
         "read the result back (image, best |corr| with the training digits): thermohw readout DIR out.raw",
     ]
 

@@ -2,6 +2,7 @@
 generate digits with each *realised* model (the exact ideal model the quantised chip runs).
 
 usage: python examples/bitwidth_sweep.py runs/paper/model.npz -o runs/sweep [--runs 300] [--bits 2 3 4 5 6 7 8]
+       python examples/bitwidth_sweep.py --replot runs/sweep/sweep.json -o OUT [--format svg]   (redraw only)
 
 Every bit width uses the same generation seed (common random numbers), so differences
 between rows are mostly the quantisation, not sampling noise. Writes sweep.json, sweep.md
@@ -40,13 +41,24 @@ def row(name, c, src, digits, runs, seed, J_err=None):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("model")
+    ap.add_argument("model", nargs="?")
+    ap.add_argument("--replot", metavar="SWEEP.json", help="redraw sweep.png from a sweep.json, no generation")
+    ap.add_argument("--format", choices=plots.FORMATS, default="png", help="plot file format (default png)")
     ap.add_argument("-o", "--out", required=True)
     ap.add_argument("--digits", help="digits.npz (default: beside the model)")
     ap.add_argument("--runs", type=int, default=300)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--bits", type=int, nargs="+", default=[2, 3, 4, 5, 6, 7, 8])
     a = ap.parse_args()
+    plots.set_format(a.format)
+    if a.replot:
+        import json
+
+        sweep = json.loads(Path(a.replot).read_text())
+        print(plots.bitwidth_sweep(sweep["rows"], Path(a.out) / "sweep.png", n=sweep.get("runs")))
+        return
+    if not a.model:
+        ap.error("give MODEL (or --replot SWEEP.json)")
     src = Computer.load(a.model)
     digits = Digits.load(a.digits or Path(a.model).with_name("digits.npz"))
     target = Target.preset("rc-8bit-dense").replace(units=src.n_units, name="rc-dense-sweep")
@@ -68,7 +80,7 @@ def main() -> None:
                      f"{r.get('rounded_to_zero', 0)} | {r['mean_best_abs_corr']:.3f} ± {r['sem_best_abs_corr']:.3f} | "
                      f"{', '.join(f'{l}:{n}' for l, n in r['modes'])} | {r['heat_mean_kT']:.0f} ± {r['heat_sem_kT']:.0f} |")
     atomic_write(out / "sweep.md", lambda fh: fh.write("\n".join(lines) + "\n"), mode="w")
-    plots.bitwidth_sweep(rows, out / "sweep.png")
+    plots.bitwidth_sweep(rows, out / "sweep.png", n=a.runs)
     print("\n".join(lines))
 
 

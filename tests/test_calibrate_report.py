@@ -43,6 +43,7 @@ def test_report_files_and_content(report):
         assert (out / f).is_file(), f
     on_disk = json.loads((out / "report.json").read_text())
     assert on_disk["schema"] == "thermohw.calibration/1" and on_disk["discretisation"] == "euler"
+    assert on_disk["provenance"]["seeds"]["calibration"] == on_disk["setup"]["seed"]
     vt = on_disk["virtual_truth"]
     assert vt["errors_after"]["J"] < vt["errors_before"]["J"]
     assert set(on_disk["fits"]) == {"before", "after"}

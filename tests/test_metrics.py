@@ -118,8 +118,9 @@ def test_heat_stats_hand_values():
     assert h["mean_kT"] == pytest.approx(4.0, rel=1e-14)
     assert h["sd_kT"] == pytest.approx(sd, rel=1e-12)
     assert h["sem_kT"] == pytest.approx(sem, rel=1e-12)
-    assert h["ci95_kT"] == pytest.approx([4.0 - 1.96 * sem, 4.0 + 1.96 * sem], rel=1e-12)
-    assert h["ci95_kT"][0] == pytest.approx(0.9009, abs=1e-4)
+    # Student t with 4 dof: t(0.975, 4) = 2.776445 (tables), not the normal 1.96
+    assert h["ci95_kT"] == pytest.approx([4.0 - 2.776445 * sem, 4.0 + 2.776445 * sem], rel=1e-6)
+    assert h["ci95_kT"][0] == pytest.approx(-0.38994, abs=1e-4)
     assert h["median_kT"] == 3.0 and h["min_kT"] == 1.0 and h["max_kT"] == 10.0
 
 

@@ -244,12 +244,17 @@ def run_calibration(program: CompiledProgram, device: Device, out: str | Path,
                                                         intended_program or program, progress)
     plots.fitted_vs_programmed(intended, fits, out / "plots" / "fitted_vs_programmed.png")
     plots.residual_histogram(standardized_residuals(first["rec"], f0.params), out / "plots" / "residuals.png")
-    plots.error_history(history, out / "plots" / "error_history.png")
+    plots.error_history(history, out / "plots" / "error_history.png",
+                        untrimmable=rep["correction"].get("untrimmable"))
     files = final_program.save(out / "corrected")
     rep["corrected_program"] = str(out / "corrected")
     rep["corrected_files"] = len(files)
     rep["seconds"] = time.perf_counter() - t0
     rep["verdicts"] = verdicts(rep)
+    from ..provenance import provenance
+
+    rep["provenance"] = provenance(ngspice=bool(rep.get("spice_verification")) or "spice" in type(device).__name__.lower(),
+                                   seeds={"calibration": setup.seed, "chip": getattr(device, "_chip_seed", None)})
     write_json(out / "report.json", rep)
     return rep
 
@@ -266,7 +271,9 @@ def _spice_verification(program: CompiledProgram, final: CompiledProgram, device
     res = {}
     for name, prog in (("before", program), ("after", final)):
         chip = chip_under_test(prog, errors, label=f"the virtual chip programmed {name} correction")
-        r = run_cosim(reference, cfg, out / f"cosim-{name}", digits=digits, progress=progress, chip=chip)
+        # replace: a new calibration verifies a new chip state; runs of an earlier one must not be kept
+        r = run_cosim(reference, cfg, out / f"cosim-{name}", digits=digits, progress=progress, chip=chip,
+                      replace=True)
         h = r["heat"]
         res[name] = {"heat_kT": h["spice"], "ideal_realised_heat_kT": h["ideal_realised"],
                      "heat_welch_p": h["test_spice_vs_realised"]["p"], "heat_agree": h["agree"],
@@ -307,13 +314,14 @@ def verdicts(rep: dict) -> list[str]:
         v.append("no trim for: " + ", ".join(f"{k} (RMS {x:.3g})" for k, x in corr["untrimmable"].items()))
     g = rep.get("generation")
     if g:
-        v.append("<Q> [intended kT]: " + "; ".join(
+        v.append("<Q> [intended kT], ± s.e.: " + "; ".join(
             f"{k} {x['heat_kT']['mean']:.4g} ± {x['heat_kT']['sem']:.2g}"
             + (f" (paired difference {x['paired_heat_difference_kT']['mean']:+.3g} ± "
                f"{x['paired_heat_difference_kT']['sem']:.2g})" if "paired_heat_difference_kT" in x else "")
             for k, x in g.items()))
     for k, x in rep.get("spice_verification", {}).items():
-        v.append(f"ngspice, chip {k} correction: <Q> {x['heat_kT']['mean']:.4g} ± {x['heat_kT']['sem']:.2g} kT vs "
+        v.append(f"ngspice, chip {k} correction: <Q> {x['heat_kT']['mean']:.4g} ± {x['heat_kT']['sem']:.2g} kT "
+                 f"(± s.e., n = {x['heat_kT']['n']} runs) vs "
                  f"intended {x['ideal_realised_heat_kT']['mean']:.4g} ± {x['ideal_realised_heat_kT']['sem']:.2g} "
                  f"(Welch p = {x['heat_welch_p']:.3g}); per-unit moments "
                  f"{'agree' if x['unit_moments_agree'] else 'differ'}"

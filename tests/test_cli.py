@@ -201,6 +201,9 @@ def test_train_outputs(trained):
     tj = json.loads((trained / "train.json").read_text())
     assert tj["cycles"] == 3 and tj["digits"]["labels"] == [0, 1]
     assert tj["units"] == {"visible": 64, "hidden": 8, "couplings": 64 * 8 + 8 * 7 // 2}
+    pv = tj["provenance"]
+    assert pv["seeds"]["train"] == 0 and pv["numpy"] == np.__version__ and pv["ngspice"] is None
+    assert pv["command"][:4] == ["thermohw", "train", "-o", str(trained)]
     assert TrainState.load(trained / "checkpoint.npz").cycle == 3
 
 
@@ -216,6 +219,7 @@ def test_sample_outputs(sampled, capsys):
     assert sm["heat"]["n"] == 20
     assert sm["heat"]["mean_kT"] == pytest.approx(float(np.mean(heat)), rel=1e-9)
     assert sm["runs"] == 20 and sm["digits"]["n_samples"] == 20
+    assert sm["provenance"]["seeds"]["generate"] == sm["seed"] and sm["provenance"]["thermohw"]
     assert [m["label"] for m in sm["digits"]["modes"]] == [0, 1]
     for png in ("generated.png", "heat.png", "denoising.png"):
         f = sampled / "plots" / png
@@ -241,6 +245,7 @@ def test_report(sampled, capsys):
     assert rep["heat"] == sm["heat"]
     assert rep["digits"]["modes"] == sm["digits"]["modes"]
     assert rep["samples"].endswith("samples.npz")
+    assert rep["provenance"]["seeds"]["samples"] == sm["seed"]
     assert (sampled / "plots" / "heat.png").is_file()       # plots redrawn
 
 
@@ -321,3 +326,77 @@ def test_chip_recipe_interrupted_and_resumed_equals_straight_run(tmp_path, monke
     assert main(["train", "-q", "-o", str(tmp_path / "run"), "--resume", "--cycles", "6",
                  "--hidden-amplitude", "5"]) == 1
     assert "hidden-amplitude (10.0 in the checkpoint, 5.0 asked)" in one_line(capsys.readouterr().err)
+
+
+def test_bare_resume_continues_the_run_as_configured(tmp_path, straight5, monkeypatch, capsys):
+    """A bare --resume (no --cycles) takes the run's own 5 cycles, not a default, and train.json
+    says what was done."""
+    real = thermohw.train.sgd_update
+    calls = {"n": 0}
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(thermohw.train, "sgd_update", flaky)
+    run = tmp_path / "run"
+    assert main(train_args(run, 5)) == 130
+    monkeypatch.setattr(thermohw.train, "sgd_update", real)
+    assert main(["train", "-q", "--resume", "-o", str(run)]) == 0
+    tj = json.loads((run / "train.json").read_text())
+    assert tj["cycles"] == 5 and tj["config"]["cycles"] == 5
+    _same_model(run, straight5)
+    capsys.readouterr()
+    # settings a resume cannot change are refused by name; --cycles below the cycles done too
+    assert main(["train", "-q", "--resume", "--seed", "3", "--hidden", "9", "-o", str(run)]) == 1
+    line = one_line(capsys.readouterr().err)
+    assert "seed (0 in the checkpoint, 3 asked)" in line and "hidden (8 in the checkpoint, 9 asked)" in line
+    assert main(["train", "-q", "--resume", "--cycles", "4", "-o", str(run)]) == 1
+    assert "below the 5 cycles" in one_line(capsys.readouterr().err)
+
+
+def test_chunked_sampling_equals_one_run(trained, tmp_path, monkeypatch):
+    """Long sampling runs go in chunks of whole random-stream blocks; the samples are exactly
+    those of one unchunked run (same seed)."""
+    import thermohw.workflow as wf
+
+    args = ["sample", str(trained / "model.npz"), "--runs", "150", "--t-f", "0.02", "-q"]
+    assert main([*args, "-o", str(tmp_path / "one")]) == 0
+    monkeypatch.setattr(wf, "_CHUNK_BYTES", 1)          # one block (64 runs) per chunk: 3 chunks
+    assert wf.sampling_chunk(72) == 64
+    assert main([*args, "-o", str(tmp_path / "chunked")]) == 0
+    with np.load(tmp_path / "one" / "samples.npz") as a, np.load(tmp_path / "chunked" / "samples.npz") as b:
+        for k in ("x0", "x_final", "heat_kT", "heat_strat_kT"):
+            np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_sample_too_many_runs_refused_with_the_figure(trained, tmp_path, capsys):
+    rc = main(["sample", str(trained / "model.npz"), "--runs", "1e8", "-q", "-o", str(tmp_path / "s")])
+    assert rc == 1
+    line = one_line(capsys.readouterr().err)
+    assert "100000000 samples of 72 units needs about 179 GB" in line and "--runs" in line
+    assert not (tmp_path / "s").exists()
+
+
+def test_recompile_removes_only_the_previous_programs_files(trained, tmp_path, capsys):
+    """A program folder from before manifests (no manifest.json) recompiled for another backend:
+    the old backend's files go, the user's are refused, never removed."""
+    small = tmp_path / "small.npz"
+    rng = np.random.default_rng(0)
+    c = Computer.zeros(4, 4)
+    J = rng.normal(0, 0.2, c.J.shape)
+    c.replace(J=np.where(c.mask, (J + J.T) / 2, 0.0)).save(small)
+    p = tmp_path / "p"
+    assert main(["compile", str(small), "--target", "rc-8bit-dense", "-o", str(p)]) == 0
+    (p / "manifest.json").unlink()                       # as written by an older thermohw
+    assert main(["compile", str(small), "--target", "mechanical-cantilever", "-o", str(p)]) == 0
+    names = {f.name for f in p.iterdir()}
+    assert "oscillators.yaml" in names and not {"chip.cir", "units.csv"} & names
+    assert set(json.loads((p / "manifest.json").read_text())["files"]) == names - {"manifest.json"}
+    (p / "notes.txt").write_text("mine\n")
+    capsys.readouterr()
+    assert main(["compile", str(small), "--target", "rc-8bit-dense", "-o", str(p)]) == 1
+    assert "notes.txt" in one_line(capsys.readouterr().err)
+    assert (p / "notes.txt").read_text() == "mine\n" and (p / "oscillators.yaml").is_file()

@@ -58,7 +58,9 @@ def test_trrandom_cosim_writes_report_and_heat_is_consistent(tmp_path):
     # 4 runs, the paired test above is the sharp one)
     assert rep["unit_moments"]["agree"] and rep["heat"]["agree"], rep["verdicts"]
     assert rep["verdicts"][0].startswith("per-unit means/variances: AGREE")
-    assert json.loads((out / "cosim.json").read_text())["spice_runs"] == 4
+    on_disk = json.loads((out / "cosim.json").read_text())
+    assert on_disk["spice_runs"] == 4
+    assert on_disk["provenance"]["ngspice"].startswith("ngspice-") and on_disk["provenance"]["seeds"]["cosim"] == 1
 
 
 def test_cli_cosim_and_parallel_workers(tmp_path, capsys):
@@ -99,3 +101,47 @@ def test_mismatched_chip_cosim_follows_the_chip_not_the_program(tmp_path):
     prog = simulate(p.realised, x0, n_steps=k, dt=cfg.t_f / k, noise=noise, stratonovich=False)
     d_prog = np.sqrt(np.mean((runs["x_final"] - prog.x_final) ** 2))
     assert d_prog > 5 * rep["paired"]["rms_state_difference"], (d_prog, rep["paired"])
+
+
+def test_cli_cosim_interrupted_then_resumed_equals_an_uninterrupted_sweep(tmp_path):
+    """A real SIGINT to a running `thermohw cosim` (12 runs): exit 130 with the --resume hint, the
+    finished runs saved. A plain rerun into that folder is refused (it would overwrite them); a
+    bare --resume runs only the missing runs, and the final runs equal, bit for bit, those of
+    an uninterrupted sweep (same seed per run index)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from thermohw.cosim import prepare, spice_job
+
+    p = small_program(seed=6)
+    p.save(tmp_path / "prog")
+    out = tmp_path / "c"
+    cmd = [sys.executable, "-m", "thermohw", "cosim", str(tmp_path / "prog"), "-o", str(out), "--runs", "12",
+           "--ideal-runs", "30", "--t-f", "0.3", "--seed", "5", "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while time.time() - t0 < 120 and proc.poll() is None:
+        if (out / "spice_runs.npz").exists() and load_runs(out / "spice_runs.npz")[1]["index"].size >= 2:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "--resume" in err
+    saved = load_runs(out / "spice_runs.npz")[1]["index"]
+    assert 2 <= saved.size < 12, saved  # interrupted mid-sweep
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "--resume" in r.stderr, r.stderr
+    assert np.array_equal(load_runs(out / "spice_runs.npz")[1]["index"], saved)  # nothing overwritten
+    r = subprocess.run(cmd[:7] + ["--resume", "-q"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((out / "cosim.json").read_text())
+    assert (rep["spice_runs"], rep["resumed_runs"], rep["complete"]) == (12, saved.size, True)
+    specs, _, _ = prepare(p, CosimConfig(runs=12, ideal_runs=30, t_f=0.3, seed=5))
+    _, runs = load_runs(out / "spice_runs.npz")
+    for s in specs:
+        clean = spice_job(s)
+        for k in ("x_final", "x0", "snap", "heat", "heat_strat"):
+            assert np.array_equal(runs[k][s["index"]], clean[k]), (s["index"], k)

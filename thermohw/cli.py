@@ -10,23 +10,75 @@ from typing import Sequence
 from .errors import ThermohwError
 
 
+SEED_MAX = 2 ** 32 - 1  # numpy's legacy seed range; every seed the CLI takes fits it
+COUNT_MAX = 2 ** 31 - 1  # counts beyond this overflow int32 indices long before memory runs out
+
+
+def _parse_int(s: str) -> int:
+    """A whole number; '1e6' is accepted when it is one exactly (Decimal: no float rounding)."""
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        return int(s)
+    except ValueError:
+        pass
+    try:
+        d = Decimal(s.strip())
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {s!r}") from None
+    if not d.is_finite() or d != d.to_integral_value() or abs(d) > 10 ** 30:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {s!r}")
+    return int(d)
+
+
+def _int(lo: int = 0, hi: int = COUNT_MAX, what: str = ""):
+    """argparse type: a whole number in lo..hi (Python ints, so no overflow)."""
+    def conv(s: str) -> int:
+        v = _parse_int(s)
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{s} is outside {lo}..{hi}{what}")
+        return v
+    conv.__name__ = "int"
+    return conv
+
+
+_seed = _int(0, SEED_MAX)
+
+
+def _float(lo: float | None = None, *, strict: bool = False, hi: float | None = None):
+    """argparse type: a finite number, >= lo (> lo when strict), <= hi."""
+    import math
+
+    def conv(s: str) -> float:
+        try:
+            v = float(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {s}")
+        if lo is not None and (v <= lo if strict else v < lo):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {lo:g}, got {s}")
+        if hi is not None and v > hi:
+            raise argparse.ArgumentTypeError(f"must be <= {hi:g}, got {s}")
+        return v
+    conv.__name__ = "float"
+    return conv
+
+
 def _int_list(s: str) -> list[int]:
     try:
-        return [int(v) for v in s.replace(" ", "").split(",") if v]
+        v = [int(v) for v in s.replace(" ", "").split(",") if v]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
+    if not v:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}")
+    if min(v) < 0:
+        raise argparse.ArgumentTypeError(f"expected integers >= 0, got {s!r}")
+    return v
 
 
 def _positive(kind):
-    def conv(s: str):
-        try:
-            v = kind(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
-        if not v > 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {s}")
-        return v
-    return conv
+    return _float(0.0, strict=True) if kind is float else _int(1)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,31 +103,37 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--digits", type=_int_list, help="labels of the training digits (first image of each), "
                    "default 0,1,2")
     t.add_argument("--indices", type=_int_list, help="or: indices of the training images")
-    t.add_argument("--hidden", type=int, default=None, help="hidden units (default 512, or the --init model's)")
-    t.add_argument("--connectivity", choices=["paper", "bipartite", "dense"], default="paper",
+    t.add_argument("--hidden", type=_int(0, 100_000), default=None,
+                   help="hidden units (default 512, or the --init model's)")
+    t.add_argument("--connectivity", choices=["paper", "bipartite", "dense"], default=None,
                    help="paper: visible-hidden + hidden-hidden (default)")
-    t.add_argument("--cycles", type=int, default=100, help="training trajectories (default 100)")
-    t.add_argument("--batch", type=int, default=1, help="trajectories per update (default 1)")
-    t.add_argument("--t-f", type=_positive(float), default=2.5, help="trajectory time t_f (default 2.5)")
-    t.add_argument("--dt", type=_positive(float), default=1e-3, help="time step (default 1e-3)")
+    t.add_argument("--cycles", type=_int(1), default=None,
+                   help="training trajectories (default 100); with --resume: raise it to extend the run "
+                   "(default: the run's own)")
+    t.add_argument("--batch", type=_int(1, 1_000_000), default=None, help="trajectories per update (default 1)")
+    t.add_argument("--t-f", type=_positive(float), default=None, help="trajectory time t_f (default 2.5)")
+    t.add_argument("--dt", type=_positive(float), default=None, help="time step (default 1e-3)")
     t.add_argument("--lr", type=_positive(float), help="learning rate (default (dt/t_f)/sqrt(batch))")
-    t.add_argument("--decay-fraction", type=_positive(float), default=0.75,
+    t.add_argument("--decay-fraction", type=_float(0.0, strict=True, hi=1.0), default=None,
                    help="imposed bias reaches zero at this fraction of t_f (default 0.75)")
-    t.add_argument("--kT", type=_positive(float), default=0.1, help="temperature in model units (default 0.1)")
-    t.add_argument("--J2", type=float, default=1.0, help="quadratic on-site coefficient (default 1)")
-    t.add_argument("--J4", type=float, default=1.0, help="quartic on-site coefficient (default 1)")
-    t.add_argument("--hidden-targets", choices=["pixels", "classes"], default="pixels", dest="hidden_targets",
+    t.add_argument("--kT", type=_positive(float), default=None, help="temperature in model units (default 0.1)")
+    t.add_argument("--J2", type=_float(), default=None, help="quadratic on-site coefficient (default 1)")
+    t.add_argument("--J4", type=_float(0.0), default=None, help="quartic on-site coefficient (default 1)")
+    t.add_argument("--hidden-targets", choices=["pixels", "classes"], default=None, dest="hidden_targets",
                    help="what hidden units are noised towards: pixels = pixel j mod 784 (the paper, default); "
                    "classes = class units, +A for their digit's label and -A/(k-1) otherwise (balanced modes "
                    "with few hidden units, docs/mnist-chip.md)")
-    t.add_argument("--hidden-amplitude", type=_positive(float), default=1.0, dest="hidden_amplitude",
+    t.add_argument("--hidden-amplitude", type=_positive(float), default=None, dest="hidden_amplitude",
                    help="A, the hidden targets' amplitude (default 1)")
-    t.add_argument("--average-from", type=int, dest="average_from", metavar="CYCLE",
+    t.add_argument("--average-from", type=_int(0), dest="average_from", metavar="CYCLE",
                    help="the trained model is the mean of the iterates after CYCLE (tail averaging; default: the "
                    "last iterate, as in the paper)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--checkpoint-every", type=int, default=10, help="cycles between checkpoints")
-    t.add_argument("--resume", action="store_true", help="continue the interrupted run in OUT")
+    t.add_argument("--seed", type=_seed, default=None, help="random seed, 0..2**32-1 (default 0)")
+    t.add_argument("--checkpoint-every", type=_int(1), default=None, help="cycles between checkpoints (default 10)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run in OUT as it was configured; --cycles (raised, to extend it), "
+                   "--checkpoint-every and the scoring and output options may be given anew; options that would "
+                   "change the run (--seed, --hidden, --batch, ...) must match it or are refused by name")
     ch = t.add_argument_group("chip-aware training (thermohw.chipaware)")
     ch.add_argument("--target", help="train for this hardware target (preset name, see 'thermohw targets', or a "
                     "YAML file): only the couplings its graph offers after placement are trained, so compile "
@@ -83,11 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument("--qat", action="store_true", help="quantisation-aware: evaluate each gradient at the "
                     "target's quantised model (couplings, biases, J2 trim), update float shadow parameters "
                     "(straight-through); model.npz is the quantised model, shadow.npz the float one")
-    ch.add_argument("--bits", type=int, help="with --qat: coupling bits (default: the target's)")
+    ch.add_argument("--bits", type=_int(2, 16), help="with --qat: coupling bits (default: the target's)")
     ch.add_argument("--mismatch", action="store_true", help="mismatch-aware: evaluate each gradient on a chip "
                     "drawn from the target's component tolerances (seeded by --seed and the cycle)")
     ch.add_argument("--init", metavar="MODEL.npz", help="start from this model (fine-tuning; with --qat: "
                     "quantisation-aware fine-tuning of a float model) instead of zeros")
+    t.add_argument("--score-every", type=_int(0), default=None, dest="score_every", metavar="CYCLES",
+                   help="every CYCLES cycles generate --score-runs samples and record their mean best |corr| and "
+                   "margin (plots/loss.png, train.json, progress bar; own seed, training unchanged); default "
+                   "max(50, cycles/10), a few per cent of training time; 0: off")
+    t.add_argument("--score-runs", type=_int(2, 100_000), default=None, dest="score_runs",
+                   help="samples per quick score (default 16; ~5 s each on the 784 + 512 model)")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     s = sub.add_parser("sample", help="generate samples with the paper's protocol and measure heat",
@@ -96,11 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "and plots/ into OUT.")
     s.add_argument("model", help="model.npz written by 'thermohw train'")
     s.add_argument("-o", "--out", required=True, help="output folder")
-    s.add_argument("--runs", type=int, default=1000, help="generated trajectories (default 1000)")
+    s.add_argument("--runs", type=_int(1), default=1000, help="generated trajectories (default 1000)")
     s.add_argument("--t-f", type=_positive(float), default=2.5)
     s.add_argument("--dt", type=_positive(float), default=1e-3)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--threads", type=int, help="worker threads (default: all cores for large problems)")
+    s.add_argument("--seed", type=_seed, default=0, help="random seed, 0..2**32-1 (default 0)")
+    s.add_argument("--threads", type=_int(1, 1024), help="worker threads (default: all cores for large problems)")
     s.add_argument("--digits", help="training digits .npz for scoring (default: NAME.digits.npz or digits.npz beside the model)")
     s.add_argument("--reference", metavar="IMAGES", help="MNIST images file whose held-out images of the training "
                    "labels fit the k-NN check (default: the file the training digits came from)")
@@ -114,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--out", help="output folder (default: the samples folder)")
     r.add_argument("--reference", metavar="IMAGES", help="MNIST images file for the k-NN check (default: the file "
                    "the training digits came from)")
+    r.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
     cp = sub.add_parser("compile", help="quantise a model and map it onto a hardware target",
                         description="Compile MODEL onto a target (a preset name or a YAML file): placement, "
@@ -121,12 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "Writes the netlist/parameter set, realised.npz (the exact ideal model the hardware "
                         "implements), report.json and summary.txt into OUT.")
     cp.add_argument("model", help="model.npz written by 'thermohw train'")
-    cp.add_argument("--target", required=True, help="preset name (see --list-targets) or path to a target YAML")
+    cp.add_argument("--target", required=True, help="preset name (list them with 'thermohw targets') or path to a target YAML")
     cp.add_argument("-o", "--out", required=True, help="output folder")
-    cp.add_argument("--bits", type=int, help="coupling bits (default: the target's)")
-    cp.add_argument("--bias-bits", type=int, help="bias bits (default: the target's)")
+    cp.add_argument("--bits", type=_int(2, 16), help="coupling bits, 2..16 (default: the target's)")
+    cp.add_argument("--bias-bits", type=_int(2, 16), help="bias bits, 2..16 (default: the target's)")
     cp.add_argument("--rounding", choices=["nearest", "stochastic"], help="default: the target's")
-    cp.add_argument("--seed", type=int, default=0, help="seed for stochastic rounding and placement search")
+    cp.add_argument("--seed", type=_seed, default=0,
+                    help="seed for stochastic rounding and placement search, 0..2**32-1 (default 0)")
     g = cp.add_mutually_exclusive_group()
     g.add_argument("--prune", dest="prune", action="store_const", const="prune",
                    help="drop couplings the topology cannot host (and report them)")
@@ -134,43 +200,58 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fail if any coupling cannot be hosted")
     cp.add_argument("--range", choices=["auto", "full"], default="auto",
                     help="auto: smallest full-scale holding the model (default); full: the target's whole range")
-    cp.add_argument("--coupling-headroom", type=float, default=1.0, dest="coupling_headroom",
+    cp.add_argument("--coupling-headroom", type=_float(1.0, hi=1e6), default=1.0, dest="coupling_headroom",
                     help="auto range: coupling full scale = FACTOR x max|J| (room for gain trims; default 1)")
-    cp.add_argument("--bias-margin", type=float, default=0.0, dest="bias_margin",
+    cp.add_argument("--bias-margin", type=_float(0.0, hi=1e6), default=0.0, dest="bias_margin",
                     help="auto range: bias full scale = max|b| + MARGIN, model units (room for offset trims; "
                     "default 0)")
     cp.add_argument("--netlist", choices=["generate", "free"], default="generate",
                     help="RC/LC netlist: generate = the paper's generation protocol (start in the coupling-free "
                     "equilibrium, written as initial conditions, then the trained dynamics for t_f; default); "
                     "free = a short free run from x = 0")
-    cp.add_argument("--netlist-seed", type=int, default=1, dest="netlist_seed",
+    cp.add_argument("--netlist-seed", type=_int(1, 2147483647), default=1, dest="netlist_seed",
                     help="seed of the netlist's start state and noise, 1..2147483647 (default 1)")
     cp.add_argument("--t-f", type=_positive(float), dest="t_f",
                     help="generation time, model units (default: the model's training t_f, else 2.5)")
+    cp.add_argument("--noise", choices=["trrandom", "pwl", "none"], default="trrandom",
+                    help="RC/LC netlist noise: trrandom = ngspice's seeded TRRANDOM source (default); pwl = drawn "
+                    "here and written to noise.inc (held PWL current sources the netlist includes: for LTspice, "
+                    "Xyce, HSPICE) and noise.npz (the same samples: readout compares the run with the ideal model "
+                    "driven by them); none = noiseless, the deterministic drift")
+    cp.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
     cs = sub.add_parser("cosim", help="run a compiled netlist in ngspice beside the ideal models and compare",
                         description="Runs PROGRAM's netlist in ngspice (transient noise) with the paper's generation "
                         "protocol, runs the float and the realised ideal models, and writes a comparison report "
-                        "(cosim.json, plots/, spice_runs.npz) into OUT. Finished SPICE runs are kept if interrupted.")
+                        "(cosim.json, plots/, spice_runs.npz) into OUT. Finished SPICE runs are saved as they finish; a run that "
+                        "fails or passes --spice-timeout is reported and the others go on; --resume runs the missing ones.")
     cs.add_argument("program", help="folder written by 'thermohw compile'")
     cs.add_argument("-o", "--out", required=True, help="output folder")
-    cs.add_argument("--runs", type=int, default=16, help="SPICE runs (default 16)")
-    cs.add_argument("--ideal-runs", type=int, default=1000, help="runs of each ideal model (default 1000)")
-    cs.add_argument("--workers", type=int, default=1, help="parallel SPICE processes (default 1)")
+    # defaults None: with --resume, an option not given keeps the saved sweep's value (CosimConfig
+    # holds the defaults for a new sweep)
+    cs.add_argument("--runs", type=_int(2, 1_000_000), help="SPICE runs (default 16)")
+    cs.add_argument("--ideal-runs", type=_int(2), help="runs of each ideal model (default 1000)")
+    cs.add_argument("--workers", type=_int(1, 1024), help="parallel SPICE processes (default 1)")
     cs.add_argument("--scheduler", help="Dask scheduler address tcp://HOST:PORT (instead of local processes)")
-    cs.add_argument("--engine", choices=["batch", "shared"], default="batch",
+    cs.add_argument("--engine", choices=["batch", "shared"],
                     help="batch: ngspice -b -r (default); shared: PySpice's in-process libngspice")
-    cs.add_argument("--noise", choices=["trrandom", "pwl"], default="trrandom",
+    cs.add_argument("--noise", choices=["trrandom", "pwl"],
                     help="trrandom: ngspice's seeded Gaussian source; pwl: numpy noise shared with the ideal "
                     "run of the same index (paired comparison)")
-    cs.add_argument("--nt-fraction", type=_positive(float), default=0.02,
+    cs.add_argument("--nt-fraction", type=_float(0.0, strict=True, hi=0.2),
                     help="noise interval as a fraction of the fastest local time constant (default 0.02)")
-    cs.add_argument("--t-f", type=_positive(float), default=2.5)
-    cs.add_argument("--seed", type=int, default=0)
-    cs.add_argument("--chip-seed", type=int, dest="chip_seed",
+    cs.add_argument("--t-f", type=_positive(float), help="generation time, model units (default 2.5)")
+    cs.add_argument("--seed", type=_int(0, 20000), help="run seeds, 0..20000 (default 0)")
+    cs.add_argument("--spice-timeout", type=_float(0.0, strict=True, hi=1e7), dest="spice_timeout",
+                    metavar="SECONDS", help="stop a SPICE run after this long and report it as failed (default: "
+                    "20x the run time expected from the netlist's size, at least 300 s)")
+    cs.add_argument("--resume", action="store_true",
+                    help="continue the sweep saved in OUT: keep its runs, run the missing or failed ones with "
+                    "their own seeds; options not given keep their saved values")
+    cs.add_argument("--chip-seed", type=_seed, dest="chip_seed",
                     help="co-simulate a fabricated chip: component mismatch drawn from the target's figures with "
                     "this seed (the virtual chips' draw; same seed, same chip)")
-    cs.add_argument("--mismatch-scale", type=float, default=1.0, dest="mismatch_scale",
+    cs.add_argument("--mismatch-scale", type=_float(0.0, hi=1e3), dest="mismatch_scale",
                     help="with --chip-seed: multiply the target's component spreads (default 1)")
     cs.add_argument("--directed", action="store_true",
                     help="with --chip-seed: each direction of a coupling is its own element (non-reciprocal chip)")
@@ -187,23 +268,27 @@ def build_parser() -> argparse.ArgumentParser:
     ro.add_argument("-o", "--out", help="folder for readout.json and plots/ (default: print only)")
     ro.add_argument("--reference", metavar="IMAGES", help="MNIST images file for the k-NN check (default: the file "
                     "the training digits came from)")
+    ro.add_argument("--nodes", type=_int_list, metavar="I,J,...",
+                    help="also draw these units' node voltages v(u<i>) in V against time in us "
+                    "(plots/waveforms.png; needs -o)")
 
     ca = sub.add_parser("calibrate", help="measure a chip, fit what it implements, pre-distort the program, verify",
                         description="Records bias-step trajectories of all units from DEVICE running PROGRAM, fits the "
                         "Langevin computer the chip really implements (J2, J4, b, couplings, kT, mu with standard "
                         "errors), pre-distorts the codes and trims, re-measures, and writes report.json, plots/, "
                         "corrected/ (the corrected program) and recording_initial.npz into OUT. A replay device "
-                        "(files: CSV/NPZ, layouts in thermohw.calibrate.recording) gives one fit and the "
+                        "(files: CSV/NPZ/HDF5, layouts in thermohw.calibrate.recording; a lab CSV with a "
+                        "columns.yaml map beside it, calibration/README.md) gives one fit and the "
                         "recommended correction.")
     ca.add_argument("program", help="folder written by 'thermohw compile' (rc target for the virtual chips)")
     ca.add_argument("--device", required=True,
-                    help="virtual-ideal | virtual-spice | replay:PATH (a .csv/.npz file or a folder of them)")
+                    help="virtual-ideal | virtual-spice | replay:PATH (a .csv/.npz/.h5 file or a folder of them)")
     ca.add_argument("-o", "--out", required=True, help="output folder")
-    ca.add_argument("--runs", type=int, default=256, help="bias-step runs per measurement (default 256)")
+    ca.add_argument("--runs", type=_int(2), default=256, help="bias-step runs per measurement (default 256)")
     ca.add_argument("--duration", type=_positive(float), default=20.0, help="model time units per run (default 20)")
     ca.add_argument("--sample-interval", type=_positive(float), default=0.01, help="model time units (default 0.01)")
     ca.add_argument("--amplitude", type=_positive(float), default=2.0, help="bias-step amplitude, model units (default 2)")
-    ca.add_argument("--iterations", type=int, default=3, help="correction steps (default 3)")
+    ca.add_argument("--iterations", type=_int(1, 1000), default=3, help="correction steps (default 3)")
     ca.add_argument("--mobility", choices=["bias", "nominal"], default="bias",
                     help="bias: fit mu from the known imposed biases (default); nominal: fix mu to the program's")
     ca.add_argument("--discretisation", choices=["auto", "euler", "continuous"], default="auto",
@@ -214,32 +299,63 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--J4-trim", type=_positive(float), dest="J4_trim", help="relative step of a cubic-gain trim, if "
                     "the chip has one (default: none, J4 is reported as untrimmable)")
     ca.add_argument("--no-noise-trim", action="store_true", help="the noise amplitude cannot be set per unit")
-    ca.add_argument("--chip-seed", type=int, default=0, help="virtual chips: which chip (its hidden mismatch)")
-    ca.add_argument("--mismatch-scale", type=float, default=1.0,
+    ca.add_argument("--chip-seed", type=_seed, default=0, help="virtual chips: which chip (its hidden mismatch)")
+    ca.add_argument("--mismatch-scale", type=_float(0.0, hi=1e3), default=1.0,
                     help="virtual chips: multiply the target's component spreads (default 1)")
-    ca.add_argument("--substeps", type=int, default=1, help="virtual-ideal: Euler steps per sample (default 1)")
-    ca.add_argument("--workers", type=int, default=1, help="parallel ngspice processes (virtual-spice, --verify-spice)")
-    ca.add_argument("--generate-runs", type=int, default=1000,
+    ca.add_argument("--substeps", type=_int(1, 1_000_000), default=1, help="virtual-ideal: Euler steps per sample (default 1)")
+    ca.add_argument("--workers", type=_int(1, 1024), default=1, help="parallel ngspice processes (virtual-spice, --verify-spice)")
+    ca.add_argument("--generate-runs", type=_int(0), default=1000,
                     help="generated samples per model for the before/after comparison (0: skip)")
-    ca.add_argument("--verify-spice", type=int, default=0, dest="verify_runs", metavar="RUNS",
+    ca.add_argument("--verify-spice", type=_int(0, 1_000_000), default=0, dest="verify_runs", metavar="RUNS",
                     help="virtual chips: co-simulate the generation on the chip's mismatched netlist in ngspice, "
                     "RUNS runs before and after correction (default 0: skip); uses --workers")
-    ca.add_argument("--chunk-runs", type=int, default=256, dest="chunk_runs",
+    ca.add_argument("--chunk-runs", type=_int(2), default=256, dest="chunk_runs",
                     help="record at most this many runs at a time and pool their statistics (bounded memory; "
                     "default 256)")
-    ca.add_argument("--seed", type=int, default=0)
+    ca.add_argument("--seed", type=_seed, default=0)
     ca.add_argument("-q", "--quiet", action="store_true")
 
+    da = sub.add_parser("data", help="download a data set (MNIST IDX files from public mirrors, checksummed)",
+                        description="Downloads the MNIST IDX .gz files into DIR, trying the mirrors in turn, "
+                        "resuming partial downloads (DIR/NAME.part) and verifying every file against the "
+                        "checksums in thermohw/download.py before it gets its final name.")
+    da.add_argument("dataset", choices=["mnist"])
+    da.add_argument("dir", help="folder for the files (e.g. data/mnist)")
+    da.add_argument("--split", choices=["test", "train", "all"], default="test",
+                    help="test: t10k-* (10,000 digits; what the docs use), train: train-* (60,000), all: both")
+    da.add_argument("--mirror", action="append", metavar="URL",
+                    help="base URL holding the .gz files; repeat to try several in turn (replaces the default "
+                    "mirrors)")
+    da.add_argument("-q", "--quiet", action="store_true")
+
+    sub.add_parser("doctor", help="check ngspice, the shared library, BLAS, optional extras and MNIST",
+                   description="Reports what this installation has; exits 1 naming the fix when a required "
+                   "part (ngspice) is missing.")
+
+    es = sub.add_parser("estimate", help="time, energy, element counts and ngspice time of a compiled program",
+                        description="For PROGRAM (a 'thermohw compile' folder): physical time per sample (t_f x tau), "
+                        "energy per sample (model heat from a quick ideal-model run, plus the modelled housekeeping "
+                        "power), the netlist's element counts, and the ngspice time predicted from the benchmarked "
+                        "cost laws (benchmarks/README.md).")
+    es.add_argument("program", help="folder written by 'thermohw compile'")
+    es.add_argument("--runs", type=_int(2, 100_000), default=8,
+                    help="ideal-model generation runs for the heat estimate (default 8; s.e. ~1 %% of <Q>)")
+    es.add_argument("--seed", type=_seed, default=0, help="seed of those runs (default 0)")
+    es.add_argument("--json", action="store_true", help="print the estimate as JSON")
+
     lt = sub.add_parser("targets", help="list the bundled hardware target presets")
-    lt.add_argument("--show", help="print one preset's YAML")
+    lt.add_argument("--show", metavar="NAME", help="print one preset's YAML file as written, with its comments")
 
     d = sub.add_parser("demo", help="train, sample and report on the bundled digits (offline, minutes)",
                        description="Trains a 64 + 64-unit computer on three of scikit-learn's bundled "
                        "8x8 digits, generates samples and writes a report folder.")
     d.add_argument("-o", "--out", default="thermohw-demo", help="output folder (default ./thermohw-demo)")
-    d.add_argument("--cycles", type=int, default=300)
-    d.add_argument("--runs", type=int, default=200)
+    d.add_argument("--cycles", type=_int(1), default=300, help="training cycles (default 300)")
+    d.add_argument("--runs", type=_int(1), default=200, help="generated samples (default 200)")
     d.add_argument("-q", "--quiet", action="store_true")
+    for sp in (t, s, r, cs, ro, ca, d):  # every subcommand that writes plots
+        sp.add_argument("--format", choices=["png", "svg", "pdf"], default="png",
+                        help="file format of the plots (default png; svg/pdf are vector, for papers)")
     return p
 
 
@@ -251,7 +367,7 @@ def _print_sample_summary(sm: dict) -> None:
         modes = ", ".join(f"{m['label']}: {m['upright']}+{m['inverted']}inv" for m in dg["modes"])
         print(f"mean best |corr| with a training digit: {dg['mean_best_abs_corr']:.3f} "
               f"± {dg['sem_best_abs_corr']:.3f}; margin to the second best {dg['mean_margin']:.3f} "
-              f"± {dg['sem_margin']:.3f}; modes {modes}")
+              f"± {dg['sem_margin']:.3f} (± s.e., n = {dg['n_samples']}); modes {modes}")
         cl = dg.get("classifier") or {}
         if cl.get("agreement") is not None:
             print(f"k-NN on held-out images names the best-correlated digit for {100 * cl['agreement']:.1f} % "
@@ -260,29 +376,73 @@ def _print_sample_summary(sm: dict) -> None:
             print(f"k-NN check skipped: {cl['note']}")
 
 
+_RESUMABLE_FILES = ("checkpoint.npz", "spice_runs.npz")  # finished work a rerun continues from
+
+
+def _remove_partial(created: Path | None) -> None:
+    """After a failed command: remove the output folder it created, unless it holds finished
+    work that a rerun with --resume continues from."""
+    import shutil
+
+    if created is None or not created.is_dir():
+        return
+    if any(p.name in _RESUMABLE_FILES for p in created.rglob("*")):
+        return
+    shutil.rmtree(created, ignore_errors=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from . import workflow
+    created = None
+    from .provenance import set_command
+
+    set_command(["thermohw", *(sys.argv[1:] if argv is None else argv)])  # what provenance records
+    from . import plots, workflow
+
+    plots.set_format(getattr(args, "format", "png"))  # for every plot this command writes
     from .train import TrainConfig
 
     try:
+        # every output place is checked before any work starts (a long run must not fail at its end)
+        out = getattr(args, "out", None) or (args.samples if args.command == "report" else None)
+        created = None
+        if out is not None:
+            from .io import check_output_folder
+
+            check_output_folder(out, "-o" if getattr(args, "out", None) else "SAMPLES")
+            created = None if Path(out).exists() else Path(out)
         if args.command == "train":
-            cfg = TrainConfig(cycles=args.cycles, batch=args.batch, t_f=args.t_f, dt=args.dt,
-                              decay_fraction=args.decay_fraction, learning_rate=args.lr, seed=args.seed,
-                              checkpoint_every=args.checkpoint_every, hidden_targets=args.hidden_targets,
-                              hidden_amplitude=args.hidden_amplitude, average_from=args.average_from)
             from .errors import InputError
 
+            # only what was given on the command line (None = not given): a resume takes the rest
+            # from the checkpoint, a new run from TrainConfig's defaults
+            asked = {k: v for k, v in dict(
+                cycles=args.cycles, batch=args.batch, t_f=args.t_f, dt=args.dt, decay_fraction=args.decay_fraction,
+                learning_rate=args.lr, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                hidden_targets=args.hidden_targets, hidden_amplitude=args.hidden_amplitude,
+                average_from=args.average_from, score_every=args.score_every,
+                score_runs=args.score_runs).items() if v is not None}
             if args.init and args.hidden is not None:
                 raise InputError("--hidden conflicts with --init (the hidden units come from the model)")
-            if args.target and args.connectivity != "paper":
+            if args.target and args.connectivity not in (None, "paper"):
                 raise InputError("--connectivity conflicts with --target (the target's graph sets it)")
-            sm = workflow.run_training(args.out, mnist=args.mnist, digits=args.digits, indices=args.indices,
-                                       n_hidden=512 if args.hidden is None else args.hidden,
-                                       connectivity=args.connectivity, config=cfg,
-                                       J2=args.J2, J4=args.J4, kT=args.kT, resume=args.resume,
-                                       progress=not args.quiet, target=args.target, qat=args.qat,
-                                       bits=args.bits, mismatch=args.mismatch, init=args.init)
+            if args.digits is not None and args.indices is not None:
+                raise InputError("--digits conflicts with --indices (give one of them)")
+            if args.resume:
+                sm = workflow.resume_training(args.out, asked, progress=not args.quiet, **{k: v for k, v in dict(
+                    mnist=args.mnist, digits=args.digits, indices=args.indices, n_hidden=args.hidden,
+                    connectivity=args.connectivity, J2=args.J2, J4=args.J4, kT=args.kT, target=args.target,
+                    qat=args.qat or None, bits=args.bits, mismatch=args.mismatch or None, init=args.init).items()
+                    if v is not None})
+            else:
+                sm = workflow.run_training(args.out, mnist=args.mnist, digits=args.digits, indices=args.indices,
+                                           n_hidden=512 if args.hidden is None else args.hidden,
+                                           connectivity=args.connectivity or "paper", config=TrainConfig(**asked),
+                                           J2=1.0 if args.J2 is None else args.J2,
+                                           J4=1.0 if args.J4 is None else args.J4,
+                                           kT=0.1 if args.kT is None else args.kT,
+                                           progress=not args.quiet, target=args.target, qat=args.qat,
+                                           bits=args.bits, mismatch=args.mismatch, init=args.init)
             print(f"trained {sm['cycles']} cycles in {sm['seconds']:.1f} s -> {sm['model']}")
         elif args.command == "sample":
             sm = workflow.run_sampling(args.model, args.out, runs=args.runs, t_f=args.t_f, dt=args.dt,
@@ -293,56 +453,83 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "report":
             sm = workflow.make_report(args.samples, model=args.model, digits=args.digits, out=args.out,
                                       reference=args.reference)
-            _print_sample_summary(sm)
-            print(f"report.json and plots -> {args.out or args.samples}")
+            if not args.quiet:
+                _print_sample_summary(sm)
+                print(f"report.json and plots -> {args.out or args.samples}")
         elif args.command == "compile":
-            from .compile import CompileOptions, compile_computer, resolve_target, summary_text
+            from .compile import CompileOptions, check_program_folder, compile_computer, resolve_target, summary_text
             from .computer import Computer
+
+            check_program_folder(args.out)
 
             opts = CompileOptions(bits=args.bits, bias_bits=args.bias_bits, rounding=args.rounding,
                                   prune=args.prune, range=args.range, seed=args.seed,
                                   coupling_headroom=args.coupling_headroom, bias_margin=args.bias_margin,
-                                  netlist=args.netlist, netlist_seed=args.netlist_seed, t_f=args.t_f)
+                                  netlist=args.netlist, netlist_seed=args.netlist_seed, t_f=args.t_f,
+                                  noise=args.noise)
             prog = compile_computer(Computer.load(args.model), resolve_target(args.target), opts)
-            files = prog.save(args.out)
             beside = workflow.digits_file_beside(args.model)
-            if beside is not None:  # keep the training digits with the program, for cosim's digit scores
-                import shutil
-
-                shutil.copyfile(beside, Path(args.out) / "digits.npz")
-            print(summary_text(prog), end="")
-            print(f"wrote {len(files)} files -> {args.out}")
+            # keep the training digits with the program, for cosim's digit scores
+            files = prog.save(args.out, copies={"digits.npz": beside} if beside is not None else None)
+            if not args.quiet:
+                print(summary_text(prog), end="")
+                print(f"wrote {len(files)} files -> {args.out}")
         elif args.command == "cosim":
             from .compile import CompiledProgram
-            from .cosim import CosimConfig, run_cosim
+            from .cosim import CosimConfig, resume_config, run_cosim
             from .data import Digits
-
-            prog = CompiledProgram.load(args.program)
-            dfile = Path(args.program) / "digits.npz"
-            cfg = CosimConfig(runs=args.runs, ideal_runs=args.ideal_runs, t_f=args.t_f, nt_fraction=args.nt_fraction,
-                              noise=args.noise, engine=args.engine, workers=args.workers, scheduler=args.scheduler,
-                              seed=args.seed)
             from .errors import InputError
 
+            if args.scheduler is not None:  # its form, before any work
+                from .executor import check_scheduler_address
+
+                check_scheduler_address(args.scheduler)
+            given = {k: getattr(args, k) for k in ("runs", "ideal_runs", "t_f", "nt_fraction", "noise", "engine",
+                                                    "workers", "scheduler", "seed", "spice_timeout")
+                     if getattr(args, k) is not None}
+            chip_opts = {"chip_seed": args.chip_seed, "mismatch_scale": args.mismatch_scale,
+                         "directed": args.directed or None, "programmed": args.programmed}
+            if args.resume:  # the saved sweep's settings, unless given (and then only those a resume may change)
+                cfg, saved_chip = resume_config(args.out, given, chip_opts)
+                chip_opts = {**(saved_chip or {}), **{k: v for k, v in chip_opts.items() if v is not None}}
+            else:
+                cfg = CosimConfig(**given)
+            prog = CompiledProgram.load(args.program)
+            dfile = Path(args.program) / "digits.npz"
             chip = None
-            if args.programmed and args.chip_seed is None:
+            if chip_opts.get("programmed") and chip_opts.get("chip_seed") is None:
                 raise InputError("--programmed needs --chip-seed (it sets what a fabricated chip is programmed with)")
-            if args.chip_seed is not None:
+            if chip_opts.get("chip_seed") is not None:
                 from .calibrate.device import HiddenErrors
                 from .calibrate.spice_chip import chip_under_test
 
-                onchip = CompiledProgram.load(args.programmed) if args.programmed else prog
+                scale = 1.0 if chip_opts.get("mismatch_scale") is None else float(chip_opts["mismatch_scale"])
+                chip_opts.update(mismatch_scale=scale, directed=bool(chip_opts.get("directed")),
+                                 programmed=chip_opts.get("programmed"))
+                onchip = CompiledProgram.load(chip_opts["programmed"]) if chip_opts["programmed"] else prog
                 if onchip.realised.n_units != prog.realised.n_units:
                     raise InputError(f"--programmed has {onchip.realised.n_units} units, PROGRAM "
                                      f"{prog.realised.n_units}")
-                errs = HiddenErrors.draw(onchip.target, onchip.realised.n_units, args.chip_seed,
-                                         reciprocal=not args.directed, scale=args.mismatch_scale)
-                chip = chip_under_test(onchip, errs, label=f"chip {args.chip_seed} (mismatch x{args.mismatch_scale:g}) "
-                                       f"programmed with {args.programmed or args.program}")
-            rep = run_cosim(prog, cfg, args.out, digits=Digits.load(dfile) if dfile.is_file() else None,
-                            progress=not args.quiet, chip=chip)
+                errs = HiddenErrors.draw(onchip.target, onchip.realised.n_units, chip_opts["chip_seed"],
+                                         reciprocal=not chip_opts["directed"], scale=scale)
+                chip = chip_under_test(onchip, errs, label=f"chip {chip_opts['chip_seed']} (mismatch x{scale:g}) "
+                                       f"programmed with {chip_opts['programmed'] or args.program}", options=chip_opts)
+            try:
+                rep = run_cosim(prog, cfg, args.out, digits=Digits.load(dfile) if dfile.is_file() else None,
+                                progress=not args.quiet, chip=chip, resume=args.resume)
+            except KeyboardInterrupt:
+                print(f"\nthermohw cosim: interrupted; finished SPICE runs are saved in {args.out} - continue with "
+                      "--resume", file=sys.stderr)
+                return 130
             print("\n".join(rep["verdicts"]))
-            print(f"{rep['spice_runs']} SPICE runs in {rep['spice_seconds']:.0f} s; report -> {args.out}")
+            resumed = f", {rep['resumed_runs']} of them resumed" if rep["resumed_runs"] else ""
+            print(f"{rep['spice_runs']} of {rep['runs_requested']} SPICE runs{resumed} ({rep['spice_seconds']:.0f} s "
+                  f"of SPICE this time); report -> {args.out}")
+            if rep["missing_runs"]:
+                failed = "; ".join(" ".join(f"run {f['run']} (seed {f['seed']}): {f['error']}".split())
+                                   for f in rep["spice_failures"])
+                raise InputError(f"{len(rep['missing_runs'])} of {rep['runs_requested']} SPICE runs failed ({failed}); "
+                                 "the report covers the others - rerun with --resume to run the failed ones")
         elif args.command == "readout":
             from .compile import CompiledProgram
             from .data import Digits
@@ -350,8 +537,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             prog = CompiledProgram.load(args.program)
             dfile = Path(args.program) / "digits.npz"
+            from .backends import pwl
+
+            nfile = Path(args.program) / pwl.NOISE_RECORD  # compile --noise pwl: compare paired
+            paired = prog.options.noise == "pwl" and prog.target.kind == "rc" and nfile.is_file() \
+                and prog.options.netlist == "generate"
             rep = read_run(prog, args.raw, digits=Digits.load(dfile) if dfile.is_file() else None,
-                           reference=args.reference, out=args.out)
+                           reference=args.reference, out=args.out, nodes=args.nodes,
+                           noise=pwl.load(nfile) if paired else None)
             print(f"{rep['time_points']} time points to t = {rep['end_time_model_units']:.4g} model time units; "
                   f"heat {rep['heat_kT_from_first_stored_point']:.4g} kT")
             if "digit" in rep:
@@ -361,6 +554,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                       + (f", k-NN says {d['classifier_label']}" if d["classifier_label"] is not None else ""))
                 if d.get("classifier_note"):
                     print(d["classifier_note"])
+            if "paired" in rep:
+                pr = rep["paired"]
+                print(f"paired with the realised ideal model driven by the same noise ({pr['noise_samples']} samples): "
+                      f"rms state difference {pr['rms_difference_final']:.3g} at t_f, at most "
+                      f"{pr['rms_difference_max']:.3g} over the run ({100 * pr['relative_final']:.2f} % and "
+                      f"{100 * pr['relative_max']:.2f} % of the ideal final spread {pr['ideal_final_spread']:.3g})")
             if args.out:
                 print(f"readout.json and plots -> {args.out}")
         elif args.command == "calibrate":
@@ -389,20 +588,39 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   progress=not args.quiet)
             print("\n".join(rep["verdicts"]))
             print(f"calibrated in {rep['seconds']:.0f} s; report -> {args.out}, corrected program -> {rep['corrected_program']}")
+        elif args.command == "estimate":
+            from .compile import CompiledProgram
+            from .estimate import estimate, estimate_text
+
+            est = estimate(CompiledProgram.load(args.program), args.program, runs=args.runs, seed=args.seed)
+            print(json.dumps(est, indent=2) if args.json else estimate_text(est), end="\n" if args.json else "")
         elif args.command == "targets":
             from .target import Target, list_presets
 
             if args.show:
-                print(Target.preset(args.show).to_yaml(), end="")
+                from .target import preset_text
+
+                print(preset_text(args.show), end="")
             else:
                 for name in list_presets():
                     t = Target.preset(name)
                     print(f"{name:24s} {t.kind:10s} {t.units:6d} units  {t.topology.type:14s} {t.description}")
+        elif args.command == "data":
+            from .download import fetch_mnist
+
+            files = fetch_mnist(args.dir, split=args.split, mirrors=args.mirror, progress=not args.quiet,
+                                log=(lambda s: None) if args.quiet else print)
+            print(f"{len(files)} verified MNIST files in {args.dir}")
+        elif args.command == "doctor":
+            from .doctor import doctor
+
+            return doctor()
         elif args.command == "demo":
             rep = workflow.demo(args.out, cycles=args.cycles, runs=args.runs, progress=not args.quiet)
             _print_sample_summary(rep["samples"])
             print(f"demo report (plots + report.json) -> {args.out}")
     except ThermohwError as e:
+        _remove_partial(created)
         print(f"thermohw {args.command}: error: {e}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # output piped into `head` and closed: not an error

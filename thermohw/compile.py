@@ -30,10 +30,61 @@ import numpy as np
 
 from .computer import Computer
 from .errors import InputError
-from .io import write_json
+from .io import atomic_write, write_json
 from .target import Target
 
 PROGRAM_SCHEMA = "thermohw.program/1"
+MANIFEST = "manifest.json"  # the files a compile wrote into its folder
+MANIFEST_SCHEMA = "thermohw.manifest/1"
+# what a program folder from before manifests held (every backend's files)
+_LEGACY_PROGRAM_FILES = frozenset({"source.npz", "realised.npz", "programmed.npz", "target.yaml", "codes.npz",
+                                   "report.json", "summary.txt", "chip.cir", "units.csv", "couplings.csv",
+                                   "oscillators.yaml", "rfsquids.yaml", "digits.npz"})
+
+
+def check_program_folder(folder: str | Path) -> None:
+    """Before compiling: ``folder`` can take a compiled program (new, empty, or an earlier
+    program's folder), else InputError naming what is in the way."""
+    _previous_program_files(Path(folder))
+
+
+def _previous_program_files(folder: Path) -> set[str]:
+    """Names of the files an earlier compile wrote into ``folder`` (from its manifest), which a
+    recompile may replace or remove. Raises InputError if the folder holds anything else."""
+    if not folder.exists():
+        return set()
+    if not folder.is_dir():
+        raise InputError(f"{folder}: is a file, not a folder; choose a folder for the compiled program")
+    present = {p.name for p in folder.iterdir()}
+    if not present:
+        return set()
+    listed: set[str] = set()
+    mf = folder / MANIFEST
+    if mf.is_file():
+        try:
+            m = json.loads(mf.read_text())
+            files = m["files"] if isinstance(m, dict) and m.get("schema") == MANIFEST_SCHEMA else None
+        except (OSError, ValueError, KeyError, UnicodeDecodeError):
+            files = None
+        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+            raise InputError(f"{mf}: damaged manifest; compile into a new folder (or empty this one)")
+        # plain names only: a crafted manifest must not make a recompile delete files elsewhere
+        listed = {f for f in files if f and Path(f).name == f and f not in (".", "..")}
+        listed.add(MANIFEST)
+    else:
+        try:
+            rep = json.loads((folder / "report.json").read_text())
+            legacy = isinstance(rep, dict) and rep.get("schema") == PROGRAM_SCHEMA
+        except (OSError, ValueError, UnicodeDecodeError):
+            legacy = False
+        if legacy:  # a program folder written before manifests: its known files only
+            listed = set(_LEGACY_PROGRAM_FILES)
+    foreign = sorted(n for n in present - listed if not n.startswith("."))
+    if foreign:
+        shown = ", ".join(foreign[:4]) + (f" and {len(foreign) - 4} more" if len(foreign) > 4 else "")
+        raise InputError(f"{folder}: holds files not written by 'thermohw compile' ({shown}); compile into a new "
+                         "or empty folder, or move them away")
+    return listed & present
 
 
 @dataclass(frozen=True)
@@ -54,6 +105,10 @@ class CompileOptions:
         as initial conditions), then run the trained dynamics for ``t_f`` model time units;
         "free" - a short free run from x = 0 (one model time unit, RC; five, LC).
     netlist_seed : seed of the start state and of the netlist's noise (1..2147483647).
+    noise : the netlist's noise (RC, LC): "trrandom" - ngspice's seeded Gaussian source;
+        "pwl" - drawn by numpy, written to noise.inc (held PWL current sources, for
+        simulators without TRRANDOM) and noise.npz (the same samples, for paired ideal runs);
+        "none" - noiseless (the deterministic drift).
     t_f : generation time in model units (default: the model's training t_f, else 2.5).
     """
 
@@ -69,6 +124,7 @@ class CompileOptions:
     netlist: str = "generate"
     netlist_seed: int = 1
     t_f: float | None = None
+    noise: str = "trrandom"
 
     def __post_init__(self) -> None:
         if self.bits is not None and not 2 <= int(self.bits) <= 16:
@@ -93,6 +149,8 @@ class CompileOptions:
                              "(ngspice ignores any other .options seed)")
         if self.t_f is not None and not (math.isfinite(self.t_f) and self.t_f > 0):
             raise InputError(f"t_f = {self.t_f!r}; the generation time must be > 0 model time units")
+        if self.noise not in ("trrandom", "pwl", "none"):
+            raise InputError(f"noise = {self.noise!r}; use 'trrandom', 'pwl' (portable files) or 'none'")
 
     def generation_time(self, model: Computer) -> float:
         """t_f of the generation protocol: the option, else the model's training t_f, else 2.5."""
@@ -153,9 +211,16 @@ class CompiledProgram:
                       self.report.get("scale", {}).get("bias_range"))
 
     # ---- files ---------------------------------------------------------------------------
-    def save(self, folder: str | Path) -> list[Path]:
-        """Write everything a chip designer and the later stages need into ``folder``."""
+    def save(self, folder: str | Path, copies: dict[str, str | Path] | None = None) -> list[Path]:
+        """Write everything a chip designer and the later stages need into ``folder``, and
+        ``copies`` ({name: source file}, e.g. the training digits) beside them.
+
+        The files written are listed in ``folder/manifest.json``; recompiling into the folder
+        removes the previous program's files that this one does not rewrite (only those), so no
+        stale netlist of another backend stays beside the new program. A folder holding files
+        thermohw did not write is refused (nothing there is touched)."""
         folder = Path(folder)
+        previous = _previous_program_files(folder)
         folder.mkdir(parents=True, exist_ok=True)
         out = [self.source.save(folder / "source.npz"), self.realised.save(folder / "realised.npz"),
                self.programmed.save(folder / "programmed.npz"), self.target.save(folder / "target.yaml")]
@@ -167,12 +232,24 @@ class CompiledProgram:
         out.append(write_json(folder / "report.json", {"schema": PROGRAM_SCHEMA, "target": self.target.name,
                                                         "kind": self.target.kind,
                                                         "options": dataclasses.asdict(self.options),
-                                                        "scales": self.scales, **self.report}))
+                                                        "scales": self.scales, **self.report,
+                                                        "provenance": _provenance(self.options)}))
         summary = summary_text(self)
         from .io import atomic_write
 
         out.append(atomic_write(folder / "summary.txt", lambda fh: fh.write(summary), mode="w"))
         out += self.backend.write(self, folder)
+        for name, src in (copies or {}).items():
+            if Path(name).name != name or name == MANIFEST:
+                raise InputError(f"copy name {name!r} must be a plain file name")
+            out.append(atomic_write(folder / name, lambda fh, src=src: fh.write(Path(src).read_bytes())))
+        written = sorted({p.name for p in out})
+        out.append(write_json(folder / MANIFEST, {"schema": MANIFEST_SCHEMA, "files": written}))  # counted too
+        for name in sorted(previous - set(written) - {MANIFEST}):  # the earlier program's files only
+            try:
+                (folder / name).unlink()
+            except FileNotFoundError:
+                pass
         return out
 
     @classmethod
@@ -184,30 +261,79 @@ class CompiledProgram:
                              "make one with 'thermohw compile'")
         try:
             return cls._load(folder)
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, OverflowError, ArithmeticError, IndexError, RecursionError) as e:
+            # ValueError covers JSONDecodeError and UnicodeDecodeError
             if isinstance(e, InputError):
                 raise
-            raise InputError(f"{folder}: damaged compiled program ({type(e).__name__}: {e}); "
+            text = " ".join(str(e).split())[:100]
+            raise InputError(f"{folder}: damaged compiled program ({type(e).__name__}: {text}); "
                              "compile it again") from None
 
     @classmethod
     def _load(cls, folder: Path) -> "CompiledProgram":
-        from .io import load_record
+        from .io import load_record, numeric_array
 
-        rep = json.loads((folder / "report.json").read_text())
-        if rep.get("schema") != PROGRAM_SCHEMA:
-            raise InputError(f"{folder}/report.json: schema {rep.get('schema')!r}, expected {PROGRAM_SCHEMA!r}")
+        rep = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+        src = folder / "report.json"
+        if not isinstance(rep, dict) or rep.get("schema") != PROGRAM_SCHEMA:
+            found = rep.get("schema") if isinstance(rep, dict) else type(rep).__name__
+            raise InputError(f"{src}: schema {str(found)[:40]!r}, expected {PROGRAM_SCHEMA!r}; compile it again")
+        for key in ("options", "scales"):
+            if not isinstance(rep.get(key), dict):
+                raise InputError(f"{src}: {key} must be a JSON object; the file is damaged - compile it again")
+        _check_scales(src, rep["scales"], rep.get("scale"))
         target = Target.from_yaml(folder / "target.yaml")
         _, codes = load_record(folder / "codes.npz", "thermohw.codes/1")
+        if "placement" not in codes:
+            raise InputError(f"{folder / 'codes.npz'}: lacks the placement array; compile it again")
+        for k, v in codes.items():
+            numeric_array(folder / "codes.npz", k, v, integer=True)
         placement = codes.pop("placement")
         opts = CompileOptions(**rep.pop("options"))
         scales = rep.pop("scales")
         for k in ("schema", "target", "kind"):
             rep.pop(k, None)
-        p = cls(source=Computer.load(folder / "source.npz"), target=target, options=opts, placement=placement,
-                programmed=Computer.load(folder / "programmed.npz"), realised=Computer.load(folder / "realised.npz"),
-                codes=codes, scales=scales, report=rep)
+        source, programmed, realised = (Computer.load(folder / f) for f in ("source.npz", "programmed.npz",
+                                                                             "realised.npz"))
+        n = source.n_units
+        if programmed.n_units != n or realised.n_units != n:
+            raise InputError(f"{folder}: source, programmed and realised models have {n}, {programmed.n_units} "
+                             f"and {realised.n_units} units; the files are from different programs - compile again")
+        if placement.shape != (n,) or len(set(placement.tolist())) != n or (
+                n and not (0 <= placement.min() and placement.max() < target.units)):
+            raise InputError(f"{folder / 'codes.npz'}: placement must give each of the {n} units a distinct "
+                             f"physical unit in 0..{target.units - 1}; the file is damaged - compile it again")
+        p = cls(source=source, target=target, options=opts, placement=placement, programmed=programmed,
+                realised=realised, codes=codes, scales=scales, report=rep)
         return p.with_(artefact=p.backend.lower(p))
+
+
+_POSITIVE_SCALES = ("V_s_V", "tau_s", "phi_s_Wb", "energy_per_model_unit_J", "kT_J", "C_F", "mu_per_s")
+
+
+def _check_scales(src: Path, scales: dict, scale: Any) -> None:
+    """A program's SI scales are finite numbers (the backends divide by them), or null where
+    not applicable; its quantisation ranges are [min, max] pairs."""
+    for k, v in scales.items():
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (
+                v <= 0 and k in _POSITIVE_SCALES):
+            raise InputError(f"{src}: scales.{k} = {str(v)[:30]} must be a finite{' positive' * (k in _POSITIVE_SCALES)} "
+                             "number; the file is damaged - compile it again")
+    if scale is None:
+        return
+    if not isinstance(scale, dict):
+        raise InputError(f"{src}: scale must be a JSON object; the file is damaged - compile it again")
+    for k in ("coupling_range", "bias_range"):
+        r = scale.get(k)
+        if r is None:
+            continue
+        ok = isinstance(r, list) and len(r) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in r) and r[0] < r[1]
+        if not ok:
+            raise InputError(f"{src}: scale.{k} must be [min, max] with min < max; the file is damaged "
+                             "- compile it again")
 
 
 def _quant(q, bits, rounding, value_range):
@@ -464,6 +590,9 @@ def compile_computer(computer: Computer, target: Target | str, options: CompileO
     """Run the compile passes; returns the CompiledProgram (see the module docstring)."""
     if isinstance(target, str):
         target = resolve_target(target)
+    if options is not None and options.noise != "trrandom" and target.kind not in ("rc", "lc"):
+        raise InputError(f"--noise {options.noise} sets a netlist's noise; target {target.name!r} ({target.kind}) "
+                         "has no netlist: drop --noise")
     p = CompiledProgram(source=computer, target=target, options=options or CompileOptions(),
                         report={"violations": [], "source_hash": model_hash(computer)})
     for f in passes or PASSES:
@@ -508,3 +637,9 @@ def summary_text(p: CompiledProgram) -> str:
     lines.append(f"violations: {len(v)}")
     lines += [f"  [{x['check']}] {x['message']}" for x in v]
     return "\n".join(lines) + "\n"
+
+
+def _provenance(opts: "CompileOptions") -> dict:
+    from .provenance import provenance
+
+    return provenance(seeds={"rounding": opts.seed, "netlist": opts.netlist_seed})

@@ -9,6 +9,7 @@ per-unit mismatch; the published model has them uniform.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,30 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def _real(name: str, value: Any) -> np.ndarray:
+    """``value`` as float64, refusing complex, text and object arrays (a complex cast would
+    silently drop the imaginary part)."""
+    a = np.asarray(value)
+    if a.dtype.kind not in "biuf":
+        what = "complex" if a.dtype.kind == "c" else f"non-numeric ({a.dtype})"
+        raise InputError(f"{name} holds {what} values; it must hold real numbers")
+    return a.astype(np.float64)
+
+
+def _flags(name: str, value: Any, shape: tuple) -> np.ndarray:
+    """A bool array of ``shape`` from bools or 0/1 integers (anything else is an error)."""
+    a = np.asarray(value)
+    if a.shape != shape:
+        raise InputError(f"{name} has shape {a.shape}; expected {shape}")
+    if a.dtype.kind in "iu" and a.size and not np.all((a == 0) | (a == 1)):
+        raise InputError(f"{name} must hold true/false (or 0/1) values")
+    if a.dtype.kind not in "biu":
+        raise InputError(f"{name} holds {a.dtype} values; it must hold true/false")
+    return a.astype(bool)
+
+
 def _per_unit(name: str, value: Any, n: int) -> np.ndarray:
-    a = np.asarray(value, dtype=np.float64)
+    a = _real(name, value)
     if a.ndim == 0:
         a = np.full(n, float(a))
     if a.shape != (n,):
@@ -69,7 +92,7 @@ class Computer:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        J = np.asarray(self.J, dtype=np.float64)
+        J = _real("J", self.J)
         if J.ndim != 2 or J.shape[0] != J.shape[1]:
             raise InputError(f"J must be a square matrix, got shape {J.shape}")
         n = J.shape[0]
@@ -77,30 +100,33 @@ class Computer:
             raise InputError("a computer needs at least one unit")
         if not np.all(np.isfinite(J)):
             raise InputError("J contains NaN or inf")
-        mask = np.asarray(self.mask)
-        if mask.shape != (n, n):
-            raise InputError(f"mask has shape {mask.shape}, J has {J.shape}; they must match")
-        mask = mask.astype(bool)
+        if np.shape(self.mask) != (n, n):
+            raise InputError(f"mask has shape {np.shape(self.mask)}, J has {J.shape}; they must match")
+        mask = _flags("mask", self.mask, (n, n))
         if np.any(np.diag(mask)):
             raise InputError("mask has self-couplings on its diagonal; the on-site terms are J2 and J4")
         if not np.array_equal(mask, mask.T):
             raise InputError("mask is not symmetric; a coupling i-j is the same element as j-i")
         scale = max(1.0, float(np.max(np.abs(J))))
-        asym = float(np.max(np.abs(J - J.T)))
+        with np.errstate(over="ignore"):  # J_ij = -J_ji = 1e308 overflows to inf: refused below
+            asym = float(np.max(np.abs(J - J.T)))
         if asym > _SYM_RTOL * scale:
             raise InputError(f"J is not symmetric (max |J - J^T| = {asym:.3g}); "
                              "the model needs J_ij = J_ji - symmetrise it with (J + J.T)/2")
-        J = 0.5 * (J + J.T)
+        J = 0.5 * J + 0.5 * J.T  # = (J + J.T)/2 exactly, without overflow near the float limit
         if np.any(J[~mask] != 0):
             k = int(np.count_nonzero(J[~mask]))
             raise InputError(f"J has {k} nonzero entries where mask is False (including the diagonal); "
                              "zero them or add them to the mask")
-        b = np.asarray(self.b, dtype=np.float64)
+        b = _real("b", self.b)
         if b.shape != (n,):
             raise InputError(f"b has shape {b.shape}; expected ({n},) to match J")
         if not np.all(np.isfinite(b)):
             raise InputError("b contains NaN or inf")
-        nv = int(self.n_visible)
+        nv = self.n_visible
+        if isinstance(nv, (bool, np.bool_)) or not isinstance(nv, (int, np.integer)):
+            raise InputError(f"n_visible = {nv!r} must be a whole number of units")
+        nv = int(nv)
         if not 0 <= nv <= n:
             raise InputError(f"n_visible = {self.n_visible} is outside 0..{n}")
         J2 = _per_unit("J2", self.J2, n)
@@ -118,14 +144,16 @@ class Computer:
         bt = self.bias_trainable
         if bt is None:
             bt = np.arange(n) >= nv
-        bt = np.asarray(bt)
-        if bt.shape != (n,):
-            raise InputError(f"bias_trainable has shape {bt.shape}; expected ({n},)")
+        bt = _flags("bias_trainable", bt, (n,))
         shape = self.image_shape
         if shape is not None:
+            if isinstance(shape, (str, bytes, dict)) or not all(
+                    isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)) and s >= 1
+                    for s in shape):
+                raise InputError(f"image_shape {shape!r} must be a list of whole numbers >= 1, e.g. [28, 28]")
             shape = tuple(int(s) for s in shape)
-            if int(np.prod(shape)) != nv:
-                raise InputError(f"image_shape {shape} has {int(np.prod(shape))} pixels "
+            if math.prod(shape) != nv:  # Python ints: no overflow
+                raise InputError(f"image_shape {shape} has {math.prod(shape)} pixels "
                                  f"but there are {nv} visible units")
         if not isinstance(self.meta, dict):
             raise InputError("meta must be a dict")
@@ -255,6 +283,10 @@ class Computer:
     def from_parts(cls, header: dict, arrays: dict, source: Any = "record") -> "Computer":
         if header.get("couplings") == "pairs":
             arrays = dict(arrays)
+            both = [k for k in ("J", "mask") if k in arrays]
+            if both:  # which couplings would be meant? refuse rather than silently pick the pairs
+                raise InputError(f"{source}: holds coupling pairs and also {' and '.join(both)}; a sparse "
+                                 "model stores only pairs - the file is damaged or was edited, regenerate it")
             try:
                 b = np.asarray(arrays["b"])
                 if b.ndim != 1:
@@ -263,14 +295,24 @@ class Computer:
                 pi, pj = np.asarray(arrays["pair_i"]), np.asarray(arrays["pair_j"])
                 if pi.dtype.kind not in "iu" or pj.dtype.kind not in "iu":
                     raise InputError(f"{source}: coupling pair indices must be integers, got {pi.dtype} and {pj.dtype}")
+                if (pi.dtype == np.uint64 and pi.size and pi.max() >= 2 ** 63) or \
+                        (pj.dtype == np.uint64 and pj.size and pj.max() >= 2 ** 63):
+                    raise InputError(f"{source}: coupling pairs must satisfy 0 <= i < j < {n}")
                 ii, jj = pi.astype(np.int64), pj.astype(np.int64)
-                v = np.asarray(arrays["pair_J"], dtype=np.float64)
+                v = _real(f"{source}: pair_J", arrays["pair_J"])
                 if not (ii.shape == jj.shape == v.shape and ii.ndim == 1):
                     raise InputError(f"{source}: coupling pairs have shapes {ii.shape}, {jj.shape}, {v.shape}")
                 if ii.size and (ii.min() < 0 or jj.max() >= n or np.any(ii >= jj)):
                     raise InputError(f"{source}: coupling pairs must satisfy 0 <= i < j < {n}")
                 if np.unique(ii * n + jj).size != ii.size:
                     raise InputError(f"{source}: a coupling pair is listed twice; the file is damaged")
+                from .resources import check_memory
+
+                # the pairs expand to two N x N matrices (J and mask): refuse before allocating
+                check_memory(9 * n * n, f"{source}: expanding {n} units' couplings",
+                             "the file is damaged, or load it on a machine with more memory")
+            except InputError:
+                raise
             except KeyError as e:
                 raise InputError(f"{source}: missing array {e}; the file is incomplete") from None
             except (TypeError, ValueError) as e:
@@ -286,7 +328,7 @@ class Computer:
             raise InputError(f"{source}: missing arrays {missing}; the file is incomplete")
         try:
             return cls(J=arrays["J"], b=arrays["b"], mask=arrays["mask"],
-                       n_visible=int(header["n_visible"]), J2=arrays["J2"], J4=arrays["J4"],
+                       n_visible=header["n_visible"], J2=arrays["J2"], J4=arrays["J4"],
                        mu=arrays["mu"], kT=arrays["kT"], bias_trainable=arrays["bias_trainable"],
                        image_shape=header.get("image_shape"), meta=header.get("meta") or {})
         except InputError as e:

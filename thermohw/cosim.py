@@ -1,7 +1,7 @@
 """Co-simulation: ngspice transient-noise runs of a compiled netlist beside the ideal
 Langevin model of the float Computer and of the realised (quantised) Computer.
 
-Protocol (the paper's generation, DESIGN.md section 3): initial states are drawn from the
+Protocol (the paper's generation, docs/design.md#protocol): initial states are drawn from the
 coupling-free computer's equilibrium by the *ideal* simulator and handed to SPICE as initial
 conditions (``.ic`` + UIC), then SPICE runs the trained dynamics for t_f (a chip under test
 starts from its own coupling-free equilibrium, errors included). Why not an
@@ -36,6 +36,7 @@ from .errors import InputError
 from .io import load_record, save_record, write_json
 from .langevin import Trajectory, equilibrium_start, generate, simulate, steps_for
 from .metrics import mean_ci
+from .resources import check_memory
 
 RUNS_SCHEMA = "thermohw.spiceruns/1"
 
@@ -81,10 +82,14 @@ class CosimConfig:
     scheduler: str | None = None
     seed: int = 0
     snapshots: int = 26
+    spice_timeout: float | None = None  # seconds per SPICE run; None: default_spice_timeout
 
     def __post_init__(self) -> None:
         if self.runs < 2 or self.ideal_runs < 2:
             raise InputError("runs and ideal_runs must be >= 2 (statistics need a spread)")
+        if self.spice_timeout is not None and not (isinstance(self.spice_timeout, (int, float))
+                                                   and 0 < self.spice_timeout < math.inf):
+            raise InputError(f"spice_timeout = {self.spice_timeout!r}; give seconds > 0 (or None for the default)")
         if self.noise not in ("trrandom", "pwl"):
             raise InputError(f"noise = {self.noise!r}; use 'trrandom' or 'pwl' (paired)")
         if self.engine not in ("batch", "shared"):
@@ -93,7 +98,8 @@ class CosimConfig:
             raise InputError(f"seed = {self.seed}: use 0..20000 (run seeds seed*100003 + run must stay in "
                              "ngspice's 1..2^31-1)")
         if not 0 < self.nt_fraction <= 0.2:
-            raise InputError("nt_fraction must be in (0, 0.2] (DESIGN.md 4a: NT <= tau_min/100 ideally)")
+            raise InputError("nt_fraction must be in (0, 0.2]: the noise interval as a fraction of the fastest relaxation time "
+                             "(default 0.02; docs/design.md#noise-interval)")
         steps_for(self.t_f, self.dt)
 
 
@@ -105,7 +111,7 @@ def spice_job(spec: dict) -> dict:
     from .spice.engines import node_voltages, run as run_spice
 
     t0 = time.perf_counter()
-    raw = run_spice(spec["netlist"], engine=spec["engine"])
+    raw = run_spice(spec["netlist"], engine=spec["engine"], timeout=spec.get("timeout"))
     circ, c = spec["circuit"], spec["realised"]
     n = c.n_units
     t = raw["time"]
@@ -127,7 +133,7 @@ def spice_job(spec: dict) -> dict:
     e["noise_delivered_J"] = e["resistive_J"] + e["couplings_J"] + e["bias_J"] + e["capacitor_delta_J"]
     if spec.get("pwl_current") is not None:
         # paired mode: the injected currents are known, so the noise power is measured, not
-        # inferred, and the first law becomes a check of the simulation (DESIGN.md 4a: < 1 %)
+        # inferred, and the first law becomes a check of the simulation (< 1 %, docs/design.md#cosim)
         cur = spec["pwl_current"]
         k = np.minimum((t / spec["nt_s"]).astype(np.int64), cur.shape[0] - 1)
         e["noise_measured_J"] = float(np.trapezoid(np.einsum("ti,ti->t", v, cur[k]), t))
@@ -146,6 +152,31 @@ def _backend_netlist(p: CompiledProgram):
     from .backends import rc
 
     return rc
+
+
+# Default per-run SPICE timeout, from the netlist's size: ngspice's work grows with the elements
+# (units + coupling transconductors) times the noise intervals it steps through. Measured: the
+# shipped 784 + 24 chip (808 units, 34,401 couplings, 2812 intervals) runs in 112 s on one core
+# (benchmarks/README.md), ~1.1 us per element and interval. The margin covers a machine ~5x
+# slower with its cores shared ~4 ways; the floor covers process start-up and a loaded machine
+# for tiny netlists. A hung run then costs at most ~20x an honest one, and a run cut off by
+# mistake is rerun with a larger --spice-timeout and --resume.
+SPICE_SECONDS_PER_ELEMENT_INTERVAL = 1.2e-6
+SPICE_TIMEOUT_MARGIN = 20.0
+SPICE_TIMEOUT_FLOOR_S = 300.0
+
+
+def default_spice_timeout(circ, intervals: int) -> float:
+    """Seconds one SPICE run of ``circ`` over ``intervals`` noise intervals may take."""
+    elements = int(circ.n_units) + int(np.count_nonzero(circ.G))
+    est = SPICE_SECONDS_PER_ELEMENT_INTERVAL * elements * int(intervals)
+    return float(max(SPICE_TIMEOUT_FLOOR_S, SPICE_TIMEOUT_MARGIN * est))
+
+
+def run_seed(cfg: CosimConfig, run: int) -> int:
+    """ngspice's ``.options seed`` of SPICE run ``run`` (fixed per run index, so a resumed or
+    rerun sweep draws what an uninterrupted one would)."""
+    return cfg.seed * 100003 + int(run) + 1
 
 
 def prepare(p: CompiledProgram, cfg: CosimConfig, chip: ChipUnderTest | None = None
@@ -169,14 +200,15 @@ def prepare(p: CompiledProgram, cfg: CosimConfig, chip: ChipUnderTest | None = N
     if cfg.noise == "pwl":
         noise = np.random.default_rng(np.random.SeedSequence([cfg.seed, 2])).standard_normal((k, cfg.runs, p.realised.n_units))
     grid = np.linspace(0.0, cfg.t_f * tau, k + 1)
+    timeout = cfg.spice_timeout if cfg.spice_timeout is not None else default_spice_timeout(circ, k)
     specs = []
     for r in range(cfg.runs):
-        net = be.netlist(circ, t_stop=cfg.t_f * tau, nt=nt_s, seed=cfg.seed * 100003 + r + 1,
+        net = be.netlist(circ, t_stop=cfg.t_f * tau, nt=nt_s, seed=run_seed(cfg, r),
                          noise=cfg.noise, x0=x0[r],
                          pwl=None if noise is None else noise[:, r, :],
                          title=f"thermohw cosim run {r}: target {p.target.name}")
         specs.append({"index": r, "netlist": net, "engine": cfg.engine, "circuit": circ, "realised": model,
-                      "v0": circ.V_s * x0[r],
+                      "v0": circ.V_s * x0[r], "timeout": timeout,
                       "grid_s": grid, "snapshots": cfg.snapshots, "nt_s": nt_s,
                       "pwl_current": None if noise is None else np.sqrt(circ.s2 / nt_s) * noise[:, r, :]})
     return specs, x0, noise
@@ -190,6 +222,7 @@ def _save_runs(path: Path, results: list[dict], meta: dict) -> None:
             arrays[k] = np.stack([r[k] for r in results])
         for k in ("heat", "heat_strat", "seconds"):
             arrays[k] = np.array([r[k] for r in results])
+        arrays["points"] = np.array([r.get("points", 0) for r in results], dtype=np.int64)
         for k in results[0]["energy"]:
             arrays["energy_" + k] = np.array([r["energy"][k] for r in results])
     save_record(path, RUNS_SCHEMA, meta, arrays)
@@ -199,18 +232,168 @@ def load_runs(path: str | Path) -> tuple[dict, dict]:
     return load_record(path, RUNS_SCHEMA)
 
 
+# ---------------------------------------------------------------------------------------------
+# resuming a sweep
+# ---------------------------------------------------------------------------------------------
+RUNS_FILE = "spice_runs.npz"
+# what a resume may change: where and how the runs execute, and the ideal side of the comparison;
+# never what a SPICE run computes (a resumed sweep must equal an uninterrupted one)
+RESUMABLE = frozenset({"workers", "scheduler", "engine", "spice_timeout", "ideal_runs"})
+OPTION_NAMES = {"runs": "--runs", "ideal_runs": "--ideal-runs", "t_f": "--t-f", "dt": "dt",
+                "nt_fraction": "--nt-fraction", "noise": "--noise", "engine": "--engine", "workers": "--workers",
+                "scheduler": "--scheduler", "seed": "--seed", "snapshots": "snapshots",
+                "spice_timeout": "--spice-timeout", "chip_seed": "--chip-seed",
+                "mismatch_scale": "--mismatch-scale", "directed": "--directed", "programmed": "--programmed"}
+
+
+def _refuse_change(key: str, given, saved) -> InputError:
+    name = OPTION_NAMES.get(key, key)
+    return InputError(f"--resume: {name} = {given!r} differs from the saved sweep's {saved!r}; a resume cannot "
+                      f"change it (drop {name} to continue the sweep as it was, or start a new sweep in another -o)")
+
+
+def _saved_config(path: Path, header: dict) -> dict:
+    """The CosimConfig fields stored in a runs file (missing ones: today's defaults)."""
+    fields = CosimConfig.__dataclass_fields__
+    conf = header.get("config")
+    if not isinstance(conf, dict):
+        raise InputError(f"{path}: has no sweep configuration; it cannot be resumed - start a new sweep in another -o")
+    try:
+        return asdict(CosimConfig(**{k: v for k, v in conf.items() if k in fields}))
+    except (TypeError, InputError) as e:
+        raise InputError(f"{path}: its sweep configuration is unusable ({e}); start a new sweep in another -o"
+                         ) from None
+
+
+def saved_sweep(out: str | Path) -> dict | None:
+    """The header of the SPICE runs saved in folder ``out``, or None if it holds none."""
+    f = Path(out) / RUNS_FILE
+    return load_runs(f)[0] if f.exists() else None
+
+
+def resume_config(out: str | Path, given: dict, chip_options: dict | None = None
+                  ) -> tuple[CosimConfig, dict | None]:
+    """For ``--resume``: the configuration of the sweep saved in ``out`` with the settings the
+    user ``given`` explicitly (CosimConfig fields) applied. A given setting that a resume cannot
+    change (not in RESUMABLE) and that differs from the saved one is refused by name; so is a
+    chip option (``chip_options``: chip_seed, mismatch_scale, directed, programmed; None = not
+    given) that differs from the saved chip's. Returns the config and the saved chip options
+    (None when the saved sweep ran the program's own netlist)."""
+    path = Path(out) / RUNS_FILE
+    hdr = saved_sweep(out)
+    if hdr is None:
+        raise InputError(f"--resume: {out} holds no saved SPICE runs ({RUNS_FILE}); start without --resume")
+    saved = _saved_config(path, hdr)
+    for k, v in given.items():
+        if k not in CosimConfig.__dataclass_fields__:
+            raise InputError(f"unknown co-simulation setting {k!r}")
+        if k not in RESUMABLE and v != saved[k]:
+            raise _refuse_change(k, v, saved[k])
+    cfg = CosimConfig(**{**saved, **given})
+    chip = hdr.get("chip")
+    saved_opts = chip.get("options") if isinstance(chip, dict) else None
+    given_opts = {k: v for k, v in (chip_options or {}).items() if v is not None and v is not False}
+    if given_opts and chip is None:
+        k = next(iter(given_opts))
+        raise InputError(f"--resume: the saved sweep ran PROGRAM's own netlist, not a fabricated chip; a resume "
+                         f"cannot add {OPTION_NAMES.get(k, k)} (drop it, or start a new sweep in another -o)")
+    if isinstance(saved_opts, dict):
+        for k, v in given_opts.items():
+            if saved_opts.get(k) != v:
+                raise _refuse_change(k, v, saved_opts.get(k))
+    return cfg, (dict(saved_opts) if isinstance(saved_opts, dict) else None)
+
+
+def _sweep_hash(specs: list[dict]) -> str:
+    """Identifies what the SPICE runs compute: every run's netlist (circuit, seeds, start state,
+    noise, times) and what is kept of it. Comment lines are left out: they carry provenance
+    (the command line, the version) that differs between a sweep and its resume."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for s in specs:
+        h.update(f"{s['index']}|{s['snapshots']}|{len(s['grid_s'])}|".encode())
+        h.update("\n".join(ln for ln in s["netlist"].splitlines() if not ln.startswith("*")).encode())
+    return h.hexdigest()
+
+
+def _check_same_sweep(path: Path, header: dict, cfg: CosimConfig, sweep: str, chip: ChipUnderTest | None) -> None:
+    saved = _saved_config(path, header)
+    for k, v in asdict(cfg).items():
+        if k not in RESUMABLE and v != saved[k]:
+            raise _refuse_change(k, v, saved[k])
+    if (header.get("chip") is None) != (chip is None):
+        raise InputError("--resume: the saved sweep ran " + ("a fabricated chip" if chip is None else
+                         "PROGRAM's own netlist") + "; give the same chip options as the saved sweep, or start "
+                         "a new sweep in another -o")
+    if header.get("netlists_sha256", sweep) != sweep:
+        raise InputError("--resume: the SPICE netlists differ from the saved sweep's (another PROGRAM, or another "
+                         "chip); resume with the program and chip the sweep started with, or use another -o")
+
+
+def _saved_results(path: Path, arrays: dict, runs: int) -> list[dict]:
+    """The per-run results stored in a runs file, as spice_job returned them."""
+    idx = arrays.get("index")
+    if idx is None or idx.ndim != 1 or idx.dtype.kind not in "iu":
+        raise InputError(f"{path}: no run index; the file is damaged - start a new sweep in another -o")
+    n = idx.size
+    if n == 0:
+        return []
+    need = ("x_final", "x0", "snap", "heat", "heat_strat", "seconds")
+    bad = [k for k in need if k not in arrays or arrays[k].shape[:1] != (n,)]
+    bad += [k for k in arrays if k.startswith("energy_") and arrays[k].shape != (n,)]
+    if bad or len(set(idx.tolist())) != n or idx.min() < 0 or idx.max() >= runs:
+        raise InputError(f"{path}: inconsistent saved runs ({', '.join(bad) or 'run indices'}); the file is "
+                         "damaged - start a new sweep in another -o")
+    energy = [k for k in arrays if k.startswith("energy_")]
+    return [{"index": int(i), "x_final": arrays["x_final"][j], "x0": arrays["x0"][j], "snap": arrays["snap"][j],
+             "heat": float(arrays["heat"][j]), "heat_strat": float(arrays["heat_strat"][j]),
+             "seconds": float(arrays["seconds"][j]),
+             "points": int(arrays["points"][j]) if "points" in arrays else 0,
+             "energy": {k.removeprefix("energy_"): float(arrays[k][j]) for k in energy}}
+            for j, i in enumerate(idx.tolist())]
+
+
 def run_cosim(p: CompiledProgram, cfg: CosimConfig, out: str | Path, *, digits=None,
-              progress: bool = True, chip: ChipUnderTest | None = None) -> dict:
+              progress: bool = True, chip: ChipUnderTest | None = None, resume: bool = False,
+              replace: bool = False) -> dict:
     """Run SPICE and both ideal models, compare, and write the report folder ``out``.
     ``chip``: co-simulate that circuit (e.g. a mismatched chip) against ``p``'s models.
 
     Finished SPICE runs are saved to ``out/spice_runs.npz`` as they arrive; on Ctrl-C the
-    report is written from the finished runs and KeyboardInterrupt is re-raised."""
+    report is written from the finished runs and KeyboardInterrupt is re-raised. A run that
+    fails (ngspice error, killed, or past ``cfg.spice_timeout``) is reported in cosim.json
+    (``spice_failures``: run index, seed, error) and the others go on.
+
+    ``resume``: continue the sweep saved in ``out``: its runs are kept and only the missing
+    ones (never run, failed, interrupted) run, with the seeds they always had, so the result
+    equals an uninterrupted sweep; settings that would change a run are refused by name.
+    Without it a folder that holds saved runs is refused; ``replace=True`` discards them
+    instead (for callers that own the folder)."""
     from .executor import Interrupted, make_executor
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    runs_file = out / RUNS_FILE
+    # the ideal runs come after the sweep: refuse what cannot fit before any SPICE run starts
+    # (the same estimate generate() makes: start states, state, scratch)
+    check_memory(8 * int(cfg.ideal_runs) * p.realised.n_units * 9,
+                 f"the ideal models' {cfg.ideal_runs} runs of {p.realised.n_units} units", "use fewer --ideal-runs")
     specs, x0, noise = prepare(p, cfg, chip)
+    sweep = _sweep_hash(specs)
+    saved: list[dict] = []
+    if runs_file.exists() and not replace:
+        hdr, arrays = load_runs(runs_file)
+        if not resume:
+            n_saved = int(np.size(arrays.get("index", [])))
+            raise InputError(f"{out} already holds {n_saved} saved SPICE runs of a sweep; pass --resume to "
+                             "continue it, or choose another output folder (-o)")
+        _check_same_sweep(runs_file, hdr, cfg, sweep, chip)
+        saved = _saved_results(runs_file, arrays, cfg.runs)
+    elif resume and not runs_file.exists():
+        raise InputError(f"--resume: {out} holds no saved SPICE runs ({RUNS_FILE}); start without --resume")
+    out.mkdir(parents=True, exist_ok=True)
+    if replace and runs_file.exists():
+        runs_file.unlink()  # a new sweep: runs of the old one must not mix in
     nt_model = cfg.t_f / (len(specs[0]["grid_s"]) - 1)
     from .backends.rc import held_noise_variance_factor
 
@@ -219,33 +402,50 @@ def run_cosim(p: CompiledProgram, cfg: CosimConfig, out: str | Path, *, digits=N
             # sample-and-hold noise: stationary variance factor tanh(x/2)/(x/2) at x = NT/tau; the
             # fastest unit (tau_min, cubic curvature at |x| = 1 included) bounds the loss for all
             "held_noise_variance_factor_worst": held_noise_variance_factor(cfg.nt_fraction)}
+    meta["netlists_sha256"] = sweep
+    meta["spice_timeout_s"] = specs[0]["timeout"]
     if chip is not None:
         meta["chip"] = chip.describe()
-    results: list[dict] = []
+    results: list[dict] = list(saved)
     failures: list[dict] = []
+    done = {r["index"] for r in saved}
+    todo = [s for s in specs if s["index"] not in done]
+    if saved and progress:
+        print(f"resuming {runs_file}: {len(saved)} of {cfg.runs} SPICE runs saved, {len(todo)} to run")
 
     def on_result(res) -> None:
+        run = todo[res.index]["index"]  # the executor counts items of todo; runs keep their own index
         if res.ok:
             results.append(res.value)
-            _save_runs(out / "spice_runs.npz", results, meta)
+            _save_runs(runs_file, results, meta)
         else:
-            failures.append({"run": res.index, "error": res.error, "seed": cfg.seed * 100003 + res.index + 1})
+            failures.append({"run": run, "seed": run_seed(cfg, run), "error": res.error})
 
     t0 = time.perf_counter()
     interrupted = False
-    try:
-        with make_executor(workers=cfg.workers, scheduler=cfg.scheduler) as ex:
-            ex.map(spice_job, specs, progress=progress, desc="SPICE runs", on_result=on_result)
-    except (Interrupted, KeyboardInterrupt):
-        interrupted = True
+    if todo:
+        try:
+            with make_executor(workers=cfg.workers, scheduler=cfg.scheduler) as ex:
+                ex.map(spice_job, todo, progress=progress, desc="SPICE runs", on_result=on_result)
+        except (Interrupted, KeyboardInterrupt):
+            interrupted = True
     spice_seconds = time.perf_counter() - t0
     if interrupted and len(results) < 2:
         raise KeyboardInterrupt
     if len(results) < 2:
         why = f"; first failure (run {failures[0]['run']}): {failures[0]['error']}" if failures else ""
-        raise InputError(f"only {len(results)} of {len(specs)} SPICE runs finished{why}")
+        raise InputError(f"only {len(results)} of {len(specs)} SPICE runs finished{why}; fix the cause and "
+                         "rerun with --resume (finished runs are kept)")
+    missing = sorted(set(range(cfg.runs)) - {r["index"] for r in results})
     report = compare(p, cfg, results, x0, noise, out, digits=digits, chip=chip)
-    report.update(spice_seconds=spice_seconds, spice_failures=failures, interrupted=interrupted, **meta)
+    report.update(spice_seconds=spice_seconds, runs_requested=cfg.runs, resumed_runs=len(saved),
+                  new_runs=len(results) - len(saved), missing_runs=missing, complete=not missing,
+                  spice_failures=failures, interrupted=interrupted, **meta)
+    from .provenance import provenance
+
+    report["provenance"] = provenance(ngspice=True, seeds={
+        "cosim": cfg.seed, "spice_run_seeds": "seed * 100003 + run + 1",
+        "chip": (chip.meta or {}).get("errors_seed") if chip is not None else None})
     write_json(out / "cosim.json", report)
     if interrupted:
         raise KeyboardInterrupt
@@ -359,7 +559,7 @@ def compare(p: CompiledProgram, cfg: CosimConfig, results: list[dict], x0: np.nd
                            p.source.image_shape, pdir / "digits_side_by_side.png")
     plots.heat_histogram({"SPICE": q_sp / kT, "realised ideal": ideal["realised"].heat_kT,
                           "float ideal": ideal["float"].heat_kT}, pdir / "heat.png",
-                         title="heat per generated sample: SPICE vs ideal")
+                         title="heat per generated sample: SPICE vs ideal (densities)")
     um = rep["unit_moments"]
     plots.unit_moments(np.array(um["mean_ideal"]), np.array(um["mean_spice"]), np.array(um["var_ideal"]),
                        np.array(um["var_spice"]), len(results), pdir / "unit_moments.png")
@@ -376,7 +576,8 @@ def _verdicts(rep: dict) -> list[str]:
              f"units at alpha = {um['alpha']}; <= {um['allowed_by_chance']} expected by chance; Welch t / Brown-Forsythe)")
     h = rep["heat"]
     v.append(f"<Q>: {'AGREE' if h['agree'] else 'DIFFER'} (SPICE {h['spice']['mean']:.4g} ± {h['spice']['sem']:.2g} kT "
-             f"vs realised ideal {h['ideal_realised']['mean']:.4g} ± {h['ideal_realised']['sem']:.2g} kT; "
+             f"vs realised ideal {h['ideal_realised']['mean']:.4g} ± {h['ideal_realised']['sem']:.2g} kT, ± s.e., "
+             f"n = {h['spice']['n']} and {h['ideal_realised']['n']}; "
              f"Welch p = {h['test_spice_vs_realised']['p']:.3g})")
     if "digits" in rep:
         d = rep["digits"]

@@ -3,6 +3,7 @@ reader for user-supplied files. Nothing is ever downloaded."""
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import InputError
-from .io import load_record, save_record
+from .io import load_record, numeric_array, save_record
 
 DIGITS_SCHEMA = "thermohw.digits/1"
 
@@ -35,22 +36,33 @@ class Digits:
     indices: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        p = np.array(self.patterns, dtype=np.float64, ndmin=2)
-        if p.ndim != 2 or p.shape[0] == 0:
+        p = np.array(numeric_array("digits", "patterns", self.patterns), dtype=np.float64, ndmin=2)
+        if p.ndim != 2 or p.shape[0] == 0 or p.shape[1] == 0:
             raise InputError(f"patterns must be (k, pixels) with k >= 1, got shape {p.shape}")
         if not np.all(np.isfinite(p)):
             raise InputError("patterns contain NaN or inf")
+        if isinstance(self.image_shape, (str, bytes, dict)) or not all(
+                isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)) and s >= 1
+                for s in self.image_shape):
+            raise InputError(f"image_shape {self.image_shape!r} must be whole numbers >= 1, e.g. [28, 28]")
         shape = tuple(int(s) for s in self.image_shape)
-        if int(np.prod(shape)) != p.shape[1]:
+        if math.prod(shape) != p.shape[1]:
             raise InputError(f"image_shape {shape} does not match {p.shape[1]} pixels")
-        lab = np.asarray(self.labels).astype(np.int64).reshape(-1)
+        lab = numeric_array("digits", "labels", self.labels, integer=True).astype(np.int64).reshape(-1)
         if lab.shape[0] != p.shape[0]:
             raise InputError(f"{lab.shape[0]} labels for {p.shape[0]} patterns")
+        if not isinstance(self.source, str) or not (self.origin is None or isinstance(self.origin, str)):
+            raise InputError(f"source and origin must be text, got {type(self.source).__name__} and "
+                             f"{type(self.origin).__name__}")
         p.setflags(write=False)
         object.__setattr__(self, "patterns", p)
         object.__setattr__(self, "labels", lab)
         object.__setattr__(self, "image_shape", shape)
         if self.indices is not None:
+            if isinstance(self.indices, (str, bytes, dict)) or not all(
+                    isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_)) and i >= 0
+                    for i in self.indices):
+                raise InputError(f"indices must be image numbers >= 0, got {str(self.indices)[:60]}")
             idx = tuple(int(i) for i in self.indices)
             if len(idx) != p.shape[0]:
                 raise InputError(f"{len(idx)} indices for {p.shape[0]} patterns")
@@ -69,10 +81,10 @@ class Digits:
     def load(cls, path: str | Path) -> "Digits":
         h, a = load_record(path, DIGITS_SCHEMA)
         try:
-            return cls(a["patterns"], a["labels"], tuple(h["image_shape"]), h.get("source", ""),
+            return cls(a["patterns"], a["labels"], h["image_shape"], h.get("source", ""),
                        h.get("origin"), h.get("indices"))
         except (TypeError, ValueError) as e:
-            raise InputError(f"{path}: malformed digits header ({e})") from None
+            raise InputError(f"{path}: malformed digits record ({str(e)[:120]}); regenerate it") from None
         except KeyError as e:
             raise InputError(f"{path}: digits record lacks {e}") from None
 
@@ -81,6 +93,14 @@ def normalise(images: np.ndarray) -> np.ndarray:
     """Scale each image (row) to zero mean and unit variance, as in the paper."""
     x = np.asarray(images, dtype=np.float64)
     x = x.reshape(x.shape[0], -1)
+    if not np.all(np.isfinite(x)):
+        raise InputError("images contain NaN or inf pixel values")
+    # the result is scale-free: rescale rows whose squares would overflow or underflow first
+    # (only those, so ordinary images normalise bit for bit as before)
+    peak = np.max(np.abs(x), axis=1, keepdims=True) if x.size else np.ones((x.shape[0], 1))
+    odd = (peak > 1e150) | ((peak < 1e-150) & (peak > 0))
+    if np.any(odd):
+        x = np.where(odd, x / np.where(odd, peak, 1.0), x)
     sd = x.std(axis=1, keepdims=True)
     if np.any(sd == 0):
         bad = np.nonzero(sd[:, 0] == 0)[0][:5].tolist()
@@ -113,10 +133,11 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise InputError(f"{path}: truncated IDX header ({len(raw)} bytes, need {head})")
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     dtype = np.dtype(_IDX_TYPES[code])
-    need = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    need = math.prod(dims) * dtype.itemsize  # Python ints: a header's sizes cannot overflow
     have = len(raw) - head
     if have != need:
-        raise InputError(f"{path}: IDX header says dims {dims} ({need} data bytes) but the file has "
+        shown = f"{need}" if need < 10 ** 15 else f"{need:.3g}"
+        raise InputError(f"{path}: IDX header says dims {dims} ({shown} data bytes) but the file has "
                          f"{have}; the file is {'truncated' if have < need else 'padded or not IDX'}")
     return np.frombuffer(raw, dtype=dtype, offset=head).reshape(dims).astype(dtype.newbyteorder("="))
 
@@ -126,11 +147,19 @@ def load_mnist(images: str | Path, labels: str | Path | None = None) -> tuple[np
     x = read_idx(images)
     if x.ndim < 2:
         raise InputError(f"{images}: image IDX must have >= 2 dims, got {x.shape}")
+    if x.shape[0] == 0 or math.prod(x.shape[1:]) == 0:
+        raise InputError(f"{images}: holds no pixels (dims {x.shape}); give an MNIST images IDX file")
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        raise InputError(f"{images}: pixel values include NaN or inf; the file is damaged")
     y = None
     if labels is not None:
         y = read_idx(labels)
         if y.ndim != 1 or y.shape[0] != x.shape[0]:
-            raise InputError(f"{labels}: {y.shape} labels do not match {x.shape[0]} images")
+            raise InputError(f"{labels}: {y.shape} labels do not match {x.shape[0]} images; "
+                             "the labels file must be the one that goes with the images")
+        if y.dtype.kind not in "iu":
+            raise InputError(f"{labels}: labels are {y.dtype} values; an IDX labels file holds integers "
+                             "(type code 0x08)")
     return x, y
 
 

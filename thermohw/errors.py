@@ -10,5 +10,10 @@ class InputError(ThermohwError, ValueError):
     """A file, array or argument is malformed or out of range."""
 
 
+class NoSpaceError(ThermohwError, OSError):
+    """A write failed for lack of space (or quota) on the device; the previous version of the
+    file, if any, is intact."""
+
+
 class DivergenceError(ThermohwError, FloatingPointError):
     """A simulation left the region where the explicit integrator is stable."""

@@ -26,6 +26,13 @@ Interrupts (Ctrl-C) never lose finished runs:
   ``on_result`` call. Catch it to save or report partial results.
 
 Any other exception from ``on_result`` cancels the pending jobs and propagates unchanged.
+
+Lost workers: a local worker process that dies (killed, out of memory) breaks its pool; the jobs
+it took down are resubmitted to a fresh pool, up to ``LOCAL_POOL_RESTARTS`` times per map; after
+that, jobs lost with a broken pool fail (so a job that kills its worker every time cannot loop
+forever; what it took down with it is reported, and can be rerun, e.g. by cosim --resume). On Dask the scheduler
+does the same (a task whose worker died is rerun elsewhere, up to ``distributed.scheduler.
+allowed-failures`` times, then it fails as ``KilledWorker``).
 """
 from __future__ import annotations
 
@@ -36,12 +43,19 @@ import time
 import traceback
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 from .errors import InputError, ThermohwError
 
-__all__ = ["JobResult", "Interrupted", "Executor", "LocalExecutor", "DaskExecutor", "make_executor"]
+__all__ = ["JobResult", "Interrupted", "Executor", "LocalExecutor", "DaskExecutor", "make_executor",
+           "check_scheduler_address"]
+
+LOCAL_POOL_RESTARTS = 3
+# connecting to a scheduler that answers takes well under a second on a LAN; waiting longer only
+# delays the error when the address is wrong or the scheduler is down
+CONNECT_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -189,16 +203,26 @@ class LocalExecutor(Executor):
             raise Interrupted(col.ordered(), col.total) from None
 
     def _map_pool(self, fn, items, col: _Collector) -> None:
-        pool = self._get_pool()
         futures: dict[Future, int] = {}
+        todo, restarts = list(range(len(items))), 0
         try:
-            for i, item in enumerate(items):
-                futures[pool.submit(_call, fn, item)] = i
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                for f in sorted(done, key=futures.__getitem__):
-                    col.add(self._finished(futures[f], f))
+            while todo:
+                pool = self._get_pool()
+                futures = {pool.submit(_call, fn, items[i]): i for i in todo}
+                lost: list[int] = []
+                pending = set(futures)
+                while pending:
+                    done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                    for f in sorted(done, key=futures.__getitem__):
+                        if (restarts < LOCAL_POOL_RESTARTS and not f.cancelled()
+                                and isinstance(f.exception(), BrokenProcessPool)):
+                            lost.append(futures[f])  # its worker died: run it again in a fresh pool
+                        else:
+                            col.add(self._finished(futures[f], f))
+                if lost:
+                    restarts += 1
+                    self._terminate()
+                todo = sorted(lost)
         except KeyboardInterrupt:
             self._abort(futures, col)
             raise Interrupted(col.ordered(), col.total) from None
@@ -248,18 +272,25 @@ class DaskExecutor(Executor):
     """Jobs go to a Dask distributed scheduler (``tcp://HOST:PORT``) or an existing
     ``distributed.Client``. Needs ``pip install 'thermohw[dask]'``."""
 
-    def __init__(self, scheduler, *, timeout: float = 30.0):
+    def __init__(self, scheduler, *, timeout: float = CONNECT_TIMEOUT_S):
         try:
             import distributed
         except ImportError:
             raise InputError("--scheduler needs Dask distributed: pip install 'thermohw[dask]' "
                              "(or dask[distributed])") from None
         self._own = not isinstance(scheduler, distributed.Client)
+        self.client = None
         if self._own:
+            # check the form first: a malformed address makes Client raise after it has started
+            # its event loop, and the half-built client then hangs the interpreter's exit
+            scheduler = check_scheduler_address(scheduler)
+            _probe(scheduler, timeout)
             try:
                 self.client = distributed.Client(scheduler, timeout=timeout, set_as_default=False)
-            except (OSError, TimeoutError) as e:
-                raise InputError(f"cannot reach the Dask scheduler at {scheduler!r}: {e}") from None
+            except Exception as e:  # any failure to connect is the user's address or cluster
+                raise InputError(f"cannot reach the Dask scheduler at {scheduler!r} within {timeout:g} s "
+                                 f"({type(e).__name__}: {e}); start it (dask scheduler) or fix --scheduler"
+                                 ) from None
         else:
             self.client = scheduler
         self.scheduler = self.client.scheduler.address
@@ -318,6 +349,65 @@ class DaskExecutor(Executor):
         if self._own and self.client is not None:
             self.client.close()
         self.client = None
+
+
+def _probe(address: str, timeout: float) -> None:
+    """Before a Client is made: fail at once when nothing listens at a TCP-based address
+    (refused, unknown host), which distributed's Client would retry until its timeout, and, for
+    tcp://, when what answers is not a Dask scheduler (a failed Client hangs the exit)."""
+    import asyncio
+    import socket
+
+    proto, _, loc = address.rpartition("://")
+    proto = proto or "tcp"
+    if proto not in ("tcp", "tls", "ws", "wss"):
+        return
+    host, _, port = loc.rpartition(":")
+    fix = "start it (dask scheduler) or fix --scheduler"
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise InputError(f"cannot reach the Dask scheduler at {address!r} ({e.strerror or e}); {fix}") from None
+    if proto != "tcp":  # tls/ws need the cluster's security settings: the Client checks them
+        return
+    from distributed.comm import connect
+
+    async def handshake() -> None:
+        comm = await connect(address if "://" in address else f"tcp://{address}", timeout=timeout)
+        await comm.close()
+
+    try:  # distributed's connect waits for the handshake without a limit: a silent port would hang
+        asyncio.run(asyncio.wait_for(handshake(), timeout))
+    except Exception as e:  # garbage from a non-Dask service can surface as anything (even MemoryError)
+        why = " ".join(str(e).split())[:120] or f"no answer within {timeout:g} s"
+        raise InputError(f"no Dask scheduler answers at {address!r} ({type(e).__name__}: {why}); {fix}") from None
+
+
+def check_scheduler_address(address) -> str:
+    """``address`` if it has the form of a Dask scheduler address distributed can connect to:
+    ``[PROTOCOL://]HOST:PORT`` with PROTOCOL tcp (the default), tls, ws, wss or ucx, or an
+    ``inproc://`` address (a scheduler in this process). Otherwise one InputError naming the fix."""
+    fix = "give the scheduler's address as tcp://HOST:PORT (e.g. tcp://127.0.0.1:8786)"
+    if not isinstance(address, str) or not address.strip() or address != address.strip() or any(
+            c.isspace() or not c.isprintable() for c in address):
+        raise InputError(f"scheduler address {address!r} is not an address; {fix}")
+    proto, sep, loc = address.partition("://")
+    if not sep:
+        proto, loc = "tcp", address
+    known = ("tcp", "tls", "ws", "wss", "ucx", "inproc")
+    if proto not in known:
+        raise InputError(f"scheduler address {address!r}: unknown protocol {proto!r} (Dask knows "
+                         f"{', '.join(known)}); {fix}")
+    if proto == "inproc":
+        if not loc:
+            raise InputError(f"scheduler address {address!r} names no scheduler; {fix}")
+        return address
+    host, colon, port = loc.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):  # IPv6 literal
+        host = host[1:-1]
+    if not colon or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise InputError(f"scheduler address {address!r} needs a host and a port 1..65535; {fix}")
+    return address
 
 
 def make_executor(workers: int = 1, scheduler: str | None = None, *, start_method: str = "spawn") -> Executor:

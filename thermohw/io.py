@@ -5,6 +5,7 @@ string stored as a 0-d unicode array.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -13,7 +14,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, NoSpaceError
 
 HEADER_KEY = "__header__"
 _UMASK = os.umask(0)
@@ -33,11 +34,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise NoSpaceError(f"{path}: no space left on the device while writing it (the previous version, if "
+                               "any, is intact); free space or choose another output folder, then rerun "
+                               "(with --resume where the command has it)") from None
         raise
     return path
 
@@ -86,6 +91,49 @@ def save_record(path: str | os.PathLike, schema: str, header: Mapping[str, Any],
     return atomic_write(path, lambda fh: np.savez_compressed(fh, **payload))
 
 
+def numeric_array(src: Any, name: str, value: Any, *, integer: bool = False) -> np.ndarray:
+    """``value`` as an array of real numbers (bool, integer or float dtype; only integer or
+    bool with ``integer``), else an InputError naming ``src`` and ``name``. Casting a complex
+    array to float silently drops its imaginary part, and a string array silently parses:
+    both are refused instead."""
+    a = np.asarray(value)
+    kinds = "biu" if integer else "biuf"
+    if a.dtype.kind not in kinds:
+        want = "integers" if integer else "real numbers"
+        what = {"c": "complex", "O": "object", "U": "text", "S": "bytes", "V": "structured"}.get(a.dtype.kind, str(a.dtype))
+        raise InputError(f"{src}: {name} holds {what} values ({a.dtype}); it must hold {want} - "
+                         "the file is damaged or was not written by thermohw")
+    return a
+
+
+def read_npz_arrays(path: Path, what: str = "file") -> dict[str, np.ndarray]:
+    """Every array of an .npz file (never unpickled). Any failure to decode the untrusted bytes
+    (zipfile.BadZipFile, zlib.error, a damaged .npy header, an object array, a member that is
+    not an array, ...) is an InputError naming the file."""
+    arrays, k = {}, None
+    try:
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:  # our handle: closed on error
+            for k in z.files:
+                arrays[k] = z[k]
+    except Exception as e:
+        where = "" if k is None else f" at array {k!r}"
+        if k is not None and "allow_pickle" in str(e):  # (a file that is no zip at all says so too)
+            raise InputError(f"{path}: array {k!r} holds Python objects, which thermohw never unpickles; "
+                             "store plain numeric arrays") from None
+        raise InputError(f"{path}: not a readable .npz {what}{where} ({type(e).__name__}: {_short(e)}); "
+                         "the file is corrupt or truncated - regenerate it") from None
+    for k, v in arrays.items():
+        if not isinstance(v, np.ndarray):  # numpy hands back a member that is not .npy as raw bytes
+            raise InputError(f"{path}: member {k!r} is not a numpy array; the file is damaged or not an .npz {what}")
+    return arrays
+
+
+def _short(e: BaseException, n: int = 100) -> str:
+    """An exception's text on one line, cut to ``n`` characters (it can quote file bytes)."""
+    text = " ".join(str(e).split())
+    return text if len(text) <= n else text[:n - 3] + "..."
+
+
 def load_record(path: str | os.PathLike, schema: str | tuple[str, ...]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Read a record written by :func:`save_record`; check its schema tag (one tag, or a tuple
     of the tags a reader understands).
@@ -96,24 +144,48 @@ def load_record(path: str | os.PathLike, schema: str | tuple[str, ...]) -> tuple
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except Exception as e:  # any failure to decode untrusted bytes (zlib.error, tokenize.TokenError, ...)
-        raise InputError(f"{path}: not a readable .npz record ({type(e).__name__}: {e}); "
-                         "the file is corrupt or truncated - regenerate it") from None
+    arrays = read_npz_arrays(path, "record")
     if HEADER_KEY not in arrays:
         raise InputError(f"{path}: has no thermohw header; it was not written by thermohw")
+    head = arrays.pop(HEADER_KEY)
+    if head.dtype.kind != "U" or head.shape != ():
+        raise InputError(f"{path}: header is a {head.dtype} array of shape {head.shape}, not JSON text; "
+                         "the file is damaged or was not written by thermohw - regenerate it")
     try:
-        header = json.loads(str(arrays.pop(HEADER_KEY)))
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: header is not valid JSON ({e})") from None
+        header = json.loads(str(head))
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, over-long integers, deep nesting
+        raise InputError(f"{path}: header is not valid JSON ({type(e).__name__}: {str(e)[:80]}); "
+                         "the file is damaged - regenerate it") from None
     if not isinstance(header, dict):
         raise InputError(f"{path}: header is not a JSON object; the file was not written by thermohw")
     found = header.get("schema")
     accepted = (schema,) if isinstance(schema, str) else tuple(schema)
     if found not in accepted:
         want = accepted[0] if len(accepted) == 1 else " or ".join(repr(a) for a in accepted)
-        raise InputError(f"{path}: schema is {found!r}, expected {want if len(accepted) > 1 else repr(want)}; "
+        raise InputError(f"{path}: schema is {_short(repr(found), 60)}, expected {want if len(accepted) > 1 else repr(want)}; "
                          "it is a different kind of record or from an incompatible version")
     return header, arrays
+
+
+def check_output_folder(path: str | os.PathLike, option: str = "-o") -> Path:
+    """Before any work starts: ``path`` must be a folder thermohw can create files in (or can
+    create). Raises InputError naming the path and the fix; creates nothing that stays."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{option} {path}: is a file, not a folder; choose a folder path (new or existing)")
+    probe = path
+    while not probe.exists():  # the nearest existing ancestor is where the folder would be made
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise InputError(f"{option} {path}: {probe} is a file, so no folder can be made there; choose another path")
+    try:  # a real write test: os.access misses read-only mounts for root and ACLs
+        fd, tmp = tempfile.mkstemp(prefix=".thermohw-write-test.", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        where = "" if probe == path else f" (in {probe})"
+        raise InputError(f"{option} {path}: cannot write there{where}: {e.strerror or e}; "
+                         "choose a writable folder") from None
+    return path

@@ -23,6 +23,7 @@ import numpy as np
 from .computer import Computer
 from .errors import DivergenceError, InputError
 from .io import load_record, save_record
+from .resources import check_memory
 
 TRAJECTORY_SCHEMA = "thermohw.trajectory/1"
 BLOCK = 64  # runs per random stream
@@ -136,9 +137,44 @@ class Trajectory:
             return cls(times=a["times"], x=a.get("x"), x0=a["x0"], x_final=a["x_final"], heat=a["heat"],
                        heat_strat=a["heat_strat"], work=a["work"], dt=float(h["dt"]),
                        n_steps=int(h["n_steps"]), kT=float(h["kT"]), seed=h.get("seed"),
-                       protocol=h.get("protocol") or {})
+                       protocol=h.get("protocol") or {})._checked(path)
         except KeyError as e:
             raise InputError(f"{path}: trajectory record lacks {e}") from None
+        except (TypeError, ValueError, OverflowError) as e:
+            if isinstance(e, InputError):
+                raise
+            raise InputError(f"{path}: malformed trajectory header ({type(e).__name__}: {str(e)[:80]}); "
+                             "the file is damaged - regenerate it") from None
+
+    def _checked(self, src: Any) -> "Trajectory":
+        """Self, after checking what a file could get wrong: real arrays of matching shapes,
+        finite states and heats, dt and kT positive."""
+        from .io import numeric_array
+
+        x0, xf = numeric_array(src, "x0", self.x0), numeric_array(src, "x_final", self.x_final)
+        if xf.ndim != 2 or 0 in xf.shape or x0.shape != xf.shape:
+            raise InputError(f"{src}: x0 and x_final must both be (runs, units); got {x0.shape} and {xf.shape}")
+        runs = xf.shape[0]
+        for name in ("heat", "heat_strat", "work"):
+            if numeric_array(src, name, getattr(self, name)).shape != (runs,):
+                raise InputError(f"{src}: {name} has shape {np.shape(getattr(self, name))}; expected ({runs},)")
+        t = numeric_array(src, "times", self.times)
+        if t.ndim != 1:
+            raise InputError(f"{src}: times has shape {t.shape}; expected one time per snapshot")
+        if self.x is not None and numeric_array(src, "x", self.x).shape != (t.shape[0], *xf.shape):
+            raise InputError(f"{src}: x has shape {np.shape(self.x)}; expected {(t.shape[0], *xf.shape)}")
+        for name in ("x0", "x_final", "heat", "work"):
+            if not np.all(np.isfinite(getattr(self, name))):
+                raise InputError(f"{src}: {name} contains NaN or inf; the file is damaged - regenerate it")
+        if np.any(np.isinf(self.heat_strat)):  # NaN means 'not computed'
+            raise InputError(f"{src}: heat_strat contains inf; the file is damaged - regenerate it")
+        if not (math.isfinite(self.dt) and self.dt > 0 and math.isfinite(self.kT) and self.kT > 0
+                and self.n_steps >= 0):
+            raise InputError(f"{src}: dt = {self.dt}, kT = {self.kT}, n_steps = {self.n_steps}; dt and kT "
+                             "must be positive numbers and n_steps >= 0 - the file is damaged")
+        if not isinstance(self.protocol, dict):
+            raise InputError(f"{src}: protocol must be a JSON object; the file is damaged")
+        return self
 
 
 def _jsonable_seed(seed: Any) -> Any:
@@ -148,23 +184,25 @@ def _jsonable_seed(seed: Any) -> Any:
 # ---------------------------------------------------------------------------------------------
 # the integrator
 # ---------------------------------------------------------------------------------------------
-def _block_generators(seed: Any, n_runs: int) -> list[np.random.Generator]:
+def _block_generators(seed: Any, n_runs: int, first_block: int = 0) -> list[np.random.Generator]:
     n_blocks = max(1, math.ceil(n_runs / BLOCK))
     if isinstance(seed, np.random.Generator):
+        if first_block:
+            raise InputError("first_block needs an int or SeedSequence seed (a Generator's streams depend on order)")
         # draw child seeds (advances the parent's serialisable state; Generator.spawn would not)
         children = [np.random.SeedSequence(int(s)) for s in seed.integers(0, 2 ** 63, size=n_blocks)]
     else:
-        children = _children(seed, n_blocks)
+        children = _children(seed, n_blocks, start=first_block)
     return [np.random.Generator(np.random.PCG64(c)) for c in children]
 
 
-def _children(seed: Any, n: int) -> list[np.random.SeedSequence]:
-    """The first n children of a seed, without spawning from (mutating) a SeedSequence the
+def _children(seed: Any, n: int, start: int = 0) -> list[np.random.SeedSequence]:
+    """Children start..start+n-1 of a seed, without spawning from (mutating) a SeedSequence the
     caller passed: the same seed object gives the same streams every time. For an int seed
-    these are exactly SeedSequence(seed).spawn(n)."""
+    and start 0 these are exactly SeedSequence(seed).spawn(n)."""
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     return [np.random.SeedSequence(ss.entropy, spawn_key=tuple(ss.spawn_key) + (k,), pool_size=ss.pool_size)
-            for k in range(n)]
+            for k in range(start, start + n)]
 
 
 def euler_limits(c: Computer, dt: float) -> tuple[float, float]:
@@ -197,7 +235,7 @@ def simulate(computer: Computer, x0: np.ndarray, *, n_steps: int, dt: float, see
              protocol: Protocol | None = None, record_every: int | None = None,
              stratonovich: bool = True, threads: int | None = None,
              progress: Callable[[int], None] | None = None, noise: np.ndarray | None = None,
-             sparse: bool | None = None) -> Trajectory:
+             sparse: bool | None = None, first_block: int = 0) -> Trajectory:
     """Advance ``x0`` (runs, N) by ``n_steps`` Euler-Maruyama steps of size ``dt``.
 
     seed: int, SeedSequence or Generator; the same seed gives identical results.
@@ -207,6 +245,8 @@ def simulate(computer: Computer, x0: np.ndarray, *, n_steps: int, dt: float, see
     sparse: use a sparse (CSR) coupling product; default: when under 2 % of J is nonzero.
     noise: optional (n_steps, runs, N) standard normals to use instead of the seeded streams,
         so another simulator (ngspice, in paired co-simulation) can be driven by the same noise.
+    first_block: use the seed's random streams from this block of BLOCK runs on, so a long run
+        done in chunks of whole blocks reproduces the single run exactly.
     Raises DivergenceError, with the fix, if dt is beyond the Euler stability limit or a state
     runs away.
     """
@@ -224,6 +264,10 @@ def simulate(computer: Computer, x0: np.ndarray, *, n_steps: int, dt: float, see
     n_steps = int(n_steps)
     if record_every is not None and (int(record_every) != record_every or record_every < 1):
         raise InputError(f"record_every must be a whole number >= 1, got {record_every!r}")
+    n_rec_est = 0 if not record_every else n_steps // int(record_every) + 2
+    check_memory(8 * R * N * (7 + n_rec_est), f"simulating {R} runs of {N} units"
+                 + (f" recording {n_rec_est} snapshots" if n_rec_est else ""),
+                 "use fewer runs" + (" or record fewer snapshots" if n_rec_est else ""))
     h = None
     if protocol is not None:
         h = protocol.h
@@ -250,7 +294,7 @@ def simulate(computer: Computer, x0: np.ndarray, *, n_steps: int, dt: float, see
         J_csr = None
     if threads is None:
         threads = _default_threads(R, N, coupled)
-    gens = _block_generators(seed, R)
+    gens = _block_generators(seed, R, first_block)
     rec_idx = None
     if record_every:
         rec_idx = sorted(set(range(0, n_steps + 1, int(record_every))) | {n_steps})
@@ -405,21 +449,30 @@ def equilibrium_start(computer: Computer, n_runs: int, *, t_eq: float = 2.5, dt:
 
 def generate(computer: Computer, n_runs: int, *, t_f: float = 2.5, dt: float = 1e-3, seed: Any = None,
              t_eq: float | None = None, record_every: int | None = None, stratonovich: bool = True,
-             threads: int | None = None, progress: Callable[[int], None] | None = None) -> Trajectory:
+             threads: int | None = None, progress: Callable[[int], None] | None = None,
+             first_block: int = 0) -> Trajectory:
     """The paper's generation protocol: equilibrate the coupling-free, bias-free computer for
     ``t_eq`` (default t_f) from x = 0, then run the trained computer for t_f. Returns the
-    second phase; its heat is the heat emitted by generation. Outputs are x_final[:, :Nv]."""
+    second phase; its heat is the heat emitted by generation. Outputs are x_final[:, :Nv].
+    ``first_block``: runs start at block ``first_block`` of the seed's streams (chunked runs,
+    :func:`thermohw.workflow.run_sampling`)."""
     if n_runs < 1:
         raise InputError("n_runs must be >= 1")
+    n_steps_f = steps_for(t_f, dt)
+    n_rec = 0 if not record_every else n_steps_f // max(1, int(record_every)) + 2
+    # peak: the equilibrated start states beside the second phase's state, scratch and snapshots
+    check_memory(8 * int(n_runs) * computer.n_units * (9 + n_rec),
+                 f"generating {n_runs} runs of {computer.n_units} units", "use fewer runs")
     if isinstance(seed, np.random.Generator):
         s_eq, s_run = (np.random.SeedSequence(int(v)) for v in seed.integers(0, 2 ** 63, size=2))
     else:
         s_eq, s_run = _children(seed, 2)
     x = np.zeros((n_runs, computer.n_units))
     eq = simulate(computer.coupling_free(), x, n_steps=steps_for(t_eq if t_eq is not None else t_f, dt),
-                  dt=dt, seed=s_eq, stratonovich=False, threads=threads)
+                  dt=dt, seed=s_eq, stratonovich=False, threads=threads, first_block=first_block)
     tr = simulate(computer, eq.x_final, n_steps=steps_for(t_f, dt), dt=dt, seed=s_run,
-                  record_every=record_every, stratonovich=stratonovich, threads=threads, progress=progress)
+                  record_every=record_every, stratonovich=stratonovich, threads=threads, progress=progress,
+                  first_block=first_block)
     return Trajectory(times=tr.times, x=tr.x, x0=tr.x0, x_final=tr.x_final, heat=tr.heat,
                       heat_strat=tr.heat_strat, work=tr.work, dt=tr.dt, n_steps=tr.n_steps, kT=tr.kT,
                       seed=_jsonable_seed(seed), protocol={"kind": "generation", "t_f": t_f,

@@ -16,7 +16,7 @@ strings; no tags, no objects). Unknown keys, duplicate keys, non-numbers, NaN/in
 outside a plausible physical range are errors that name the field path (``couplings.bits``)
 and say what is accepted. Presets live in ``thermohw/presets/*.yaml``.
 
-The formulas that turn these numbers into element values are in DESIGN.md section 4; this
+The formulas that turn these numbers into element values are in docs/design.md (#units to #josephson); this
 module only describes the hardware, it does not map anything onto it.
 """
 from __future__ import annotations
@@ -102,13 +102,16 @@ _NUMBER_RE = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 def _number(name: str, value: Any) -> float:
     if isinstance(value, bool) or value is None:
-        raise InputError(f"{name} = {value!r} is not a number; give a plain number in SI units")
+        raise InputError(f"{name} = {_show(value)} is not a number; give a plain number in SI units")
+    if isinstance(value, (int, np.integer)) and abs(int(value)) > 10 ** 300:
+        raise InputError(f"{name} = {str(value)[:12]}... ({len(str(value))} digits) is far too large; "
+                         "give a plain number in SI units")
     if isinstance(value, (int, float, np.integer, np.floating)):
         x = float(value)
     elif isinstance(value, str) and _NUMBER_RE.fullmatch(value.strip()):
         x = float(value)
     else:
-        raise InputError(f"{name} = {value!r} is not a number; give a plain number in SI units "
+        raise InputError(f"{name} = {_show(value)} is not a number; give a plain number in SI units "
                          "without a unit suffix, e.g. 1.0e-12")
     if not math.isfinite(x):
         raise InputError(f"{name} = {x} is not finite; NaN and inf are not allowed")
@@ -129,7 +132,7 @@ def _ranged(name: str, value: Any, lo: float, hi: float, unit: str = "") -> floa
 def _integer(name: str, value: Any, lo: int, hi: int) -> int:
     x = _number(name, value)
     if not x.is_integer():
-        raise InputError(f"{name} = {value!r} must be a whole number in {lo}..{hi}")
+        raise InputError(f"{name} = {_show(value)} must be a whole number in {lo}..{hi}")
     if not lo <= x <= hi:
         raise InputError(f"{name} = {int(x)} is out of range; use an integer in {lo}..{hi}")
     return int(x)
@@ -140,7 +143,7 @@ def _choice(name: str, value: Any, options: tuple) -> Any:
         hint = difflib.get_close_matches(str(value), [str(o) for o in options], n=1)
         did = f" (did you mean {hint[0]!r}?)" if hint else ""
         shown = ", ".join("null" if o is None else repr(o) for o in options)
-        raise InputError(f"{name} = {value!r} is not one of {shown}{did}")
+        raise InputError(f"{name} = {_show(value)} is not one of {shown}{did}")
     return value
 
 
@@ -152,7 +155,7 @@ def _text(name: str, value: Any) -> str:
 
 def _bool(name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
-        raise InputError(f"{name} = {value!r} must be true or false")
+        raise InputError(f"{name} = {_show(value)} must be true or false")
     return bool(value)
 
 
@@ -229,7 +232,14 @@ def _prefixed(prefix: str, build):
 def _unknown_key(key: Any, valid: list[str], context: str = "here") -> str:
     hint = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.6)
     did = f"did you mean {hint[0]!r}? " if hint else ""
-    return f"{key}: unknown key; {did}valid keys {context}: {', '.join(valid)}"
+    plain = isinstance(key, str) and key.isprintable() and 0 < len(key) <= 40 and key.strip() == key
+    return f"{key if plain else _show(key)}: unknown key; {did}valid keys {context}: {', '.join(valid)}"
+
+
+def _show(value: Any, n: int = 60) -> str:
+    """A user value for a message: its repr (one line), cut to ``n`` characters."""
+    r = repr(value)
+    return r if len(r) <= n else r[:n - 3] + "..."
 
 
 def _kind_of(value: Any) -> str:
@@ -322,7 +332,7 @@ class Couplings(Quant):
 @dataclass(frozen=True)
 class Trim(Quant):
     """An unsigned trim of the on-site J2 (model units): ``2**bits`` levels from ``min`` to
-    ``max``, value ``min + k * step``. DESIGN.md section 4 asks for 10-bit diagonal trims
+    ``max``, value ``min + k * step``. docs/design.md#quantisation asks for 10-bit diagonal trims
     because a 1 % error in the ground conductance is 0.1 kT, larger than a typical coupling."""
 
     def _check_zero(self) -> None:  # a trim is an offset code: zero need not be in range
@@ -497,7 +507,7 @@ def _edge_tuple(edges: Any) -> tuple[tuple[int, int], ...]:
         raise InputError(f"edges must be a list of [i, j] pairs, got {_kind_of(edges)}")
     out = set()
     for n, e in enumerate(edges):
-        if isinstance(e, (str, bytes)) or not hasattr(e, "__len__") or len(e) != 2:
+        if not isinstance(e, (list, tuple, np.ndarray)) or len(e) != 2:
             raise InputError(f"edges[{n}] = {e!r} must be a pair [i, j] of unit numbers")
         i = _integer(f"edges[{n}][0]", e[0], 0, 10 ** 7)
         j = _integer(f"edges[{n}][1]", e[1], 0, 10 ** 7)
@@ -549,7 +559,7 @@ class Noise(_Section):
     """Where the bath noise comes from in an electrical s-unit.
 
     source : ``injected`` (a generator drives each node; the effective temperature is set
-        by the mapping, typically millions of kelvin - DESIGN.md section 4) or ``thermal``
+        by the mapping, typically millions of kelvin - docs/design.md#rc) or ``thermal``
         (the circuit's own Johnson noise at ``temperature_K``).
     temperature_K : physical temperature of the circuit (for ``injected``: the ambient, which
         sets the parasitic thermal-noise floor).
@@ -573,7 +583,7 @@ class Noise(_Section):
 
 @dataclass(frozen=True)
 class RCPhysics(_Section):
-    """RC s-unit (DESIGN.md section 4): node voltage v = V_s x on a grounded capacitor.
+    """RC s-unit (docs/design.md#rc): node voltage v = V_s x on a grounded capacitor.
 
     C_F : node capacitance, F.
     V_s_V : volts per unit of x. Required for injected noise; for thermal noise it may be
@@ -671,7 +681,7 @@ class MechanicalPhysics(_Section):
 
 @dataclass(frozen=True)
 class JosephsonPhysics(_Section):
-    """rf-SQUID biased at phi_x = pi, phi = pi + s x (DESIGN.md section 4).
+    """rf-SQUID biased at phi_x = pi, phi = pi + s x (docs/design.md#josephson).
 
     phase_scale : s, radians of junction phase per unit of x.
     temperature_K : bath temperature, K (a classical Langevin model needs k_B T >> hbar omega_p).
@@ -851,7 +861,7 @@ def _read_source(source: Any) -> tuple[str, str]:
             isinstance(source, str) and "\n" not in source
             and (source.strip().endswith((".yaml", ".yml")) or os.path.isfile(source))):
         path = Path(source)
-        if not path.is_file():
+        if not os.path.isfile(path):  # not Path.is_file: it raises on a name too long
             raise InputError(f"{path}: no such target file; give an existing YAML file or a "
                              f"preset name ({', '.join(list_presets())})")
         try:
@@ -873,12 +883,24 @@ def _load_yaml(text: str, label: str) -> Any:
         raise InputError(f"{label}: the YAML nests too deeply (or refers to itself); targets are "
                          "shallow mappings") from None
     except yaml.constructor.ConstructorError as e:
-        raise InputError(f"{label}: {_where(e)}{e.problem}; targets are plain YAML (mappings, "
+        raise InputError(f"{label}: {_where(e)}{_one_line(e.problem)}; targets are plain YAML (mappings, "
                          "lists, numbers, strings) read with yaml.safe_load - remove the tag") from None
     except yaml.YAMLError as e:
-        problem = getattr(e, "problem", None) or str(e)
+        problem = _one_line(getattr(e, "problem", None) or str(e))
         raise InputError(f"{label}: invalid YAML {_where(e)}{problem}; check indentation, "
                          "colons and quotes") from None
+    except InputError:
+        raise
+    except (ValueError, TypeError, AttributeError, OverflowError) as e:
+        # PyYAML's own constructors fail this way on some explicit tags (a malformed
+        # !!timestamp, !!int or !!float value)
+        raise InputError(f"{label}: a YAML value cannot be read ({type(e).__name__}); targets are plain "
+                         "mappings, lists, numbers and strings - remove any !!tag") from None
+
+
+def _one_line(text: Any) -> str:
+    """PyYAML's problem texts can span lines (with a caret diagram); errors are one line."""
+    return " ".join(str(text).split())
 
 
 def _where(e: Exception) -> str:
@@ -921,6 +943,13 @@ def list_presets() -> list[str]:
     return sorted(p.name[:-5] for p in d.iterdir() if p.name.endswith(".yaml"))
 
 
+def preset_text(name: str) -> str:
+    """A bundled preset's YAML exactly as written, comments included (``targets --show``);
+    the name is checked, and the preset validated, by :meth:`Target.preset`."""
+    Target.preset(name)
+    return (_preset_dir() / f"{name}.yaml").read_text(encoding="utf-8")
+
+
 def resolve(spec: Any) -> Target:
     """A Target from a Target, a mapping, a preset name or a path to a YAML file.
 
@@ -937,7 +966,7 @@ def resolve(spec: Any) -> Target:
         looks_like_path = spec.endswith((".yaml", ".yml")) or os.sep in spec or "/" in spec
         if not looks_like_path and spec in list_presets():
             return Target.preset(spec)
-        if Path(spec).is_file():
+        if os.path.isfile(spec):  # False (not OSError) for a name too long or with a NUL byte
             return Target.from_yaml(Path(spec))
         names = list_presets()
         hint = difflib.get_close_matches(spec, names, n=1)

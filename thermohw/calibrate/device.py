@@ -329,9 +329,9 @@ def _expand(paths: str | Path | Sequence[str | Path]) -> list[Path]:
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.suffix.lower() in (".csv", ".npz"))
+            found = sorted(q for q in p.iterdir() if q.suffix.lower() in (".csv", ".npz", ".h5", ".hdf5"))
             if not found:
-                raise InputError(f"{p}: folder holds no .csv or .npz recordings")
+                raise InputError(f"{p}: folder holds no .csv, .npz or .h5 recordings")
             out += found
         elif p.is_file():
             out.append(p)
@@ -397,5 +397,9 @@ def open_device(spec: str, **kw: Any) -> Device:
 
         return SpiceVirtualChip(**kw)
     if spec.startswith("replay:"):
-        return ReplayDevice(spec.split(":", 1)[1])
+        path = spec.split(":", 1)[1]
+        if not path.strip(" ,"):  # an empty path would silently read the current folder
+            raise InputError(f"--device {spec!r} names no recordings; use replay:PATH with a .csv/.npz "
+                             "file or a folder of them (replay:. for the current folder)")
+        return ReplayDevice(path)
     raise InputError(f"unknown device {spec!r}; use virtual-ideal, virtual-spice or replay:PATH")

@@ -43,7 +43,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..io import HEADER_KEY, atomic_write, load_record, save_record
+from ..io import HEADER_KEY, atomic_write, load_record, numeric_array, read_npz_arrays, save_record
 
 SCHEMA = "thermohw.recording/1"
 TIME_RTOL = 1e-3   # allowed deviation of a time step from sample_interval, relative
@@ -59,6 +59,9 @@ def _ro(a: np.ndarray) -> np.ndarray:
 
 def check_time_base(t: np.ndarray, dt: float, where: str) -> None:
     """Raise InputError unless ``t`` increases in steps of ``dt`` (within TIME_RTOL)."""
+    if not (math.isfinite(dt) and dt > 0):  # say so, rather than call every step 'non-uniform'
+        raise InputError(f"{where}: sample_interval = {dt:g}; it must be a positive, finite time between "
+                         "samples - fix the sample_interval value")
     d = np.diff(t)
     bad = np.nonzero(np.abs(d - dt) > TIME_RTOL * dt)[0]
     if bad.size:
@@ -89,6 +92,9 @@ class Recording:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name in ("x", "times", "bias"):
+            if getattr(self, name) is not None:
+                numeric_array("recording", name, getattr(self, name))  # complex/text/object: refused
         x = np.asarray(self.x, dtype=np.float64)
         if x.ndim != 3:
             raise InputError(f"x must be (samples, runs, units), got shape {x.shape}")
@@ -108,7 +114,7 @@ class Recording:
             raise InputError("times contains NaN or inf")
         check_time_base(t, dt, "recording")
         h = np.zeros((R, N)) if self.bias is None else np.asarray(self.bias, dtype=np.float64)
-        if h.ndim == 1:
+        if h.shape == (N,):  # one bias for every run
             h = np.broadcast_to(h, (R, N))
         if h.shape != (R, N):
             raise InputError(f"bias has shape {h.shape}; expected (runs, units) = {(R, N)}")
@@ -235,7 +241,8 @@ class Recording:
 
     @classmethod
     def load(cls, path: str | Path) -> "Recording":
-        """Read a CSV or NPZ recording (layouts in the module docstring)."""
+        """Read a CSV, NPZ or HDF5 recording (layouts in the module docstring and in
+        ``lab_formats``; a CSV with a column map beside it is read through the map)."""
         return read_recording(path)
 
 
@@ -249,11 +256,18 @@ def read_recording(path: str | Path) -> Recording:
         raise InputError(f"{path}: no such file")
     suf = path.suffix.lower()
     if suf == ".csv":
-        return _read_csv(path)
+        from .lab_formats import column_map_for, read_mapped_csv
+
+        # a lab's own CSV, read through the column map beside it (thermohw.calibrate.lab_formats)
+        return read_mapped_csv(path) if column_map_for(path) is not None else _read_csv(path)
     if suf == ".npz":
         return _read_npz(path)
-    raise InputError(f"{path}: unknown recording format {suf!r}; use .csv or .npz (layouts in "
-                     "thermohw.calibrate.recording)")
+    if suf in (".h5", ".hdf5"):
+        from .lab_formats import read_hdf5
+
+        return read_hdf5(path)
+    raise InputError(f"{path}: unknown recording format {suf!r}; use .csv, .npz or .h5 (layouts in "
+                     "thermohw.calibrate.recording and thermohw.calibrate.lab_formats)")
 
 
 def _to_model(src: str, x: np.ndarray, times: np.ndarray, dt: float, bias: np.ndarray | None,
@@ -289,17 +303,27 @@ def _header_float(src: str, head: dict, key: str, required: bool = False) -> flo
             raise InputError(f"{src}: header line '# {key}: ...' is missing")
         return None
     try:
-        return float(head[key])
+        v = float(head[key])
     except ValueError:
-        raise InputError(f"{src}: header {key} = {head[key]!r} is not a number") from None
+        raise InputError(f"{src}: header {key} = {_short(head[key])} is not a number") from None
+    if not math.isfinite(v) or v <= 0:
+        raise InputError(f"{src}: header {key} = {_short(head[key])} must be a positive, finite number")
+    return v
+
+
+def _short(v: Any, n: int = 40) -> str:
+    r = repr(v)
+    return r if len(r) <= n else r[:n - 3] + "..."
 
 
 def _read_csv(path: Path) -> Recording:
     src = str(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise InputError(f"{src}: not a text file; a CSV recording is plain comma-separated text") from None
+    except OSError as e:
+        raise InputError(f"{src}: cannot be read ({e.strerror or e})") from None
     lines = text.splitlines()
     head: dict[str, str] = {}
     k = 0
@@ -307,7 +331,11 @@ def _read_csv(path: Path) -> Recording:
         body = lines[k].lstrip("#").strip()
         if ":" in body:
             key, val = body.split(":", 1)
-            head[key.strip()] = val.strip().split()[0] if val.strip() else ""
+            key, val = key.strip(), (val.strip().split()[0] if val.strip() else "")
+            if key in head and head[key] != val:
+                raise InputError(f"{src}: header line '# {key}: ...' is given twice with different values "
+                                 f"(line {k + 1}); keep one")
+            head[key] = val
         k += 1
     if k >= len(lines):
         raise InputError(f"{src}: no column line; expected 'run,time,x0,...,x{{N-1}}' after the header")
@@ -316,24 +344,34 @@ def _read_csv(path: Path) -> Recording:
     missing = [c for c in ("run", "time") if c not in cols]
     xs = {int(m.group(1)): j for j, c in enumerate(cols) if (m := _X_COL.match(c))}
     hs = {int(m.group(1)): j for j, c in enumerate(cols) if (m := _H_COL.match(c))}
+    named = [c for c in cols if c in ("run", "time") or _X_COL.match(c) or _H_COL.match(c)]
+    if len(named) != len(set(named)) or len(xs) + len(hs) + 2 < len(named):
+        raise InputError(f"{src}: a column is named twice on line {k + 1} (e.g. two x1, or x1 and x01); "
+                         "each of run, time, x<i>, h<i> must appear once")
     if not xs:
         missing.append("x0..x{N-1}")
     if missing:
+        found = ",".join(cols)
         raise InputError(f"{src}: missing column(s) {', '.join(missing)}; the layout is "
-                         "run,time,x0,...,x{N-1}[,h0,...,h{N-1}] (found: " + ",".join(cols) + ")")
+                         "run,time,x0,...,x{N-1}[,h0,...,h{N-1}] (found: "
+                         + (found if len(found) <= 80 else found[:77] + "...") + ")")
     n = max(xs) + 1
-    gaps = [f"x{i}" for i in range(n) if i not in xs]
-    if gaps:
-        raise InputError(f"{src}: missing column(s) {', '.join(gaps)}; every unit x0..x{n - 1} needs a column")
+    if n != len(xs):  # a column name like x99999999999 must not make us walk to its number
+        gaps = [f"x{i}" for i in range(min(n, len(xs) + 5)) if i not in xs][:5]
+        raise InputError(f"{src}: missing column(s) {', '.join(gaps)}{' ...' if n - len(xs) > len(gaps) else ''}; "
+                         f"every unit x0..x{n - 1} needs a column")
     if hs and sorted(hs) != list(range(n)):
-        lack = [f"h{i}" for i in range(n) if i not in hs]
+        lack = [f"h{i}" for i in range(n) if i not in hs][:5]
+        extra = [f"h{i}" for i in sorted(hs) if i >= n][:5]
         raise InputError(f"{src}: bias columns are incomplete (missing {', '.join(lack) or 'none'}; "
-                         f"extra {[f'h{i}' for i in hs if i >= n]}); give h0..h{n - 1} or none")
+                         f"extra {', '.join(extra) or 'none'}); give h0..h{n - 1} or none")
     if "sample_interval" not in head:
         raise InputError(f"{src}: header line '# sample_interval: ...' is missing; add the sampling "
                          "interval (in time_unit) above the column line")
     dt = _header_float(src, head, "sample_interval", True)
     body = "\n".join(lines[first_data:])
+    if not any(ln.strip() and not ln.lstrip().startswith("#") for ln in lines[first_data:]):
+        raise InputError(f"{src}: no data rows after the column line")
     try:
         data = np.loadtxt(io.StringIO(body), delimiter=",", ndmin=2, dtype=np.float64)
     except ValueError:
@@ -395,25 +433,28 @@ def _read_csv(path: Path) -> Recording:
 
 def _read_npz(path: Path) -> Recording:
     src = str(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            files = set(z.files)
-    except Exception as e:
-        raise InputError(f"{src}: not a readable .npz file ({type(e).__name__}: {e})") from None
-    if HEADER_KEY in files:
+    a = read_npz_arrays(path, "recording")  # every array read here, each failure an InputError
+    if HEADER_KEY in a:
         h, a = load_record(path, SCHEMA)
         for k in ("time", "x"):
             if k not in a:
                 raise InputError(f"{src}: recording lacks array {k!r}")
-        try:
-            dt = float(h["sample_interval"])
-        except (KeyError, TypeError, ValueError):
-            raise InputError(f"{src}: header lacks a numeric sample_interval") from None
-        units = h.get("units") or {}
-        return _to_model(src, a["x"], a["time"], dt, a.get("bias"), h.get("time_unit", "model"),
-                         h.get("x_unit", "model"), units.get("V_s_V"), units.get("tau_s"), h.get("meta") or {})
-    with np.load(path, allow_pickle=False) as z:
-        a = {k: z[k] for k in z.files}
+        sdt = h.get("sample_interval")
+        if isinstance(sdt, bool) or not isinstance(sdt, (int, float)):
+            raise InputError(f"{src}: header lacks a numeric sample_interval; the file is damaged")
+        units, meta = h.get("units") or {}, h.get("meta") or {}
+        if not isinstance(units, dict) or not isinstance(meta, dict):
+            raise InputError(f"{src}: header units and meta must be JSON objects; the file is damaged")
+        scales = []
+        for k in ("V_s_V", "tau_s"):
+            v = units.get(k)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise InputError(f"{src}: header units.{k} = {_short(v)} is not a number; the file is damaged")
+            scales.append(None if v is None else float(v))
+        tu, xu = h.get("time_unit", "model"), h.get("x_unit", "model")
+        if not isinstance(tu, str) or not isinstance(xu, str):
+            raise InputError(f"{src}: header time_unit and x_unit must be text; the file is damaged")
+        return _to_model(src, a["x"], a["time"], float(sdt), a.get("bias"), tu, xu, *scales, meta)
     missing = [k for k in ("x", "time", "sample_interval") if k not in a]
     if missing:
         raise InputError(f"{src}: missing array(s) {', '.join(missing)}; a plain NPZ recording needs x "
@@ -430,7 +471,7 @@ def _read_npz(path: Path) -> Recording:
         k = np.argwhere(~np.isfinite(x))[0]
         raise InputError(f"{src}: x contains NaN or inf (first at sample {k[0]}, run {k[1]}, unit {k[2]}); "
                          "drop or repair those samples before calibrating")
-    t = np.asarray(a["time"], dtype=np.float64)
+    t = numeric_array(src, "time", a["time"]).astype(np.float64)
     if t.shape != (x.shape[0],):
         raise InputError(f"{src}: time has shape {t.shape} but x has {x.shape[0]} samples")
 
@@ -440,10 +481,11 @@ def _read_npz(path: Path) -> Recording:
         v = a[k]
         if v.shape != ():
             raise InputError(f"{src}: {k} must be a scalar, got shape {v.shape}")
-        try:
-            return kind(v.item())
-        except (TypeError, ValueError):
-            raise InputError(f"{src}: {k} = {v!r} is not a {kind.__name__}") from None
+        # a number must be stored as a number and a unit as text: no silent parsing either way
+        if (kind is str) != (v.dtype.kind == "U") or (kind is float and v.dtype.kind not in "iuf"):
+            want = "text such as 's' or 'model'" if kind is str else "a number"
+            raise InputError(f"{src}: {k} is stored as {v.dtype}; it must be {want}")
+        return kind(v.item())
 
     dt = scalar("sample_interval", float)
     if not np.all(np.isfinite(t)):

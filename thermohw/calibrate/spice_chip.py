@@ -36,10 +36,13 @@ from .recording import Recording
 __all__ = ["SpiceVirtualChip", "copies_circuit", "chip_under_test"]
 
 
-def chip_under_test(program: CompiledProgram, errors: HiddenErrors, label: str = "mismatched chip"):
+def chip_under_test(program: CompiledProgram, errors: HiddenErrors, label: str = "mismatched chip",
+                    options: dict | None = None):
     """``program``'s circuit on a chip with ``errors``, for ``cosim.run_cosim(chip=...)``: the
     mismatched elements and the (symmetrised) model they implement, in the gauge of the
-    ideal virtual chip (so its heat and digits are those of ``IdealVirtualChip.reveal()``)."""
+    ideal virtual chip (so its heat and digits are those of ``IdealVirtualChip.reveal()``).
+    ``options``: how the chip was asked for (the CLI's chip options), kept in the runs file so
+    that ``cosim --resume`` rebuilds the same chip."""
     from ..cosim import ChipUnderTest
 
     circ = program.artefact
@@ -52,7 +55,8 @@ def chip_under_test(program: CompiledProgram, errors: HiddenErrors, label: str =
     return ChipUnderTest(errors.apply_to_circuit(circ), model, label,
                          {"errors_seed": errors.seed, "reciprocal": errors.reciprocal,
                           "asymmetry_rms": truth.asymmetry_rms(),
-                          "program_hash": program.report.get("source_hash", "")})
+                          "program_hash": program.report.get("source_hash", ""),
+                          **({"options": dict(options)} if options else {})})
 
 
 def copies_circuit(circ, I_extra: np.ndarray):
@@ -94,7 +98,8 @@ class SpiceVirtualChip(VirtualChip):
     nt_per_sample : TRRANDOM noise samples per sample interval (NT = sample_interval / this).
     runs_per_netlist : runs simulated side by side in one netlist.
     workers / scheduler : ``thermohw.executor`` (local processes, or a Dask scheduler address).
-    engine : 'batch' (ngspice -b) or 'shared' (PySpice). timeout : seconds per netlist.
+    engine : 'batch' (ngspice -b) or 'shared' (PySpice). timeout : seconds per netlist
+        (default: derived from the netlist's size, ``cosim.default_spice_timeout``).
     """
 
     def __init__(self, errors: HiddenErrors | None = None, *, chip_seed: int = 0, reciprocal: bool = False,
@@ -141,7 +146,9 @@ class SpiceVirtualChip(VirtualChip):
                                 x0=np.zeros(sup.n_units),
                                 title=f"thermohw virtual chip {self._chip_seed}: runs {r0}..{r0 + len(hh) - 1}",
                                 meta={"program": p.report.get("source_hash", ""), "seed": int(seed)})
-            specs.append({"netlist": net, "engine": self.engine, "timeout": self.timeout, "grid_s": grid,
+            # no timeout given: one derived from the netlist's size (cosim.default_spice_timeout)
+            timeout = self.timeout if self.timeout is not None else _default_timeout(sup, k * self.nt_per_sample)
+            specs.append({"netlist": net, "engine": self.engine, "timeout": timeout, "grid_s": grid,
                           "copies": len(hh), "n_units": n, "V_s": bad.V_s})
         return specs, h
 
@@ -163,6 +170,12 @@ class SpiceVirtualChip(VirtualChip):
                          {"device": "virtual-spice", "seed": int(seed), "nt_per_sample": self.nt_per_sample,
                           "program_hash": self.program_.report.get("source_hash", ""),
                           "protocol": protocol.describe() if protocol is not None else {"kind": "free"}})
+
+
+def _default_timeout(circ, intervals: int) -> float:
+    from ..cosim import default_spice_timeout
+
+    return default_spice_timeout(circ, intervals)
 
 
 def _rc():

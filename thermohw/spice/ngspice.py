@@ -1,12 +1,13 @@
 """Running the system ngspice in batch mode and reading its binary raw files.
 
 ``ngspice -b -r out.raw net.cir`` in a temporary folder: one process per run, so runs
-parallelise cleanly (DESIGN.md section 4a). ngspice comes from the system package manager.
+parallelise cleanly (docs/design.md#ngspice). ngspice comes from the system package manager.
 """
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -118,8 +119,15 @@ def run_batch(netlist: str, *, workdir: str | Path | None = None, timeout: float
         try:
             p = subprocess.run([exe, "-b", "-r", str(raw), "-o", str(log), str(cir)], cwd=tmp,
                                capture_output=True, text=True, timeout=timeout, env=env)
-        except subprocess.TimeoutExpired:
-            raise NgspiceError(f"ngspice did not finish within {timeout} s") from None
+        except subprocess.TimeoutExpired:  # subprocess.run has killed it (SIGKILL also ends a stopped one)
+            raise NgspiceError(f"ngspice did not finish within {timeout:g} s and was stopped "
+                               "(a hung run, or a netlist larger than the timeout allows)") from None
+        if p.returncode < 0:  # killed from outside (OOM killer, an operator, a lost node)
+            try:
+                sig = signal.Signals(-p.returncode).name
+            except ValueError:
+                sig = f"signal {-p.returncode}"
+            raise NgspiceError(f"ngspice was killed by {sig} before it finished")
         text = (log.read_text(errors="replace") if log.exists() else "") + p.stdout + p.stderr
         bad = [ln for ln in text.splitlines() if "timestep too small" in ln.lower()
                or ln.lower().startswith("error") or "fatal" in ln.lower()]

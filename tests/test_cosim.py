@@ -145,3 +145,25 @@ def test_cli_cosim_interrupted_then_resumed_equals_an_uninterrupted_sweep(tmp_pa
         clean = spice_job(s)
         for k in ("x_final", "x0", "snap", "heat", "heat_strat"):
             assert np.array_equal(runs[k][s["index"]], clean[k]), (s["index"], k)
+
+
+def test_mean_test_is_pooled_and_keeps_its_false_alarm_rate_with_few_spice_runs():
+    """With 2 SPICE runs Welch's t leans on a variance from one degree of freedom; the pooled
+    test is exact when both samples share one distribution (the null hypothesis). 4000 trials of
+    2 vs 200 draws from one normal: at alpha = 0.01, 40 false alarms are expected, s.d. 6.3, so
+    the pooled count must lie within 40 +- 4 s.d.; Welch's is far above it (why cosim pools)."""
+    from scipy import stats
+
+    from thermohw.cosim import _mean_test, unit_moments_test
+
+    rng = np.random.default_rng(11)
+    a, b = rng.normal(size=(4000, 2)), rng.normal(size=(4000, 200))
+    pooled = stats.ttest_ind(a, b, axis=1, equal_var=True).pvalue
+    welch = stats.ttest_ind(a, b, axis=1, equal_var=False).pvalue
+    assert 40 - 4 * 6.3 < np.sum(pooled < 0.01) < 40 + 4 * 6.3
+    assert np.sum(welch < 0.01) > 40 + 8 * 6.3
+    r = _mean_test(a[0], b[0])
+    assert r["method"].startswith("Student") and r["p"] == stats.ttest_ind(a[0], b[0], equal_var=True).pvalue
+    # the per-unit test on the same draws (units = trials): rejections within the binomial allowance
+    um = unit_moments_test(a[:1000].T, b[:1000].T)  # 2 SPICE runs, 200 ideal, 1000 units
+    assert um["mean_rejections"] <= um["allowed_by_chance"]

@@ -85,3 +85,12 @@ def test_doctor_without_ngspice_on_path_fails_naming_the_fix(tmp_path):
     assert re.search(r"^MISSING\s+ngspice\s+not found on PATH", r.stdout, re.M), r.stdout
     last = r.stdout.strip().splitlines()[-1]
     assert "ngspice" in last and "apt-get install -y ngspice" in last
+
+
+def test_version_matches_pyproject():
+    """thermohw/_version.py is the one place the code reads the version; pyproject must agree."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert re.search(r'^version\s*=\s*"([^"]+)"', text, re.M).group(1) == thermohw.__version__

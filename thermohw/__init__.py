@@ -2,13 +2,13 @@
 
 Public API (stable names; everything else is internal):
 """
+from ._version import __version__
 from .computer import Computer, connectivity_mask
 from .errors import DivergenceError, InputError, ThermohwError
 from .langevin import Protocol, Trajectory, generate, noising, simulate
 from .target import Target, list_presets
 from .compile import CompiledProgram, CompileOptions, compile_computer
 
-__version__ = "0.1.0"
 
 __all__ = [
     "Computer", "connectivity_mask", "Protocol", "Trajectory", "simulate", "generate", "noising",

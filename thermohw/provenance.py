@@ -18,12 +18,12 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ._version import __version__
+
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def thermohw_version() -> str:
-    from . import __version__
-
     return str(__version__)
 
 

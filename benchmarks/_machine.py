@@ -1,13 +1,20 @@
 """The machine's own limit, measured in the same run as each benchmark."""
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
 
 
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def matmul_rate(rows: int, n: int, dtype=np.float64, repeats: int = 7) -> float:
-    """Best FLOP/s of (rows x n) @ (n x n) with numpy's BLAS on all cores: 2 rows n^2 FLOPs."""
+    """Best FLOP/s of (rows x n) @ (n x n) with numpy's BLAS on all cores: 2 rows n^2 FLOPs.
+    The best of ``repeats`` products: a roofline is the fastest the machine goes (on a shared
+    machine call it again later in the run and take the maximum)."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((rows, n)).astype(dtype)
     b = rng.standard_normal((n, n)).astype(dtype)

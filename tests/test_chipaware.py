@@ -127,26 +127,28 @@ def test_qat_model_is_on_the_grid_and_compile_changes_nothing():
     assert not np.array_equal(st.computer.J, m.J)
 
 
-def test_qat_beats_post_training_quantisation_at_3_bits():
-    """Fine-tune a float model with QAT; compare, on fresh noising trajectories, with
+def test_qat_beats_post_training_quantisation_at_2_bits():
+    """Fine-tune a float model with QAT; compare, on the same fresh noising trajectories, with
     post-training quantisation of the same float model trained for the same extra cycles.
-    Measured (this seed): per unit and step, zero model 0.50558, float 0.50320,
-    PTQ 0.50325, QAT 0.50323 - QAT recovers most of the (small) 3-bit loss."""
+    Measured (this seed, per-cycle noising streams; summed reverse action): float 804912,
+    PTQ 805438, QAT 804948 - QAT recovers 93 % of what 2-bit PTQ loses. At 3 bits the PTQ loss
+    is only ~70 of 805k and QAT's gain (~8) is too small to test robustly, so the test uses 2 bits
+    and asks QAT to recover at least half of the PTQ loss."""
     t, d = k10(), _digits()
     base = _chip_state(t, TrainConfig(cycles=150, t_f=0.25, seed=0))
     fl = train(base, progress=False)
     cfg2 = TrainConfig(cycles=100, t_f=0.25, seed=1)
     more = train(TrainState(fl.computer, d, cfg2, chip=base.chip), progress=False)
-    qchip = chip_spec(t, placement=base.chip["placement"], qat=True, bits=3)
+    qchip = chip_spec(t, placement=base.chip["placement"], qat=True, bits=2)
     qat = train(TrainState(fl.computer, d, cfg2, chip=qchip), progress=False)
-    spec = QuantSpec.from_target(t, bits=3)
+    spec = QuantSpec.from_target(t, bits=2)
     ev = TrainConfig(cycles=1, batch=64, t_f=0.25, seed=99)
     X = noising_batch(fl.computer, d, ev, np.random.default_rng(12345))
     a_ptq = reverse_action(spec.quantize(more.computer), X, ev.dt)
     a_qat = reverse_action(deployed(qat.computer, qchip), X, ev.dt)
     a_float = reverse_action(more.computer, X, ev.dt)
-    assert a_qat < a_ptq
     assert a_float < a_ptq
+    assert a_ptq - a_qat > 0.5 * (a_ptq - a_float)
 
 
 # ---- mismatch ------------------------------------------------------------------------------------

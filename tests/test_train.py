@@ -185,3 +185,106 @@ def test_tail_average_is_the_mean_of_the_iterates_and_resumes_exactly(tmp_path):
     np.testing.assert_array_equal(resumed.averaged().J, full.averaged().J)
     with pytest.raises(InputError):
         TrainConfig(average_from=-1)
+
+
+# ---- noising drawn across cycles, blocked gradient products (issue 14) ----------------------
+def _units():
+    """Paper connectivity, per-unit on-site parameters, mobilities and temperatures."""
+    from thermohw import Computer
+
+    rng = np.random.default_rng(7)
+    c = Computer.zeros(4, 4, J2=rng.uniform(0.5, 1.5, 8), J4=rng.uniform(0.5, 1.5, 8))
+    return c.replace(mu=rng.uniform(0.5, 2.0, 8), kT=rng.uniform(0.05, 0.2, 8))
+
+
+def test_noising_cycles_is_the_noising_protocol_driven_by_the_same_noise():
+    """Each cycle's trajectories are langevin.simulate's noising protocol (t_eq under the fixed
+    field, then t_f with it decaying) driven by the cycle's own stream: its images picked first,
+    then its noise in step order. Agreement to rounding (the on-site drift is fused into one
+    multiply); and a cycle's trajectories do not depend on which cycles are drawn beside it, nor
+    on the thread count (bit for bit)."""
+    from thermohw.langevin import Protocol, simulate
+    from thermohw.train import cycle_rng, imposed_field, noising_cycles
+
+    c, d = _units(), _digits()
+    cfg = TrainConfig(cycles=5, batch=2, t_f=0.03, t_eq=0.02, dt=1e-3, seed=11, hidden_targets="classes",
+                      hidden_amplitude=2.0)
+    n_eq, K = 20, 30
+    got = noising_cycles(c, d, cfg, 1, 3, threads=2)
+    assert got.shape == (3, K + 1, 2, 8)
+    for i, cyc in enumerate((1, 2, 3)):
+        rng = cycle_rng(cfg, cyc)
+        h = imposed_field(c, d, rng.integers(0, 2, size=2), cfg)
+        xi = rng.standard_normal((n_eq + K, 2, 8))
+        free = c.coupling_free()
+        eq = simulate(free, np.zeros((2, 8)), n_steps=n_eq, dt=1e-3, protocol=Protocol(h), noise=xi[:n_eq],
+                      stratonovich=False)
+        ref = simulate(free, eq.x_final, n_steps=K, dt=1e-3, protocol=Protocol(h, "linear_decay", 0.75 * 0.03),
+                       noise=xi[n_eq:], record_every=1, stratonovich=False)
+        np.testing.assert_allclose(got[i], ref.x, rtol=0, atol=1e-13)
+    alone = noising_cycles(c, d, cfg, 2, 1, threads=1)
+    np.testing.assert_array_equal(alone[0], got[1])
+
+
+def test_fast_gradient_equals_path_gradient():
+    """The trainer's gradient (lanes of step chunks on threads; visible-visible block skipped
+    when the model has none) equals the reference path_gradient to rounding, for any thread
+    count, and the skipped block is exactly zero."""
+    from thermohw.train import fast_path_gradient
+
+    c = _units()
+    rng = np.random.default_rng(3)
+    J = rng.normal(0, 0.3, c.J.shape)
+    c = c.replace(J=np.where(c.mask, (J + J.T) / 2, 0.0), b=np.where(c.bias_trainable, rng.normal(size=8), 0.0))
+    X = noising(c, rng.normal(size=(3, 4)), t_f=0.05, dt=1e-3, seed=1, t_eq=0.01).x
+    gJ, gb, act = path_gradient(c, X, 1e-3)
+    for skip in (False, True):
+        for threads in (1, 2):
+            fJ, fb, fact = fast_path_gradient(c, X, 1e-3, skip_visible=skip, threads=threads)
+            np.testing.assert_allclose(np.where(c.mask, fJ, 0), np.where(c.mask, gJ, 0), rtol=0,
+                                       atol=1e-12 * np.abs(gJ).max())
+            np.testing.assert_allclose(fb, gb, rtol=0, atol=1e-12 * np.abs(gb).max())
+            assert fact == pytest.approx(act, rel=1e-12)
+            if skip:
+                assert not fJ[:4, :4].any()
+    with pytest.raises(InputError, match="visible-visible"):
+        dense = ~np.eye(8, dtype=bool)
+        fast_path_gradient(c.replace(mask=dense, J=np.where(dense, 0.01, 0.0)), X, 1e-3, skip_visible=True)
+
+
+def test_training_does_not_depend_on_the_cycle_group_size(monkeypatch):
+    """How many cycles' trajectories are drawn side by side comes from the free memory; the
+    trained model must not depend on it (nor on the threads drawing them)."""
+    import thermohw.train as T
+
+    cfg = _cfg(7, batch=2)
+    grouped = train(new_state(_digits(), cfg, n_hidden=3), progress=False)
+    assert T.cycles_per_group(7, cfg, 7) == 7
+    monkeypatch.setattr(T, "_GROUP_MAX", 1)
+    single = train(new_state(_digits(), cfg, n_hidden=3), progress=False)
+    np.testing.assert_array_equal(single.computer.J, grouped.computer.J)
+    np.testing.assert_array_equal(single.losses, grouped.losses)
+    monkeypatch.setattr(T, "_GROUP_BYTES", 3 * T.cycle_bytes(7, cfg))
+    assert T.cycles_per_group(7, cfg, 7) == 1      # _GROUP_MAX still 1
+    monkeypatch.setattr(T, "_GROUP_MAX", 32)
+    assert T.cycles_per_group(7, cfg, 7) == 3      # the memory budget decides
+    assert T.cycles_per_group(7, cfg, 2) == 2      # never beyond the cycles left
+
+
+def test_checkpoint_records_the_stream_layout_and_an_older_checkpoint_resumes(tmp_path):
+    """Checkpoints say which random-stream layout wrote them. One written before the per-cycle
+    streams (rng_state: a single generator's state) resumes on the per-cycle streams from its
+    cycle on: the same model as resuming the same parameters from a current checkpoint."""
+    import dataclasses
+
+    from thermohw.train import NOISE_STREAM
+
+    ck = tmp_path / "ck.npz"
+    train(new_state(_digits(), _cfg(3), n_hidden=3), checkpoint=ck, progress=False)
+    st = TrainState.load(ck)
+    assert st.rng_state == {"stream": NOISE_STREAM}
+    more = dataclasses.replace(st, config=_cfg(6))
+    old = dataclasses.replace(more, rng_state=np.random.default_rng(3).bit_generator.state)
+    a, b = train(more, progress=False), train(old, progress=False)
+    np.testing.assert_array_equal(a.computer.J, b.computer.J)
+    assert b.rng_state == {"stream": NOISE_STREAM}

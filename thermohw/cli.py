@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from ._version import __version__
 from .errors import ThermohwError
 
 
@@ -89,7 +90,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="thermohw", description="Generative thermodynamic computing: train Langevin computers "
                 "(Whitelam 2025), generate digits and measure their heat.")
-    p.add_argument("--version", action="version", version=f"%(prog)s {__import__('thermohw').__version__}")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -165,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dt", type=_positive(float), default=1e-3)
     s.add_argument("--seed", type=_seed, default=0, help="random seed, 0..2**32-1 (default 0)")
     s.add_argument("--threads", type=_int(1, 1024), help="worker threads (default: all cores for large problems)")
+    s.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                   help="precision of the simulated state (default float32; heat is summed in float64 either "
+                   "way; summary.json records it)")
     s.add_argument("--digits", help="training digits .npz for scoring (default: NAME.digits.npz or digits.npz beside the model)")
     s.add_argument("--reference", metavar="IMAGES", help="MNIST images file whose held-out images of the training "
                    "labels fit the k-NN check (default: the file the training digits came from)")
@@ -447,7 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "sample":
             sm = workflow.run_sampling(args.model, args.out, runs=args.runs, t_f=args.t_f, dt=args.dt,
                                        seed=args.seed, digits=args.digits, threads=args.threads,
-                                       progress=not args.quiet, reference=args.reference)
+                                       progress=not args.quiet, reference=args.reference, dtype=args.dtype)
             _print_sample_summary(sm)
             print(f"samples, summary.json and plots -> {args.out}")
         elif args.command == "report":

@@ -2,12 +2,14 @@
 
 One step for all runs at once:  x' = x - mu dt dV/dx(x, t) + sqrt(2 mu kT dt) xi.
 
-Speed: the coupling force is one (runs x N) @ (N x N) product per step. Drawing the
-Gaussian noise costs about half as much again and is single-threaded in numpy, so the runs
-are split into contiguous slices advanced by separate threads with single-threaded BLAS
-each; numpy releases the GIL in BLAS, ufuncs and the noise fill, so noise, elementwise work
-and products all use every core (benchmarks/README.md has the figures). Each fixed block of
-``BLOCK`` runs owns its own random stream, so results do not depend on the thread count.
+Speed: the coupling force is BLAS products of only the blocks of J that exist (the paper's
+model has no visible-visible couplings); everything else, the counter-based Gaussian noise
+included, is one compiled pass per step (:mod:`thermohw.euler`, :mod:`thermohw.gaussian`).
+The runs are split into contiguous slices advanced by separate threads with single-threaded
+BLAS each (products and kernels release the GIL), so all of it uses every core
+(benchmarks/README.md has the figures). ``dtype=float32`` halves the memory traffic and
+doubles the BLAS rate; heat and work are accumulated in float64 either way. Each fixed block
+of ``BLOCK`` runs owns its own noise stream, so results do not depend on the thread count.
 """
 from __future__ import annotations
 
@@ -27,7 +29,10 @@ from .resources import check_memory
 
 TRAJECTORY_SCHEMA = "thermohw.trajectory/1"
 BLOCK = 64  # runs per random stream
-_CHECK_EVERY = 25  # steps between divergence checks
+# `thermohw sample`'s precision: paired float32/float64 runs of a trained 784 + 512 model agree
+# in digits and heat within sampling error (benchmarks/README.md, tests/test_langevin.py)
+GENERATION_DTYPE = "float32"
+_CHECK_EVERY = 25  # steps between progress reports
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,6 +112,7 @@ class Trajectory:
     kT: float
     seed: Any = None
     protocol: dict = field(default_factory=dict)
+    dtype: str = "float64"       # precision of the simulated state (heat is float64 either way)
 
     @property
     def heat_kT(self) -> np.ndarray:
@@ -127,7 +133,7 @@ class Trajectory:
         if self.x is not None:
             arrays["x"] = self.x
         header = dict(dt=self.dt, n_steps=self.n_steps, kT=self.kT, seed=_jsonable_seed(self.seed),
-                      protocol=self.protocol)
+                      protocol=self.protocol, dtype=self.dtype)
         return save_record(path, TRAJECTORY_SCHEMA, header, arrays)
 
     @classmethod
@@ -137,7 +143,7 @@ class Trajectory:
             return cls(times=a["times"], x=a.get("x"), x0=a["x0"], x_final=a["x_final"], heat=a["heat"],
                        heat_strat=a["heat_strat"], work=a["work"], dt=float(h["dt"]),
                        n_steps=int(h["n_steps"]), kT=float(h["kT"]), seed=h.get("seed"),
-                       protocol=h.get("protocol") or {})._checked(path)
+                       protocol=h.get("protocol") or {}, dtype=str(h.get("dtype", "float64")))._checked(path)
         except KeyError as e:
             raise InputError(f"{path}: trajectory record lacks {e}") from None
         except (TypeError, ValueError, OverflowError) as e:
@@ -174,6 +180,8 @@ class Trajectory:
                              "must be positive numbers and n_steps >= 0 - the file is damaged")
         if not isinstance(self.protocol, dict):
             raise InputError(f"{src}: protocol must be a JSON object; the file is damaged")
+        if self.dtype not in ("float32", "float64"):
+            raise InputError(f"{src}: dtype {self.dtype[:20]!r} is neither float32 nor float64; the file is damaged")
         return self
 
 
@@ -184,7 +192,8 @@ def _jsonable_seed(seed: Any) -> Any:
 # ---------------------------------------------------------------------------------------------
 # the integrator
 # ---------------------------------------------------------------------------------------------
-def _block_generators(seed: Any, n_runs: int, first_block: int = 0) -> list[np.random.Generator]:
+def _block_keys(seed: Any, n_runs: int, first_block: int = 0) -> np.ndarray:
+    """One noise-stream key (uint64) per block of BLOCK runs (:mod:`thermohw.gaussian`)."""
     n_blocks = max(1, math.ceil(n_runs / BLOCK))
     if isinstance(seed, np.random.Generator):
         if first_block:
@@ -193,7 +202,7 @@ def _block_generators(seed: Any, n_runs: int, first_block: int = 0) -> list[np.r
         children = [np.random.SeedSequence(int(s)) for s in seed.integers(0, 2 ** 63, size=n_blocks)]
     else:
         children = _children(seed, n_blocks, start=first_block)
-    return [np.random.Generator(np.random.PCG64(c)) for c in children]
+    return np.array([c.generate_state(1, np.uint64)[0] for c in children], dtype=np.uint64)
 
 
 def _children(seed: Any, n: int, start: int = 0) -> list[np.random.SeedSequence]:
@@ -231,11 +240,37 @@ def _default_threads(n_runs: int, n_units: int, coupled: bool) -> int:
     return 1 if work < 4e6 else max(1, min(cpus, n_blocks))
 
 
+def _dtype(dtype: Any) -> np.dtype:
+    try:
+        d = np.dtype(dtype)
+    except TypeError:
+        d = None
+    if d not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise InputError(f"dtype {dtype!r} is not supported; use float32 or float64")
+    return d
+
+
+def _coupling_plan(c: Computer, dtype: np.dtype) -> list[tuple[int, int, int, int, np.ndarray]]:
+    """The coupling force x J as products of the blocks that exist: (i0, i1, o0, o1, J[i0:i1, o0:o1])
+    with out[:, o0:o1] = x[:, i0:i1] @ block. Units split into visible and hidden; a block is
+    skipped when the mask leaves it empty (the paper's model has no visible-visible couplings:
+    2 Nv Nh + Nh^2 of the dense product's N^2 multiply-adds, 1.58x fewer at 784 + 512)."""
+    N, nv = c.n_units, c.n_visible
+    parts = [(0, nv), (nv, N)] if 0 < nv < N else [(0, N)]
+    plan = []
+    for o0, o1 in parts:
+        rows = [(i0, i1) for i0, i1 in parts if c.mask[i0:i1, o0:o1].any()]
+        if rows:  # the non-empty input blocks are adjacent (at most two parts)
+            i0, i1 = rows[0][0], rows[-1][1]
+            plan.append((i0, i1, o0, o1, np.ascontiguousarray(c.J[i0:i1, o0:o1], dtype=dtype)))
+    return plan
+
+
 def simulate(computer: Computer, x0: np.ndarray, *, n_steps: int, dt: float, seed: Any = None,
              protocol: Protocol | None = None, record_every: int | None = None,
              stratonovich: bool = True, threads: int | None = None,
              progress: Callable[[int], None] | None = None, noise: np.ndarray | None = None,
-             sparse: bool | None = None, first_block: int = 0) -> Trajectory:
+             sparse: bool | None = None, first_block: int = 0, dtype: Any = np.float64) -> Trajectory:
     """Advance ``x0`` (runs, N) by ``n_steps`` Euler-Maruyama steps of size ``dt``.
 
     seed: int, SeedSequence or Generator; the same seed gives identical results.
@@ -247,10 +282,15 @@ def simulate(computer: Computer, x0: np.ndarray, *, n_steps: int, dt: float, see
         so another simulator (ngspice, in paired co-simulation) can be driven by the same noise.
     first_block: use the seed's random streams from this block of BLOCK runs on, so a long run
         done in chunks of whole blocks reproduces the single run exactly.
+    dtype: float64 or float32, the state's and coupling products' precision (heat, work and
+        the returned states are float64 either way). Both draw the same noise for a seed.
     Raises DivergenceError, with the fix, if dt is beyond the Euler stability limit or a state
     runs away.
     """
+    from .euler import em_step, heat_tail  # numba: imported on first use (0.5 s)
+
     c = computer
+    dtype = _dtype(dtype)
     x0 = np.array(x0, dtype=np.float64, ndmin=2)
     R, N = x0.shape
     if N != c.n_units:
@@ -280,21 +320,22 @@ def simulate(computer: Computer, x0: np.ndarray, *, n_steps: int, dt: float, see
             f"(lambda_max of 2*J2 + J = {margin / (dt * np.max(c.mu)):.4g}); "
             f"use dt < {2.0 * dt / margin:.3g} or smaller couplings")
     if noise is not None:
-        noise = np.asarray(noise, dtype=np.float64)
+        noise = np.ascontiguousarray(noise, dtype=np.float64)
         if noise.shape != (n_steps, R, N):
             raise InputError(f"noise has shape {noise.shape}; expected (n_steps, runs, N) = {(n_steps, R, N)}")
     coupled = bool(np.any(c.J))
     # sparse chips (lattices, local graphs): a CSR product costs O(nnz runs) instead of O(N^2 runs)
     density = np.count_nonzero(c.J) / c.J.size if coupled else 0.0
+    J_csr, plan = None, []
     if coupled and (sparse if sparse is not None else density < 0.02):
         from scipy.sparse import csr_matrix
 
-        J_csr = csr_matrix(c.J)
-    else:
-        J_csr = None
+        J_csr = csr_matrix(c.J.astype(dtype))
+    elif coupled:
+        plan = _coupling_plan(c, dtype)
     if threads is None:
         threads = _default_threads(R, N, coupled)
-    gens = _block_generators(seed, R, first_block)
+    keys = _block_keys(seed, R, first_block)
     rec_idx = None
     if record_every:
         rec_idx = sorted(set(range(0, n_steps + 1, int(record_every))) | {n_steps})
@@ -303,88 +344,74 @@ def simulate(computer: Computer, x0: np.ndarray, *, n_steps: int, dt: float, see
     xf = np.empty((R, N))
     qs = np.zeros(R)
     work = np.zeros(R)
-    sigma = np.sqrt(2.0 * c.mu * c.kT * dt)
-    mudt = c.mu * dt
-    a2, a4 = 2.0 * c.J2, 4.0 * c.J4
+    unit = {k: np.ascontiguousarray(np.broadcast_to(v, (N,)), dtype=dtype) for k, v in dict(
+        a2=2.0 * c.J2, a4=4.0 * c.J4, b=c.b, mudt=c.mu * dt, sigma=np.sqrt(2.0 * c.mu * c.kT * dt)).items()}
     env = (lambda t: protocol.envelope(t)) if protocol is not None else (lambda t: 0.0)
     tdep = protocol is not None and protocol.time_dependent
     rec_set = {k: i for i, k in enumerate(rec_idx)} if rec_idx else {}
+    no_noise = np.empty((0, N))
+    rows_in_block = np.arange(R, dtype=np.int64) % BLOCK
+    row_keys = keys[np.arange(R) // BLOCK]
+    covered = sorted((o0, o1) for _, _, o0, o1, _ in plan)
+    gaps = [(a, b_) for a, b_ in zip([0] + [o1 for _, o1 in covered], [o0 for o0, _ in covered] + [N]) if b_ > a]
 
-    def grad_into(out: np.ndarray, x: np.ndarray, tmp: np.ndarray, hs: np.ndarray | None, t: float) -> None:
-        """out <- dV/dx at (x, t), in place (the hot path: no temporaries)."""
+    def couple(out: np.ndarray, x: np.ndarray) -> None:
+        """out <- x J, in place: only the blocks that exist, each one BLAS product."""
         if J_csr is not None:
             out[...] = (J_csr @ x.T).T  # J is symmetric: x J = (J x^T)^T
-        elif coupled:
-            np.matmul(x, c.J, out=out)
-        else:
-            out[...] = 0.0
-        np.multiply(x, x, out=tmp)
-        tmp *= a4
-        tmp += a2
-        tmp *= x
-        out += tmp
-        out += c.b
-        if hs is not None:
-            e = env(t)
-            if e != 0.0:
-                out += e * hs
+            return
+        for i0, i1, o0, o1, Jb in plan:
+            np.matmul(x[:, i0:i1], Jb, out=out[:, o0:o1])
+        for a, b_ in gaps:
+            out[:, a:b_] = 0.0
 
-    def run_slice(blocks: range, report: bool) -> None:
-        r0, r1 = blocks.start * BLOCK, min(R, blocks.stop * BLOCK)
+    def run_slice(r0: int, r1: int, report: bool) -> None:
         # overflow is detected below and reported as DivergenceError, not as numpy warnings
         with np.errstate(over="ignore", invalid="ignore"):
-            xf[r0:r1] = advance(x0[r0:r1].copy(), r0, r1, blocks, report)
+            xf[r0:r1] = advance(r0, r1, report)
 
-    def advance(x: np.ndarray, r0: int, r1: int, blocks: range, report: bool) -> np.ndarray:
-        hs = None if h is None else (h if h.ndim == 1 else h[r0:r1])
-        bloc = [(gens[k], k * BLOCK - r0, min(R, (k + 1) * BLOCK) - r0) for k in blocks]
-        g, g_new, dx, tmp = (np.empty_like(x) for _ in range(4))
-        grad_into(g, x, tmp, hs, 0.0)
+    def advance(r0: int, r1: int, report: bool) -> np.ndarray:
+        x = x0[r0:r1].astype(dtype)
+        hs = np.zeros((1, N), dtype) if h is None else np.ascontiguousarray(
+            h[None] if h.ndim == 1 else h[r0:r1], dtype=dtype)
+        g, dxp = np.empty_like(x), np.zeros_like(x)
+        ks, rin = row_keys[r0:r1], rows_in_block[r0:r1]
+        q, w = qs[r0:r1], work[r0:r1]  # views: the kernel accumulates in place
         for k in range(n_steps):
             if k in rec_set:
                 xs[rec_set[k], r0:r1] = x
-            t = k * dt
-            if noise is not None:
-                dx[...] = noise[k, r0:r1]
-            else:
-                for gen, a, b_ in bloc:
-                    gen.standard_normal(out=dx[a:b_])
-            dx *= sigma
-            np.multiply(g, mudt, out=tmp)
-            dx -= tmp
-            x += dx
-            grad_into(g_new, x, tmp, hs, t + dt)
-            if stratonovich:  # trapezoidal midpoint: reuses the forces already computed
-                qs[r0:r1] -= 0.5 * (np.einsum("ij,ij->i", g, dx) + np.einsum("ij,ij->i", g_new, dx))
-            if tdep and hs is not None:
-                de = env(t + dt) - env(t)
-                if de != 0.0:
-                    work[r0:r1] += de * (x @ hs if hs.ndim == 1 else np.einsum("ij,ij->i", x, hs))
-            g, g_new = g_new, g
-            if (k + 1) % _CHECK_EVERY == 0 or k + 1 == n_steps:
-                m = float(np.max(np.abs(x))) if x.size else 0.0
-                if not (m < xmax):  # also catches NaN
-                    raise DivergenceError(
-                        f"the simulation ran away at step {k + 1} (t = {(k + 1) * dt:g}): max |x| = {m:.3g} "
-                        f"exceeds {xmax:.3g}, beyond which Euler steps of dt = {dt:g} overshoot ever further "
-                        f"on the quartic term; reduce dt (e.g. to {dt / 4:g}) or check the couplings/biases")
-                if report and progress is not None:
-                    progress(k + 1)
+            couple(g, x)
+            e = env(k * dt)
+            de = env((k + 1) * dt) - e if tdep else 0.0
+            bad = em_step(x, g, dxp, no_noise if noise is None else noise[k, r0:r1], ks, rin, k, BLOCK,
+                          unit["a2"], unit["a4"], unit["b"], unit["mudt"], unit["sigma"], hs, dtype.type(e),
+                          float(de), q, w, stratonovich, float(xmax))
+            if bad:
+                m = float(np.max(np.abs(x)))
+                raise DivergenceError(
+                    f"the simulation ran away at step {k + 1} (t = {(k + 1) * dt:g}): max |x| = {m:.3g} "
+                    f"exceeds {xmax:.3g}, beyond which Euler steps of dt = {dt:g} overshoot ever further "
+                    f"on the quartic term; reduce dt (e.g. to {dt / 4:g}) or check the couplings/biases")
+            if report and progress is not None and ((k + 1) % _CHECK_EVERY == 0 or k + 1 == n_steps):
+                progress(k + 1)
+        if stratonovich and n_steps:
+            couple(g, x)
+            heat_tail(x, g, dxp, unit["a2"], unit["a4"], unit["b"], hs, dtype.type(env(n_steps * dt)), q)
         if n_steps in rec_set:
             xs[rec_set[n_steps], r0:r1] = x
         return x
 
-    n_blocks = len(gens)
-    threads = max(1, min(int(threads), n_blocks))
+    threads = max(1, min(int(threads), len(keys)))
     if threads == 1:
-        run_slice(range(n_blocks), True)
+        run_slice(0, R, True)
     else:
         from threadpoolctl import threadpool_limits
 
-        edges = np.linspace(0, n_blocks, threads + 1).round().astype(int)
-        slices = [range(edges[i], edges[i + 1]) for i in range(threads)]
+        # the noise is a function of (block key, row in block, step, unit), so the threads may
+        # split the runs evenly, not at block boundaries (512 + 488 runs cost 2.4 % at 1000)
+        edges = np.linspace(0, R, threads + 1).round().astype(int)
         with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as ex:
-            futs = [ex.submit(run_slice, s, i == 0) for i, s in enumerate(slices)]
+            futs = [ex.submit(run_slice, edges[i], edges[i + 1], i == 0) for i in range(threads)]
             for f in futs:
                 f.result()
 
@@ -396,7 +423,7 @@ def simulate(computer: Computer, x0: np.ndarray, *, n_steps: int, dt: float, see
     return Trajectory(times=times, x=xs, x0=x0, x_final=xf, heat=heat,
                       heat_strat=qs if stratonovich else np.full(R, np.nan), work=work, dt=float(dt),
                       n_steps=n_steps, kT=c.kT_ref, seed=_jsonable_seed(seed),
-                      protocol=protocol.describe() if protocol is not None else {})
+                      protocol=protocol.describe() if protocol is not None else {}, dtype=dtype.name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -450,12 +477,13 @@ def equilibrium_start(computer: Computer, n_runs: int, *, t_eq: float = 2.5, dt:
 def generate(computer: Computer, n_runs: int, *, t_f: float = 2.5, dt: float = 1e-3, seed: Any = None,
              t_eq: float | None = None, record_every: int | None = None, stratonovich: bool = True,
              threads: int | None = None, progress: Callable[[int], None] | None = None,
-             first_block: int = 0) -> Trajectory:
+             first_block: int = 0, dtype: Any = np.float64) -> Trajectory:
     """The paper's generation protocol: equilibrate the coupling-free, bias-free computer for
     ``t_eq`` (default t_f) from x = 0, then run the trained computer for t_f. Returns the
     second phase; its heat is the heat emitted by generation. Outputs are x_final[:, :Nv].
     ``first_block``: runs start at block ``first_block`` of the seed's streams (chunked runs,
-    :func:`thermohw.workflow.run_sampling`)."""
+    :func:`thermohw.workflow.run_sampling`). ``dtype``: the state's precision, float64 or
+    float32 (same noise for a seed; heat accumulated in float64 either way)."""
     if n_runs < 1:
         raise InputError("n_runs must be >= 1")
     n_steps_f = steps_for(t_f, dt)
@@ -469,11 +497,12 @@ def generate(computer: Computer, n_runs: int, *, t_f: float = 2.5, dt: float = 1
         s_eq, s_run = _children(seed, 2)
     x = np.zeros((n_runs, computer.n_units))
     eq = simulate(computer.coupling_free(), x, n_steps=steps_for(t_eq if t_eq is not None else t_f, dt),
-                  dt=dt, seed=s_eq, stratonovich=False, threads=threads, first_block=first_block)
+                  dt=dt, seed=s_eq, stratonovich=False, threads=threads, first_block=first_block, dtype=dtype)
     tr = simulate(computer, eq.x_final, n_steps=steps_for(t_f, dt), dt=dt, seed=s_run,
                   record_every=record_every, stratonovich=stratonovich, threads=threads, progress=progress,
-                  first_block=first_block)
+                  first_block=first_block, dtype=dtype)
     return Trajectory(times=tr.times, x=tr.x, x0=tr.x0, x_final=tr.x_final, heat=tr.heat,
                       heat_strat=tr.heat_strat, work=tr.work, dt=tr.dt, n_steps=tr.n_steps, kT=tr.kT,
                       seed=_jsonable_seed(seed), protocol={"kind": "generation", "t_f": t_f,
-                                                          "t_eq": t_eq if t_eq is not None else t_f})
+                                                          "t_eq": t_eq if t_eq is not None else t_f},
+                      dtype=tr.dtype)

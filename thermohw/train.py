@@ -7,11 +7,19 @@ Delta_i = -(x'_i - x_i) + mu_i dt dV/dx_i(x'),  so with r_i = Delta_i / (2 kT_i)
     d(-ln P)/dJ_ij = r_i x'_j + r_j x'_i,     d(-ln P)/db_i = r_i
 (evaluated at the step's END point x'). Summed over all steps and trajectories of a batch,
 these are two matrix products. Update: theta <- theta - alpha * gradient, alpha = (dt/t_f)/sqrt(batch).
+
+Speed (benchmarks/README.md): the noising trajectories do not depend on the couplings, so the
+trainer draws those of a group of cycles side by side, one (cycles x batch, N) array per step,
+each cycle from its own stream seeded by (seed, cycle): results do not depend on the group size
+and a resumed run repeats a straight one bit for bit. The gradient skips the
+visible-visible block when the model has none, and its step chunks run on all cores.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,12 +29,21 @@ import numpy as np
 
 from .computer import Computer
 from .data import Digits
-from .errors import InputError
+from .errors import DivergenceError, InputError
 from .io import load_record, save_record
-from .langevin import noising, noising_field, steps_for
+from .langevin import euler_limits, noising, noising_field, steps_for
+from .resources import available_bytes, check_memory
 
 STATE_SCHEMA = "thermohw.trainstate/1"
 _CHUNK_ELEMS = 4_000_000  # step-chunk size for the gradient (bounds memory at ~100 MB)
+# Noising trajectories of several cycles are drawn side by side (one (cycles x N) array per
+# step); a group's recorded steps are held at once, so its size comes from a memory budget.
+_GROUP_BYTES = 512 * 10 ** 6   # at most this much (and a quarter of the free memory)
+_GROUP_MAX = 32                # beyond this the per-step Python overhead is already negligible
+_NOISE_STEPS = 16             # steps of noise drawn per generator call (fewer calls; same stream)
+_BLOCK_PRODUCTS = True         # skip the product blocks the mask leaves empty (False: dense, for benchmarks)
+NOISE_SEED_TAG = 0x4E4F4953    # "NOIS": cycle k's noising draws from SeedSequence([seed, tag, k])
+NOISE_STREAM = "per-cycle/1"   # the random-stream layout, recorded in checkpoints
 
 
 HIDDEN_TARGETS = ("pixels", "classes")
@@ -172,6 +189,95 @@ def path_gradient(c: Computer, X: np.ndarray, dt: float) -> tuple[np.ndarray, np
     return G + G.T, gb, action
 
 
+def _blocks_apply(at: Computer, mask: np.ndarray) -> bool:
+    """Whether the visible-visible block is empty both in the couplings the forces use and in
+    the couplings being trained (the paper's and every bipartite topology)."""
+    nv = at.n_visible
+    return (_BLOCK_PRODUCTS and 0 < nv < at.n_units and not mask[:nv, :nv].any()
+            and not at.J[:nv, :nv].any())
+
+
+_LANES = 4  # fixed partial sums of the gradient: the result does not depend on the thread count
+
+
+def fast_path_gradient(c: Computer, X: np.ndarray, dt: float, *, skip_visible: bool = False,
+                       threads: int | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """:func:`path_gradient`, equal up to rounding, computed for training speed.
+
+    ``skip_visible``: the computer has no visible-visible couplings (checked) and that block of
+    the gradient is left at zero, so the products run over the visible-hidden and hidden-hidden
+    blocks only (on the paper's 784 + 512 computer, 63 % of the dense FLOPs). The steps are
+    split into chunks dealt to ``_LANES`` fixed partial sums, added in lane order; the lanes run
+    on ``threads`` threads (default: the cores) with single-threaded BLAS each, so the
+    elementwise work uses every core too. With r = Delta / (2 kT) and a = mu dt / (2 kT):
+    r = x' (J a) + a (b + 2 J2 x' + 4 J4 x'^3) - (x' - x) / (2 kT), and the action is
+    sum kT r^2 / (mu dt)."""
+    X = _check_path(c, X)
+    K, R, N = X.shape[0] - 1, X.shape[1], X.shape[2]
+    nv = c.n_visible if skip_visible else 0
+    if nv and c.J[:nv, :nv].any():
+        raise InputError("skip_visible needs a computer without visible-visible couplings")
+    V, H = slice(0, nv), slice(nv, N)
+    kT, mu = np.broadcast_to(c.kT, (N,)), np.broadcast_to(c.mu, (N,))
+    a, s, w = mu * dt / (2.0 * kT), 1.0 / (2.0 * kT), kT / (mu * dt)
+    JHa = c.J[:, H] * a[H]            # forces on the hidden units (scaled): x' @ J[:, H]
+    JVa = c.J[H, V] * a[V]            # forces on the visible units: x'_H @ J[H, V]
+    c2, c4, ab = a * 2.0 * c.J2, a * 4.0 * c.J4, a * c.b
+    lanes = min(_LANES, K)
+    chunk = max(1, min(-(-K // lanes), _CHUNK_ELEMS // 4 // (R * N)))  # ~4 arrays per lane in flight
+    starts = list(range(0, K, chunk))
+
+    def lane(first: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        M = np.zeros((N - nv, N))     # r_H^T x'   : rows H of G = r^T x'
+        Q = np.zeros((nv, N - nv))    # r_V^T x'_H : block (V, H) of G
+        gb, act = np.zeros(N), 0.0
+        for k0 in starts[first::lanes]:
+            k1 = min(K, k0 + chunk)
+            xe = X[k0 + 1:k1 + 1].reshape(-1, N)
+            u = np.multiply(xe, xe)   # on-site, bias and step terms, in place
+            u *= c4
+            u += c2
+            u *= xe
+            u += ab
+            dx = np.subtract(xe, X[k0:k1].reshape(-1, N))
+            dx *= s
+            u -= dx
+            rH = xe @ JHa
+            rH += u[:, H]
+            rV = xe[:, H] @ JVa
+            rV += u[:, V]
+            act += float(np.einsum("ki,ki->i", rH, rH) @ w[H] + np.einsum("ki,ki->i", rV, rV) @ w[V])
+            gb[H] += rH.sum(axis=0)
+            gb[V] += rV.sum(axis=0)
+            M += rH.T @ xe
+            Q += rV.T @ xe[:, H]
+        return M, Q, gb, act
+
+    if threads is None:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, min(int(threads), lanes))
+    if threads == 1:
+        parts = [lane(i) for i in range(lanes)]
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as ex:
+            parts = list(ex.map(lane, range(lanes)))
+    M, Q, gb, act = parts[0]
+    for Mi, Qi, gbi, acti in parts[1:]:
+        M += Mi
+        Q += Qi
+        gb += gbi
+        act += acti
+    G = np.zeros((N, N))
+    G[V, H] = Q + M[:, V].T
+    G[H, V] = G[V, H].T
+    G[H, H] = M[:, H] + M[:, H].T
+    return G, gb, act
+
+
 # ---------------------------------------------------------------------------------------------
 # training state (checkpoint) and loop
 # ---------------------------------------------------------------------------------------------
@@ -183,6 +289,8 @@ class TrainState:
     digits: Digits
     config: TrainConfig
     cycle: int = 0
+    # the noising streams' layout ({"stream": NOISE_STREAM}); cycle k draws from cycle_rng(seed, k),
+    # so nothing else is needed to resume. Older checkpoints hold one generator's state here.
     rng_state: dict | None = None
     losses: np.ndarray = field(default_factory=lambda: np.zeros(0))
     seconds: float = 0.0
@@ -248,8 +356,9 @@ def new_state(digits: Digits, config: TrainConfig, *, n_hidden: int, connectivit
 
 
 def noising_batch(c: Computer, digits: Digits, cfg: TrainConfig, rng: np.random.Generator) -> np.ndarray:
-    """A batch of noising trajectories (steps+1, batch, N). They do not depend on the
-    couplings being trained, so the trainer draws the next batch while it updates."""
+    """A batch of noising trajectories (steps+1, batch, N) drawn from ``rng`` with
+    :func:`thermohw.langevin.noising` (for evaluation; the trainer draws its own with
+    :func:`noising_cycles`)."""
     pick = rng.integers(0, digits.patterns.shape[0], size=cfg.batch)
     return noising(c, digits.patterns[pick], t_f=cfg.t_f, dt=cfg.dt, seed=rng,
                    decay_fraction=cfg.decay_fraction, scale=cfg.bias_scale, t_eq=cfg.t_eq,
@@ -265,6 +374,126 @@ def imposed_field(c: Computer, digits: Digits, pick: np.ndarray, cfg: TrainConfi
     return -cfg.bias_scale * np.concatenate([digits.patterns[pick], h], axis=1)
 
 
+# ---------------------------------------------------------------------------------------------
+# noising trajectories of many cycles side by side
+# ---------------------------------------------------------------------------------------------
+def cycle_rng(cfg: TrainConfig, cycle: int) -> np.random.Generator:
+    """Cycle ``cycle``'s own random stream: it picks the cycle's training images, then draws its
+    noise. A cycle's trajectories depend on (seed, cycle) only, so they are the same whichever
+    cycles are drawn beside them and wherever a run was interrupted and resumed."""
+    return np.random.default_rng(np.random.SeedSequence([int(cfg.seed), NOISE_SEED_TAG, int(cycle)]))
+
+
+def cycle_bytes(n_units: int, cfg: TrainConfig) -> int:
+    """Memory of one cycle's recorded noising trajectories."""
+    return 8 * (steps_for(cfg.t_f, cfg.dt) + 1) * cfg.batch * n_units
+
+
+def cycles_per_group(n_units: int, cfg: TrainConfig, remaining: int) -> int:
+    """How many cycles' noising trajectories to draw side by side: as many as fit in
+    ``_GROUP_BYTES`` and a quarter of the memory free now, at most ``_GROUP_MAX`` (results do
+    not depend on it)."""
+    budget = min(_GROUP_BYTES, available_bytes() // 4)
+    return int(max(1, min(_GROUP_MAX, remaining, budget // cycle_bytes(n_units, cfg))))
+
+
+def noising_cycles(units: Computer, digits: Digits, cfg: TrainConfig, first: int, n: int, *,
+                   out: np.ndarray | None = None, threads: int | None = None,
+                   stop: "threading.Event | None" = None) -> np.ndarray:
+    """The noising trajectories of cycles ``first .. first+n-1``, (n, steps+1, batch, N): each
+    cycle's ``batch`` images picked and its noise drawn from :func:`cycle_rng`, all cycles
+    advanced together, one (n * batch, N) array per step, by ``threads`` threads (default: the
+    cores) that each own whole cycles. The protocol is :func:`thermohw.langevin.noising`'s
+    (coupling-free computer, ``t_eq`` under the fixed field, then ``t_f`` with the field
+    decaying to 0 at decay_fraction * t_f; the second phase recorded), integrated with the
+    on-site drift fused into one multiply: equal to ``noising`` driven by the same noise up to
+    rounding. ``out``: an array of that shape to fill (reused between groups: no page faults).
+    ``stop``: an Event that abandons the work (Ctrl-C in the caller)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    N, B = units.n_units, cfg.batch
+    n_eq = steps_for(cfg.t_eq if cfg.t_eq is not None else cfg.t_f, cfg.dt)
+    n_steps = steps_for(cfg.t_f, cfg.dt)
+    shape = (n, n_steps + 1, B, N)
+    if out is None:
+        check_memory(8 * math.prod(shape), f"noising trajectories of {n} training cycles",
+                     "use fewer --hidden units, a smaller --batch or a larger --dt")
+        out = np.empty(shape)
+    elif out.shape != shape or out.dtype != np.float64:
+        raise InputError(f"noising_cycles: out has shape {out.shape}; expected {shape}")
+    free = units.coupling_free()
+    margin, xmax = euler_limits(free, cfg.dt)
+    if margin >= 2.0:
+        raise DivergenceError(f"dt = {cfg.dt:g} is beyond the Euler stability limit of the on-site terms "
+                              f"(mu*dt*2*J2 = {margin:.3g} >= 2); use dt < {2.0 * cfg.dt / margin:.3g}")
+    rngs = [cycle_rng(cfg, first + i) for i in range(n)]
+    fields = np.concatenate([imposed_field(units, digits, g.integers(0, digits.patterns.shape[0], size=B), cfg)
+                             for g in rngs]) if n else np.zeros((0, N))
+    # x' = x - mu dt (2 J2 x + 4 J4 x^3 + e(t) h) + sqrt(2 mu kT dt) xi
+    #    = x (c1 + c3 x^2) + e(t) mh + sigma xi
+    mudt = free.mu * cfg.dt
+    c1 = np.broadcast_to(1.0 - mudt * 2.0 * free.J2, (N,)).copy()
+    c3 = np.broadcast_to(-mudt * 4.0 * free.J4, (N,)).copy()
+    sigma = np.broadcast_to(np.sqrt(2.0 * free.mu * free.kT * cfg.dt), (N,)).copy()
+    t_off = cfg.decay_fraction * cfg.t_f
+    stop = stop if stop is not None else threading.Event()
+
+    def run(i0: int, i1: int) -> None:
+        nc, total = i1 - i0, n_eq + n_steps
+        mh = -mudt * fields[i0 * B:i1 * B].reshape(nc, B, N)
+        x = np.zeros((nc, B, N))
+        tmp = np.empty_like(x)
+        xi = np.empty((nc, _NOISE_STEPS, B, N))  # each cycle's noise, _NOISE_STEPS steps per draw
+        rec = out[i0:i1]
+        for k in range(total):
+            j = k % _NOISE_STEPS
+            if j == 0:  # one call per cycle per block of steps: the stream order is the step order
+                s = min(_NOISE_STEPS, total - k)
+                for i in range(nc):
+                    rngs[i0 + i].standard_normal(out=xi[i, :s])
+                xi[:, :s] *= sigma
+            if k >= n_eq:
+                rec[:, k - n_eq] = x
+            e = 1.0 if k < n_eq else max(0.0, 1.0 - (k - n_eq) * cfg.dt / t_off)
+            np.multiply(x, x, out=tmp)
+            tmp *= c3
+            tmp += c1
+            x *= tmp
+            if e == 1.0:
+                x += mh
+            elif e != 0.0:
+                np.multiply(mh, e, out=tmp)
+                x += tmp
+            x += xi[:, j]
+            if (k + 1) % 25 == 0:
+                if stop.is_set():
+                    return
+                m = float(np.max(np.abs(x))) if x.size else 0.0
+                if not m < xmax:  # also NaN
+                    raise DivergenceError(f"a noising trajectory ran away (max |x| = {m:.3g} > {xmax:.3g}); "
+                                          f"reduce dt (e.g. to {cfg.dt / 4:g})")
+        rec[:, n_steps] = x
+
+    if threads is None:  # small groups are bound by Python overhead, which threads do not share
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = cpus if n * B * N >= 4096 else 1
+    threads = max(1, min(int(threads), n))
+    edges = np.linspace(0, n, threads + 1).round().astype(int)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if threads == 1:
+            run(0, n)
+        else:
+            with ThreadPoolExecutor(threads) as ex:
+                futs = [ex.submit(run, int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+                try:
+                    for f in futs:
+                        f.result()
+                except BaseException:
+                    stop.set()  # Ctrl-C or an error: the other threads stop within 25 steps
+                    raise
+    return out
+
+
 def sgd_update(c: Computer, X: np.ndarray, cfg: TrainConfig) -> tuple[Computer, float]:
     """One SGD step on the reverse-path action of the recorded batch ``X``; returns the new
     computer and the action per unit and step (0.5 for a perfect model, see docs)."""
@@ -275,16 +504,19 @@ def sgd_update_at(c: Computer, at: Computer, X: np.ndarray, cfg: TrainConfig) ->
     """One SGD step whose gradient is evaluated at the model ``at`` (a quantised or
     mismatch-perturbed view of ``c``, same mask) and applied to ``c`` (the float "shadow" or
     nominal parameters): the straight-through estimator. ``at is c`` is :func:`sgd_update`."""
-    gJ, gb, action = path_gradient(at, X, cfg.dt)
+    gJ, gb, action = fast_path_gradient(at, X, cfg.dt, skip_visible=_blocks_apply(at, c.mask))
     lr = cfg.lr
-    new = c.replace(J=c.J - lr * np.where(c.mask, gJ, 0.0), b=c.b - lr * np.where(c.bias_trainable, gb, 0.0))
-    return new, action / (X.shape[0] - 1) / X.shape[1] / c.n_units
+    J = c.J - lr * np.where(c.mask, gJ, 0.0)  # exactly symmetric and zero off the mask, as c.J
+    b = c.b - lr * np.where(c.bias_trainable, gb, 0.0)
+    if not (np.all(np.isfinite(J)) and np.all(np.isfinite(b))):
+        raise InputError("training diverged (non-finite couplings); lower the learning rate")
+    return c._trained_step(J, b), action / (X.shape[0] - 1) / X.shape[1] / c.n_units
 
 
-def train_cycle(c: Computer, digits: Digits, cfg: TrainConfig,
-                rng: np.random.Generator) -> tuple[Computer, float]:
-    """One SGD update from a fresh batch of noising trajectories."""
-    return sgd_update(c, noising_batch(c, digits, cfg, rng), cfg)
+def train_cycle(c: Computer, digits: Digits, cfg: TrainConfig, cycle: int) -> tuple[Computer, float]:
+    """Cycle ``cycle`` of :func:`train` on its own: one SGD update from that cycle's noising
+    trajectories."""
+    return sgd_update(c, noising_cycles(c, digits, cfg, int(cycle), 1)[0], cfg)
 
 
 SCORE_SEED_TAG = 0x53434F52  # "SCOR": quick scores draw from their own stream, never training's
@@ -314,15 +546,17 @@ def train(state: TrainState, *, checkpoint: str | Path | None = None, progress: 
     (default: ``c`` itself); the update is applied to ``c``. ``project(c)`` is applied after
     each update. Both must be deterministic functions of their arguments (resume stays exact).
     When ``state.chip`` is set and no hooks are given, they are rebuilt from it
-    (:func:`thermohw.chipaware.hooks`)."""
+    (:func:`thermohw.chipaware.hooks`).
+
+    Each cycle's noising trajectories come from its own stream (:func:`cycle_rng`); groups of
+    cycles (:func:`cycles_per_group`) are drawn side by side before their updates run. A
+    checkpoint written by an older version (one stream for the whole run, ``rng_state`` a
+    generator state) resumes on the per-cycle streams from its cycle on."""
     cfg = state.config
     if state.chip is not None and forward is None and project is None:
         from .chipaware import hooks
 
         forward, project = hooks(state.chip)
-    rng = np.random.default_rng(cfg.seed)
-    if state.rng_state is not None:
-        rng.bit_generator.state = state.rng_state
     c, losses, cycle = state.computer, list(state.losses.tolist()), state.cycle
     t_start, sec0 = time.perf_counter(), state.seconds
 
@@ -333,7 +567,7 @@ def train(state: TrainState, *, checkpoint: str | Path | None = None, progress: 
     every = cfg.score_interval if state.digits.patterns.shape[0] and c.n_visible == state.digits.n_pixels else 0
 
     def snapshot() -> TrainState:
-        return TrainState(c, state.digits, cfg, cycle, rng_after, np.asarray(losses, float),
+        return TrainState(c, state.digits, cfg, cycle, {"stream": NOISE_STREAM}, np.asarray(losses, float),
                           sec0 + time.perf_counter() - t_start, state.chip,
                           None if avg_J is None else avg_J.copy(), None if avg_b is None else avg_b.copy(), avg_count,
                           np.array(scores, dtype=np.float64).reshape(-1, 4))
@@ -343,24 +577,22 @@ def train(state: TrainState, *, checkpoint: str | Path | None = None, progress: 
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.cycles, initial=cycle, desc="train", unit="cycle", dynamic_ncols=True)
-    rng_after = rng.bit_generator.state
     units = c  # noising uses only the untrained on-site parameters (J2, J4, mu, kT)
-
-    def produce():
-        # runs in a helper thread: the Python-bound noising loop overlaps the BLAS-bound update;
-        # the random stream is consumed in exactly the serial order, and its state after each
-        # batch is what a checkpoint stores, so resumed runs stay bit-identical
-        X = noising_batch(units, state.digits, cfg, rng)
-        return X, rng.bit_generator.state
-
-    from concurrent.futures import ThreadPoolExecutor
-
-    pool = ThreadPoolExecutor(1)
-    fut = pool.submit(produce) if cycle < cfg.cycles else None
+    group = cycles_per_group(c.n_units, cfg, cfg.cycles - cycle) if cycle < cfg.cycles else 1
+    buf = None  # one group's trajectories, reused by the next group
+    todo: list[np.ndarray] = []
     try:
         while cycle < cfg.cycles:
-            X, state_next = fut.result()
-            fut = pool.submit(produce) if cycle + 1 < cfg.cycles else None
+            if not todo:
+                left = cfg.cycles - cycle
+                n = -(-left // -(-left // group))  # groups of equal size: no short, slow last group
+                if buf is None:
+                    check_memory(group * cycle_bytes(c.n_units, cfg) + 10 ** 8,
+                                 f"training on noising trajectories of {group} cycles at a time",
+                                 "use fewer --hidden units, a smaller --batch or a larger --dt")
+                    buf = np.empty((group, steps_for(cfg.t_f, cfg.dt) + 1, cfg.batch, c.n_units))
+                todo = list(noising_cycles(units, state.digits, cfg, cycle, n, out=buf[:n]))
+            X = todo.pop(0)
             if forward is None:
                 new_c, loss = sgd_update(c, X, cfg)
             else:
@@ -374,10 +606,8 @@ def train(state: TrainState, *, checkpoint: str | Path | None = None, progress: 
                 new_avg = (new_c.J if avg_J is None else avg_J + new_c.J,
                            new_c.b if avg_b is None else avg_b + new_c.b, avg_count + 1)
             # one statement commits the cycle: a Ctrl-C lands before or after it, never halfway,
-            # so the checkpoint written on interruption is a consistent state (resume stays exact);
-            # rng_after: only a finished cycle moves the checkpointed stream
-            c, cycle, losses, rng_after, (avg_J, avg_b, avg_count) = (new_c, cycle + 1, losses + [loss],
-                                                                      state_next, new_avg)
+            # so the checkpoint written on interruption is a consistent state (resume stays exact)
+            c, cycle, losses, (avg_J, avg_b, avg_count) = new_c, cycle + 1, losses + [loss], new_avg
             if every and (cycle % every == 0 or cycle == cfg.cycles) and (not scores or scores[-1][0] < cycle):
                 # the model as it would be saved now (tail average once averaging has begun)
                 now = c if not avg_count else c.replace(J=avg_J / avg_count, b=avg_b / avg_count)
@@ -397,9 +627,6 @@ def train(state: TrainState, *, checkpoint: str | Path | None = None, progress: 
             snapshot().save(checkpoint)
         raise
     finally:
-        if fut is not None:
-            fut.cancel()
-        pool.shutdown(wait=True)
         if bar is not None:
             bar.close()
     return snapshot()

@@ -15,7 +15,7 @@ from .computer import Computer
 from .data import Digits, load_training_digits, reference_set
 from .errors import InputError
 from .io import write_json
-from .langevin import BLOCK, Trajectory, generate, noising, steps_for
+from .langevin import BLOCK, GENERATION_DTYPE, Trajectory, generate, noising, steps_for
 from .metrics import digit_scores, heat_stats, thermodynamic_advantage
 from .resources import check_memory
 from .provenance import provenance
@@ -58,8 +58,9 @@ def run_training(out: str | Path, *, mnist: str | Path | None = None, digits: Se
     d = load_training_digits(mnist, digits=digits, indices=indices)
     n_units = d.n_pixels + (n_hidden if init is None else 0)
     steps = steps_for(config.t_f, config.dt) + 1
-    # two noising batches in flight (the trainer draws the next while it updates), the
-    # gradient's step chunks (~100 MB) and about ten N x N matrices (J, mask, gradient, average)
+    # at least two cycles' noising trajectories (the trainer draws as many cycles side by side
+    # as a quarter of the free memory holds, train.cycles_per_group), the gradient's step
+    # chunks (~100 MB) and about ten N x N matrices (J, mask, gradient, average)
     check_memory(16 * steps * config.batch * n_units + 10 ** 8 + 80 * n_units ** 2,
                  f"training {n_units} units with batches of {config.batch} trajectories of {steps} steps",
                  "use fewer --hidden units, a smaller --batch or a larger --dt")
@@ -257,9 +258,11 @@ def _digits_beside(model: Path, digits: str | Path | None) -> Digits | None:
 
 def run_sampling(model: str | Path, out: str | Path, *, runs: int = 1000, t_f: float = 2.5, dt: float = 1e-3,
                  seed: int = 0, digits: str | Path | None = None, threads: int | None = None,
-                 progress: bool = True, reference: str | Path | None = None) -> dict:
+                 progress: bool = True, reference: str | Path | None = None, dtype: str | None = None) -> dict:
     """Generate ``runs`` samples with the paper's protocol into folder ``out``. ``reference``:
-    an images file (MNIST IDX) for the k-NN check (default: the set the digits came from)."""
+    an images file (MNIST IDX) for the k-NN check (default: the set the digits came from).
+    ``dtype``: the simulated state's precision (default GENERATION_DTYPE); summary.json says which."""
+    dtype = GENERATION_DTYPE if dtype is None else str(dtype)
     model = Path(model)
     c = Computer.load(model)
     out = Path(out)
@@ -295,7 +298,7 @@ def run_sampling(model: str | Path, out: str | Path, *, runs: int = 1000, t_f: f
                 bar.update(done + k - bar.n)
 
             parts.append(generate(c, min(chunk, runs - r0), t_f=t_f, dt=dt, seed=seed, threads=threads,
-                                  progress=tick if bar else None, first_block=r0 // BLOCK))
+                                  progress=tick if bar else None, first_block=r0 // BLOCK, dtype=dtype))
     finally:
         if bar is not None:
             bar.close()
@@ -305,9 +308,10 @@ def run_sampling(model: str | Path, out: str | Path, *, runs: int = 1000, t_f: f
     out.mkdir(parents=True, exist_ok=True)
     tr.save(out / "samples.npz")
     # a few recorded trajectories for the denoising figure (cheap: 4 runs)
-    show = generate(c, 4, t_f=t_f, dt=dt, seed=seed + 7919, record_every=max(1, n_steps // 8), threads=1)
+    show = generate(c, 4, t_f=t_f, dt=dt, seed=seed + 7919, record_every=max(1, n_steps // 8), threads=1,
+                    dtype=dtype)
     summary = score(c, tr, d, out, denoise=show, reference=reference)
-    summary.update(model=str(model), seconds=seconds, runs=runs, t_f=t_f, dt=dt, seed=seed,
+    summary.update(model=str(model), seconds=seconds, runs=runs, t_f=t_f, dt=dt, seed=seed, dtype=tr.dtype,
                    provenance=provenance(seeds={"generate": seed, "denoising_figure": seed + 7919}))
     write_json(out / "summary.json", summary)
     return summary
@@ -329,7 +333,7 @@ def _concat_runs(parts: list[Trajectory]) -> Trajectory:
     cat = lambda k: np.concatenate([getattr(q, k) for q in parts])  # noqa: E731
     return Trajectory(times=p.times, x=None, x0=cat("x0"), x_final=cat("x_final"), heat=cat("heat"),
                       heat_strat=cat("heat_strat"), work=cat("work"), dt=p.dt, n_steps=p.n_steps, kT=p.kT,
-                      seed=p.seed, protocol=p.protocol)
+                      seed=p.seed, protocol=p.protocol, dtype=p.dtype)
 
 
 def score(c: Computer, tr: Trajectory, d: Digits | None, out: Path, denoise: Trajectory | None = None,

@@ -116,7 +116,8 @@ JSON_VALUES = st.recursive(SCALARS, lambda c: st.lists(c, max_size=3) | st.dicti
 
 def npy(a) -> bytes:
     """One .npy member, written as numpy writes it (object arrays pickled, as a foreign
-    ``np.savez`` would)."""
+    ``np.savez`` would). allow_pickle=True here only WRITES such a hostile member, so the tests
+    can check that the loaders (np.load with allow_pickle=False) refuse it with one line."""
     buf = io.BytesIO()
     np.lib.format.write_array(buf, np.asanyarray(a), allow_pickle=True)
     return buf.getvalue()

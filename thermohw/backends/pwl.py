@@ -77,6 +77,27 @@ def write_files(folder: str | Path, *, prefix: str, amplitude: np.ndarray, nt: f
     return out
 
 
+def for_program(p, folder, *, prefix: str, generation_grid, noise_interval, free_run_tau: float):
+    """What a backend's ``write`` needs of the noise: its interval NT and start state x0 (the
+    generation protocol's, or None for a free run of ``free_run_tau`` time constants), and with
+    ``p.options.noise == "pwl"`` the written noise files. Returns (files, include or None, nt, x0).
+    ``generation_grid`` / ``noise_interval`` are the backend's own (RC and LC differ there)."""
+    from . import generation_start
+
+    circ, seed = p.artefact, int(p.options.netlist_seed)
+    if p.options.netlist == "generate":
+        _, nt, k = generation_grid(p)
+        x0 = generation_start(p)[1]
+    else:
+        nt, x0 = noise_interval(circ), None
+        k = math.ceil(free_run_tau * circ.tau / nt - 1e-9)
+    if p.options.noise != "pwl":
+        return [], None, nt, x0
+    files = write_files(folder, prefix=prefix, amplitude=np.sqrt(circ.s2 / nt), nt=nt,
+                        z=draw(seed, k, circ.n_units), x0=x0, tau=circ.tau, seed=seed)
+    return files, NOISE_INCLUDE, nt, x0
+
+
 def load(path: str | Path) -> dict:
     """A noise.npz as {"nt_s", "tau_s", "seed", "z", "amplitude_A", "x0" (or None)}."""
     h, a = load_record(path, NOISE_SCHEMA)

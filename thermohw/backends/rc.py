@@ -347,23 +347,13 @@ def write(p, folder) -> list[Path]:
     """chip.cir (the generation protocol, or with ``netlist="free"`` a one-model-time-unit free
     run from x = 0), units.csv and couplings.csv; with ``noise="pwl"`` also noise.inc and
     noise.npz (:mod:`thermohw.backends.pwl`)."""
-    from . import generation_start
     from . import pwl as pwl_files
 
     folder = Path(folder)
     circ = p.artefact
     noise, seed = p.options.noise, int(p.options.netlist_seed)
-    if p.options.netlist == "generate":
-        _, nt, k = generation_grid(p)
-        x0 = generation_start(p)[1]
-    else:
-        nt, x0 = noise_interval(circ), None
-        k = math.ceil(circ.tau / nt - 1e-9)
-    out, inc = [], None
-    if noise == "pwl":
-        out += pwl_files.write_files(folder, prefix="In", amplitude=np.sqrt(circ.s2 / nt), nt=nt,
-                                     z=pwl_files.draw(seed, k, circ.n_units), x0=x0, tau=circ.tau, seed=seed)
-        inc = pwl_files.NOISE_INCLUDE
+    out, inc, nt, _ = pwl_files.for_program(p, folder, prefix="In", generation_grid=generation_grid,
+                                            noise_interval=noise_interval, free_run_tau=1.0)
     if p.options.netlist == "generate":
         txt = generation_netlist(p, noise=noise, noise_include=inc)
     else:

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .recording import SCHEMA, Recording, _to_model, check_time_base
+from .recording import SCHEMA, Recording, _to_model, check_time_base, si_scales
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
 MAP_KEYS = {"time", "x", "run", "h", "bias", "time_unit", "x_unit", "V_s_V", "tau_s", "sample_interval",
@@ -142,13 +142,7 @@ def write_hdf5(rec: Recording, path: str | Path, *, si: bool = False) -> Path:
     renamed, so an interruption leaves no half-written file."""
     path = Path(path)
     h5py = _h5py(str(path))
-    tau = V_s = 1.0
-    if si:
-        try:
-            tau, V_s = float(rec.units["tau_s"]), float(rec.units["V_s_V"])
-        except KeyError:
-            raise InputError("write_hdf5(si=True) needs units['tau_s'] and units['V_s_V']; write model units "
-                             "instead (si=False)") from None
+    tau, V_s = si_scales(rec.units, si, "write_hdf5")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)

@@ -71,6 +71,18 @@ def check_time_base(t: np.ndarray, dt: float, where: str) -> None:
                          f"{100 * TIME_RTOL:g} %); resample the trace onto a uniform grid or split it at the gap")
 
 
+def si_scales(units: dict, si: bool, writer: str) -> tuple[float, float]:
+    """(seconds per model time unit, volts per model unit) for a writer's ``si`` option; (1, 1)
+    without it."""
+    if not si:
+        return 1.0, 1.0
+    try:
+        return float(units["tau_s"]), float(units["V_s_V"])
+    except KeyError:
+        raise InputError(f"{writer}(si=True) needs units['tau_s'] and units['V_s_V']; write model units "
+                         "instead (si=False)") from None
+
+
 @dataclass(frozen=True, eq=False)
 class Recording:
     """Trajectories of all units, model units.
@@ -212,13 +224,7 @@ class Recording:
         model units. Values are written with 17 significant digits (exact float64 round trip
         in model units)."""
         T, R, N = self.x.shape
-        tau = V_s = 1.0
-        if si:
-            try:
-                tau, V_s = float(self.units["tau_s"]), float(self.units["V_s_V"])
-            except KeyError:
-                raise InputError("save_csv(si=True) needs units['tau_s'] and units['V_s_V']; "
-                                 "write model units instead (si=False)") from None
+        tau, V_s = si_scales(self.units, si, "save_csv")
         head = [SCHEMA, f"sample_interval: {self.sample_interval * tau!r}",
                 f"time_unit: {'s' if si else 'model'}", f"x_unit: {'V' if si else 'model'}"]
         for k in ("V_s_V", "tau_s"):

@@ -29,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .computer import Computer
+from .energy import EnergyScale, from_scales as energy_scale_from
 from .errors import InputError
 from .io import atomic_write, write_json
 from .target import Target
@@ -169,7 +170,9 @@ class CompiledProgram:
     quantisation (what the codes encode). realised : the exact ideal model the hardware
     implements (from the backend). codes : integer DAC codes per parameter class.
     artefact : the backend's physical description (netlist data, parameter set).
-    scales : SI scale factors (energy per model unit, k_B T_eff, ...). report : the compile report.
+    scales : SI scale factors (energy per model unit, k_B T_eff, ...). energy_scale : the
+    model's kT in joules and the temperature it stands for (from ``lower``; reports give heat
+    in joules with it). report : the compile report.
     """
 
     source: Computer
@@ -182,6 +185,7 @@ class CompiledProgram:
     artefact: Any = None
     scales: dict = field(default_factory=dict)
     report: dict = field(default_factory=dict)
+    energy_scale: EnergyScale | None = None
 
     def with_(self, **changes: Any) -> "CompiledProgram":
         return dataclasses.replace(self, **changes)
@@ -233,6 +237,8 @@ class CompiledProgram:
                                                         "kind": self.target.kind,
                                                         "options": dataclasses.asdict(self.options),
                                                         "scales": self.scales, **self.report,
+                                                        "energy_scale": (self.energy_scale.to_dict()
+                                                                         if self.energy_scale else None),
                                                         "provenance": _provenance(self.options)}))
         summary = summary_text(self)
         from .io import atomic_write
@@ -291,6 +297,7 @@ class CompiledProgram:
         placement = codes.pop("placement")
         opts = CompileOptions(**rep.pop("options"))
         scales = rep.pop("scales")
+        es = rep.pop("energy_scale", None)
         for k in ("schema", "target", "kind"):
             rep.pop(k, None)
         source, programmed, realised = (Computer.load(folder / f) for f in ("source.npz", "programmed.npz",
@@ -303,8 +310,10 @@ class CompiledProgram:
                 n and not (0 <= placement.min() and placement.max() < target.units)):
             raise InputError(f"{folder / 'codes.npz'}: placement must give each of the {n} units a distinct "
                              f"physical unit in 0..{target.units - 1}; the file is damaged - compile it again")
+        # folders compiled before the record existed: derive it from their scales
+        es = EnergyScale.from_dict(es) if es is not None else energy_scale_from(scales, programmed.kT_ref)
         p = cls(source=source, target=target, options=opts, placement=placement, programmed=programmed,
-                realised=realised, codes=codes, scales=scales, report=rep)
+                realised=realised, codes=codes, scales=scales, report=rep, energy_scale=es)
         return p.with_(artefact=p.backend.lower(p))
 
 
@@ -554,7 +563,8 @@ def lower(p: CompiledProgram) -> CompiledProgram:
     scales = be.scales(p)
     p = p.with_(scales=scales)
     art = be.lower(p)
-    return p.with_(artefact=art, realised=be.to_computer(art, p))
+    realised = be.to_computer(art, p)
+    return p.with_(artefact=art, realised=realised, energy_scale=energy_scale_from(scales, p.programmed.kT_ref))
 
 
 def check_limits(p: CompiledProgram) -> CompiledProgram:
@@ -590,7 +600,7 @@ def compile_computer(computer: Computer, target: Target | str, options: CompileO
     """Run the compile passes; returns the CompiledProgram (see the module docstring)."""
     if isinstance(target, str):
         target = resolve_target(target)
-    if options is not None and options.noise != "trrandom" and target.kind not in ("rc", "lc"):
+    if options is not None and options.noise != "trrandom" and target.kind not in ("rc", "lc", "mechanical", "josephson"):
         raise InputError(f"--noise {options.noise} sets a netlist's noise; target {target.name!r} ({target.kind}) "
                          "has no netlist: drop --noise")
     p = CompiledProgram(source=computer, target=target, options=options or CompileOptions(),

@@ -107,37 +107,34 @@ class CosimConfig:
 # one SPICE run (module level: it runs in worker processes)
 # ---------------------------------------------------------------------------------------------
 def spice_job(spec: dict) -> dict:
-    """Run one netlist and reduce it to what the comparison needs (small to ship back)."""
-    from .spice.engines import node_voltages, run as run_spice
+    """Run one netlist and reduce it to what the comparison needs (small to ship back). Only
+    the backend contract reads the run (docs/design.md#backend-contract)."""
+    from .backends import spice_backend
+    from .spice.engines import run as run_spice
 
     t0 = time.perf_counter()
     raw = run_spice(spec["netlist"], engine=spec["engine"], timeout=spec.get("timeout"))
+    be = spice_backend(spec["kind"])  # by name: specs travel to worker processes, modules do not
     circ, c = spec["circuit"], spec["realised"]
     n = c.n_units
     t = raw["time"]
     grid = spec["grid_s"]
-    x = node_voltages(raw, n, grid, v0=spec.get("v0")) / circ.V_s
-    v = np.stack([raw[f"v(u{i})"] for i in range(n)], axis=1)  # volts on ngspice's own time points
+    x = be.spice_readout(raw, circ, grid, spec["x0"])
     # (a) model heat from the measured trajectory
     heat = float(c.energy(x[0]) - c.energy(x[-1]))
     g = c.grad(x)
     strat = float(-0.5 * np.sum((g[1:] + g[:-1]) * np.diff(x, axis=0)))
-    # (b) electrical energy, integrated on ngspice's own time points (trapezoid)
-    p_res = (v * v) @ circ.g + (v ** 4) @ circ.k3          # resistors, trims, cubic elements >= 0
-    p_cpl = np.einsum("ti,ij,tj->t", v, circ.G, v)          # coupling transconductors (signed)
-    p_bias = -(v @ circ.I_b)                                # bias current sources absorb -v I_b
-    e = {k: float(np.trapezoid(p, t)) for k, p in (("resistive_J", p_res), ("couplings_J", p_cpl),
-                                                    ("bias_J", p_bias))}
-    e["capacitor_delta_J"] = float(0.5 * np.sum(circ.C * (v[-1] ** 2 - v[0] ** 2)))
-    # first law: the noise sources deliver what the elements dissipate plus what the capacitors store
-    e["noise_delivered_J"] = e["resistive_J"] + e["couplings_J"] + e["bias_J"] + e["capacitor_delta_J"]
+    # (b) the hardware's own energy balance in joules, on ngspice's own time points
+    e = be.spice_energy(raw, circ)
     if spec.get("pwl_current") is not None:
-        # paired mode: the injected currents are known, so the noise power is measured, not
-        # inferred, and the first law becomes a check of the simulation (< 1 %, docs/design.md#cosim)
+        # paired mode: the injected currents are known (into node u<i>, the contract's
+        # convention), so the noise power is measured, not inferred, and the first law becomes
+        # a check of the simulation (< 1 %, docs/design.md#cosim)
+        v = np.stack([raw[f"v(u{i})"] for i in range(n)], axis=1)  # volts on ngspice's own time points
         cur = spec["pwl_current"]
         k = np.minimum((t / spec["nt_s"]).astype(np.int64), cur.shape[0] - 1)
         e["noise_measured_J"] = float(np.trapezoid(np.einsum("ti,ti->t", v, cur[k]), t))
-        e["first_law_residual"] = (e["noise_measured_J"] - e["noise_delivered_J"]) / e["resistive_J"]
+        e["first_law_residual"] = (e["noise_measured_J"] - e["noise_delivered_J"]) / e["dissipated_J"]
     snap = np.linspace(0, len(grid) - 1, spec["snapshots"]).round().astype(int)
     return {"index": spec["index"], "x_final": x[-1], "x0": x[0], "snap": x[snap], "heat": heat,
             "heat_strat": strat, "energy": e, "points": int(len(t)), "seconds": time.perf_counter() - t0}
@@ -146,16 +143,15 @@ def spice_job(spec: dict) -> dict:
 # ---------------------------------------------------------------------------------------------
 # the harness
 # ---------------------------------------------------------------------------------------------
-def _backend_netlist(p: CompiledProgram):
-    if p.target.kind != "rc":
-        raise InputError(f"co-simulation supports rc targets so far; {p.target.name!r} is {p.target.kind!r}")
-    from .backends import rc
+def _backend(p: CompiledProgram):
+    """The program's backend, refused in one line if it lacks the co-simulation contract."""
+    from .backends import spice_backend
 
-    return rc
+    return spice_backend(p.target.kind)
 
 
 # Default per-run SPICE timeout, from the netlist's size: ngspice's work grows with the elements
-# (units + coupling transconductors) times the noise intervals it steps through. Measured: the
+# (the netlist's element lines) times the noise intervals it steps through. Measured: the
 # shipped 784 + 24 chip (808 units, 34,401 couplings, 2812 intervals) runs in 112 s on one core
 # (benchmarks/README.md), ~1.1 us per element and interval. The margin covers a machine ~5x
 # slower with its cores shared ~4 ways; the floor covers process start-up and a loaded machine
@@ -166,10 +162,13 @@ SPICE_TIMEOUT_MARGIN = 20.0
 SPICE_TIMEOUT_FLOOR_S = 300.0
 
 
-def default_spice_timeout(circ, intervals: int) -> float:
-    """Seconds one SPICE run of ``circ`` over ``intervals`` noise intervals may take."""
-    elements = int(circ.n_units) + int(np.count_nonzero(circ.G))
-    est = SPICE_SECONDS_PER_ELEMENT_INTERVAL * elements * int(intervals)
+def default_spice_timeout(netlist: str, intervals: int, steps_per_interval: float = 1.0) -> float:
+    """Seconds one SPICE run of ``netlist`` (text) over ``intervals`` noise intervals may take.
+    Elements are counted from the text, so every backend's netlist is sized the same way;
+    ``steps_per_interval``: how many more time points than the RC netlist ngspice takes per
+    interval (a backend's ``SPICE_STEPS_PER_INTERVAL``, measured; 1 for RC)."""
+    elements = sum(1 for ln in netlist.splitlines() if ln[:1].isalpha())
+    est = SPICE_SECONDS_PER_ELEMENT_INTERVAL * elements * int(intervals) * float(steps_per_interval)
     return float(max(SPICE_TIMEOUT_FLOOR_S, SPICE_TIMEOUT_MARGIN * est))
 
 
@@ -183,12 +182,12 @@ def prepare(p: CompiledProgram, cfg: CosimConfig, chip: ChipUnderTest | None = N
             ) -> tuple[list[dict], np.ndarray, np.ndarray | None]:
     """SPICE job specs, the initial states, and (pwl mode) the noise samples. ``chip``: run
     that circuit instead of the program's, from its own coupling-free equilibrium."""
-    be = _backend_netlist(p)
+    be = _backend(p)
     circ = p.artefact if chip is None else chip.circuit
     if circ.n_units != p.realised.n_units:
         raise InputError(f"the circuit has {circ.n_units} units, the program {p.realised.n_units}")
     model = p.realised if chip is None else chip.model
-    tau = circ.tau
+    tau = be.time_unit(circ)
     nt_s = be.noise_interval(circ, cfg.nt_fraction)
     k = max(1, math.ceil(cfg.t_f * tau / nt_s - 1e-9))  # NT <= the bound
     nt_s = cfg.t_f * tau / k                    # a whole number of noise intervals in t_f
@@ -196,21 +195,28 @@ def prepare(p: CompiledProgram, cfg: CosimConfig, chip: ChipUnderTest | None = N
     # the coupling-free equilibrium of the unit that runs: a chip equilibrates with its own
     # J2, J4 and noise level (its errors included), as it would on the bench
     x0 = equilibrium_start(model, cfg.runs, t_eq=cfg.t_f, dt=cfg.dt, seed=rng)
+    # the rest of the start state (underdamped hardware: Maxwell velocities), its own stream
+    start = be.spice_start(p, circ, x0, np.random.SeedSequence([cfg.seed, 4]))
     noise = None
     if cfg.noise == "pwl":
         noise = np.random.default_rng(np.random.SeedSequence([cfg.seed, 2])).standard_normal((k, cfg.runs, p.realised.n_units))
+        if be.spice_pwl_current(circ, nt_s, noise[:, 0, :]) is None:
+            raise InputError(f"--noise pwl: the {p.target.kind} backend has no paired-noise mode; use --noise trrandom")
     grid = np.linspace(0.0, cfg.t_f * tau, k + 1)
-    timeout = cfg.spice_timeout if cfg.spice_timeout is not None else default_spice_timeout(circ, k)
+    timeout = cfg.spice_timeout
     specs = []
     for r in range(cfg.runs):
-        net = be.netlist(circ, t_stop=cfg.t_f * tau, nt=nt_s, seed=run_seed(cfg, r),
-                         noise=cfg.noise, x0=x0[r],
-                         pwl=None if noise is None else noise[:, r, :],
-                         title=f"thermohw cosim run {r}: target {p.target.name}")
-        specs.append({"index": r, "netlist": net, "engine": cfg.engine, "circuit": circ, "realised": model,
-                      "v0": circ.V_s * x0[r], "timeout": timeout,
+        net = be.spice_netlist(circ, t_stop=cfg.t_f * tau, nt=nt_s, seed=run_seed(cfg, r),
+                               noise=cfg.noise, x0=x0[r],
+                               pwl=None if noise is None else noise[:, r, :],
+                               title=f"thermohw cosim run {r}: target {p.target.name}",
+                               **{key: val[r] for key, val in start.items()})
+        if timeout is None:
+            timeout = default_spice_timeout(net, k, getattr(be, "SPICE_STEPS_PER_INTERVAL", 1.0))
+        specs.append({"index": r, "netlist": net, "engine": cfg.engine, "kind": p.target.kind, "circuit": circ,
+                      "realised": model, "x0": x0[r], "timeout": timeout,
                       "grid_s": grid, "snapshots": cfg.snapshots, "nt_s": nt_s,
-                      "pwl_current": None if noise is None else np.sqrt(circ.s2 / nt_s) * noise[:, r, :]})
+                      "pwl_current": None if noise is None else be.spice_pwl_current(circ, nt_s, noise[:, r, :])})
     return specs, x0, noise
 
 
@@ -223,7 +229,8 @@ def _save_runs(path: Path, results: list[dict], meta: dict) -> None:
         for k in ("heat", "heat_strat", "seconds"):
             arrays[k] = np.array([r[k] for r in results])
         arrays["points"] = np.array([r.get("points", 0) for r in results], dtype=np.int64)
-        for k in results[0]["energy"]:
+        # the keys every run has (a resumed sweep may mix runs saved by an older version)
+        for k in [k for k in results[0]["energy"] if all(k in r["energy"] for r in results)]:
             arrays["energy_" + k] = np.array([r["energy"][k] for r in results])
     save_record(path, RUNS_SCHEMA, meta, arrays)
 
@@ -395,10 +402,10 @@ def run_cosim(p: CompiledProgram, cfg: CosimConfig, out: str | Path, *, digits=N
     if replace and runs_file.exists():
         runs_file.unlink()  # a new sweep: runs of the old one must not mix in
     nt_model = cfg.t_f / (len(specs[0]["grid_s"]) - 1)
-    from .backends.rc import held_noise_variance_factor
+    from .backends.rc import held_noise_variance_factor  # the first-order formula, not RC's elements
 
     meta = {"config": asdict(cfg), "target": p.target.name, "nt_model": nt_model,
-            "nt_s": nt_model * p.artefact.tau,
+            "nt_s": nt_model * _backend(p).time_unit(p.artefact),
             # sample-and-hold noise: stationary variance factor tanh(x/2)/(x/2) at x = NT/tau; the
             # fastest unit (tau_min, cubic curvature at |x| = 1 included) bounds the loss for all
             "held_noise_variance_factor_worst": held_noise_variance_factor(cfg.nt_fraction)}
@@ -507,14 +514,16 @@ def compare(p: CompiledProgram, cfg: CosimConfig, results: list[dict], x0: np.nd
     q_sp = np.array([r["heat"] for r in results])
     q_st = np.array([r["heat_strat"] for r in results])
     kT = p.realised.kT_ref
-    E = p.scales.get("energy_per_model_unit_J", float("nan"))
+    es = p.energy_scale
+    E = es.joules_per_model_unit if es is not None else p.scales.get("energy_per_model_unit_J", float("nan"))
     seed = np.random.SeedSequence([cfg.seed, 3])
     ideal = {"float": generate(p.source, cfg.ideal_runs, t_f=cfg.t_f, dt=cfg.dt, seed=seed),
              "realised": generate(p.realised, cfg.ideal_runs, t_f=cfg.t_f, dt=cfg.dt, seed=seed)}
     for k, tr in ideal.items():
         tr.save(out / f"ideal_{k}.npz")
     rep: dict[str, Any] = {"spice_runs": int(len(results)), "ideal_runs": cfg.ideal_runs,
-                           "energy_per_model_unit_J": E, "kT_model": kT}
+                           "energy_per_model_unit_J": E, "kT_model": kT,
+                           "energy_scale": es.to_dict() if es is not None else None}
     heat = {"spice": {**mean_ci(q_sp / kT), "joules": mean_ci(q_sp * E)},
             "spice_stratonovich": mean_ci(q_st / kT)}
     for k, tr in ideal.items():
@@ -526,9 +535,10 @@ def compare(p: CompiledProgram, cfg: CosimConfig, results: list[dict], x0: np.nd
     rep["heat"] = heat
     rep["electrical_energy_J"] = energies
     rep["heat_explanation"] = (
-        "model heat E*Q is the heat the Langevin computer would give its bath; the circuit's electrical "
-        "dissipation (resistive + couplings + bias) is the cost of emulating that bath electronically "
-        "and is larger by orders of magnitude (housekeeping power mu C V_s^2 per unit)")
+        "model heat E*Q is the heat the Langevin computer would give its bath; electrical_energy_J is the "
+        "hardware's own balance (dissipated_J in its resistors or dampers, stored_delta_J, noise_delivered_J "
+        "by the first law), which for an electronic emulation of the bath (RC: housekeeping power "
+        "mu C V_s^2 per unit) is larger by orders of magnitude")
     rep["unit_moments"] = unit_moments_test(xs, ideal["realised"].x_final)
     if digits is not None and p.source.n_visible == digits.n_pixels:
         from .data import reference_set

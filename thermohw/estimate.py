@@ -129,7 +129,7 @@ def estimate(p: CompiledProgram, folder: str | Path | None = None, *, runs: int 
     t_sample = t_f * tau
     tr = generate(c, int(runs), t_f=t_f, dt=dt, seed=seed, stratonovich=False)
     q = tr.heat_kT
-    kT_J = p.scales.get("kT_J")
+    kT_J = p.energy_scale.kT_ref_J if p.energy_scale is not None else p.scales.get("kT_J")
     est: dict = {"program": str(folder) if folder is not None else None, "target": p.target.name,
                  "kind": p.target.kind, "units": c.n_units, "visible_units": c.n_visible,
                  "couplings": c.n_couplings, "tau_s": tau, "t_f_model_units": t_f,

@@ -37,10 +37,21 @@ def states(p: CompiledProgram, raw) -> tuple[np.ndarray, np.ndarray]:
 
             st = lc.states(raw, circ)
             return st["s"], st["x"]
+        if p.target.kind == "mechanical":
+            from .backends import mechanical
+
+            st = mechanical.states(raw, circ)
+            return st["s"], st["x"]
+        if p.target.kind == "josephson":
+            from .backends import josephson
+
+            st = josephson.states(raw, circ)
+            return st["s"], st["x"]
     except KeyError as e:
         raise InputError(f"the raw file lacks {e}: it is not a run of this program's netlist "
                          f"({n} units; compile it again or pass the matching raw file)") from None
-    raise InputError(f"readout needs an rc or lc program; {p.target.name!r} is {p.target.kind!r}")
+    raise InputError(f"readout needs an rc, lc, mechanical or josephson program; {p.target.name!r} is "
+                     f"{p.target.kind!r}")
 
 
 def read_run(p: CompiledProgram, raw_path: str | Path, *, digits: Digits | None = None,

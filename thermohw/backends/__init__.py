@@ -10,20 +10,20 @@ functions:
 
 ``to_computer(lower(p))`` must reproduce the programmed model exactly (rc, lc, mechanical)
 or to the stated truncation order (josephson): the round-trip tests hold every backend to it.
+
+A backend that can be co-simulated in ngspice also has the functions named in
+``SPICE_CONTRACT`` (docs/design.md#backend-contract); ``cosim`` and the virtual SPICE chip call
+only those (:func:`spice_backend`).
 """
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 
 from ..errors import InputError
 
-BACKENDS: dict[str, str] = {
-    "rc": "thermohw.backends.rc",
-    "lc": "thermohw.backends.lc",
-    "mechanical": "thermohw.backends.mechanical",
-    "josephson": "thermohw.backends.josephson",
-}
+# the co-simulation contract (signatures in docs/design.md#backend-contract)
+SPICE_CONTRACT = ("time_unit", "noise_interval", "spice_start", "spice_netlist", "spice_readout",
+                  "spice_energy", "spice_pwl_current")
 
 
 def adopt_program(c, p):
@@ -70,4 +70,21 @@ def generation_notes(p, t_f: float, tau: float, readout: str) -> list[str]:
 def get_backend(kind: str) -> ModuleType:
     if kind not in BACKENDS:
         raise InputError(f"no backend for kind {kind!r}; available: {', '.join(BACKENDS)}")
-    return importlib.import_module(BACKENDS[kind])
+    return BACKENDS[kind]
+
+
+def spice_backend(kind: str) -> ModuleType:
+    """The backend of ``kind`` if it implements the co-simulation contract, else InputError
+    naming what it lacks."""
+    be = get_backend(kind)
+    missing = [f for f in SPICE_CONTRACT if not callable(getattr(be, f, None))]
+    if missing:
+        raise InputError(f"the {kind} backend cannot be co-simulated in ngspice yet: it lacks "
+                         f"{', '.join(missing)} (docs/design.md#backend-contract)")
+    return be
+
+
+# plain imports, last: the backend modules import the helpers above from this package
+from . import josephson, lc, mechanical, rc  # noqa: E402
+
+BACKENDS: dict[str, ModuleType] = {"rc": rc, "lc": lc, "mechanical": mechanical, "josephson": josephson}

@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 import yaml
-from scipy.constants import k as K_B
-
+from ..energy import K_B
 from ..io import atomic_write
 
 

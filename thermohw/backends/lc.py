@@ -99,9 +99,10 @@ from ..computer import Computer
 from ..errors import InputError
 from ..io import atomic_write
 from ..provenance import netlist_line as netlist_provenance
-from ..spice.netlist import eng, eng_unit, sanitize_comment, sanitize_name
+from ..energy import K_B
+from ..spice.netlist import comment_lines, eng, eng_unit, sanitize_comment, sanitize_name
+from .pwl import held_pwl
 
-K_B = 1.380649e-23
 Q_LIMIT = 0.1          # Q above this is "not << 1/2": the slow rate is off by ~Q^2 >= 1 %
 TAU_RTOL = 0.01        # relative mismatch of the target's tau_s against 2 mu J2 L / R
 
@@ -311,16 +312,28 @@ def check(p) -> list[dict]:
 # netlist
 # ---------------------------------------------------------------------------------------------
 def fastest_rate(circ: LCCircuit) -> float:
-    """Largest local rate, 1/s: velocity relaxation 1/(RC), oscillation sqrt(k/C), overdamped
-    position relaxation k R, with the stiffness bound k for |x| <= 1."""
+    """Largest local rate the positions follow, 1/s, with the stiffness bound k for |x| <= 1.
+
+    If any cell can ring (Q = R sqrt(C k) >= 1/2): the largest of velocity relaxation 1/(RC),
+    oscillation sqrt(k/C) and k R. If every cell is overdamped (Q < 1/2): the slow (position)
+    rate 2 k R / (1 + sqrt(1 - 4 Q^2)) = k R (1 + Q^2 + ...). The fast rate 1/(RC) of such a
+    cell is the velocity's: it settles to R (noise - force) within RC, so noise held for
+    NT >> RC still moves the flux by exactly R I NT per interval, the increment the overdamped
+    model's Euler step takes, and the held-noise error of the positions is O(NT k R) as for
+    RC (docs/design.md#lc). Resolving RC instead would cost 1/Q^2 more intervals (10^3 at
+    Q = 0.03) for velocity statistics that the model does not have."""
     k = circ.stiffness_bound()
+    q = circ.R * np.sqrt(circ.C * np.maximum(k, 0.0))
+    if np.all(q < 0.5):
+        return float(np.max(2 * k * circ.R / (1 + np.sqrt(1 - 4 * q * q))))
     return float(np.max(np.maximum.reduce([1 / (circ.R * circ.C), np.sqrt(k / circ.C), k * circ.R])))
 
 
 def noise_interval(circ: LCCircuit, fraction: float = 0.05) -> float:
-    """Noise sample interval NT = fraction / fastest local rate. Sample-and-hold noise loses
-    variance only at frequencies ~1/NT (a first-order unit keeps tanh(x/2)/(x/2) of it, x =
-    NT rate: 0.9998 at 0.05), and the trapezoidal step NT keeps oscillation errors ~(w NT)^2/12."""
+    """Noise sample interval NT = fraction / fastest local rate (:func:`fastest_rate`).
+    Sample-and-hold noise loses variance only at frequencies ~1/NT (a first-order unit keeps
+    tanh(x/2)/(x/2) of it, x = NT rate: 0.9998 at 0.05), and the trapezoidal step NT keeps
+    oscillation errors ~(w NT)^2/12."""
     return float(fraction / fastest_rate(circ))
 
 
@@ -368,20 +381,27 @@ def _branch(raw, i: int) -> np.ndarray:
 def netlist(circ: LCCircuit, *, t_stop: float, nt: float | None = None, seed: int = 1,
             noise: str = "trrandom", x0: np.ndarray | None = None, v0: np.ndarray | None = None,
             title: str = "thermohw lc chip", meta: dict | None = None, options: dict | None = None,
-            notes: list[str] | None = None, noise_include: str | None = None) -> str:
+            notes: list[str] | None = None, noise_include: str | None = None,
+            pwl: np.ndarray | None = None) -> str:
     """SPICE netlist text (ngspice). ``noise``: ``trrandom`` (Gaussian sample-and-hold, follows
     ``.options seed``), ``trnoise`` (ngspice 39 ignores its seed), or ``none``. ``x0`` / ``v0``:
     initial positions / model velocities (element ICs with UIC; the one not given is 0);
     without either the run starts from the DC operating point (v = 0, a stationary point
     of V). ``options``: extra ``.options`` (e.g. ``{"reltol": 1e-6}``). ``notes``: extra header
     comment lines. ``noise="pwl"`` with ``noise_include``: the held PWL sources IN<i> are in
-    that file (written by :mod:`thermohw.backends.pwl`), pulled in with ``.include``."""
+    that file (written by :mod:`thermohw.backends.pwl`), pulled in with ``.include``; with
+    ``pwl`` (K, N) standard normals instead: the same sources inline, each held NT."""
     n = circ.n_units
     nt = noise_interval(circ) if nt is None else float(nt)
     if not (t_stop > 0 and nt > 0):
         raise InputError("t_stop and the noise interval must be > 0")
-    if noise not in ("trrandom", "trnoise", "none") and not (noise == "pwl" and noise_include):
-        raise InputError(f"noise = {noise!r}; use 'trrandom', 'trnoise', 'none' or 'pwl' with noise_include")
+    if noise not in ("trrandom", "trnoise", "none") and not (noise == "pwl" and (noise_include or pwl is not None)):
+        raise InputError(f"noise = {noise!r}; use 'trrandom', 'trnoise', 'none' or 'pwl' with noise_include "
+                         "or pwl samples")
+    if noise == "pwl" and not noise_include:
+        pwl = np.asarray(pwl, dtype=np.float64)
+        if pwl.ndim != 2 or pwl.shape[1] != n or not np.all(np.isfinite(pwl)):
+            raise InputError(f"pwl noise must be (K, {n}) finite standard normals")
     if noise_include is not None and not re.fullmatch(r"[\w.-]+", noise_include):
         raise InputError(f"noise_include = {noise_include!r}: use a plain file name")
     uic = x0 is not None or v0 is not None
@@ -403,9 +423,7 @@ def netlist(circ: LCCircuit, *, t_stop: float, nt: float | None = None, seed: in
              "* unit i: position x_i = L_i i(VL<i>) / Phi_s (inductor flux), velocity dx/ds = v(u<i>) tau / Phi_s",
              f"* noise: {noise}, sample interval NT = {nt:.6g} s, seed {int(seed)}",
              "* run: ngspice -b -r out.raw THIS_FILE"]
-    for k, v in (meta or {}).items():
-        lines.append(f"* {sanitize_comment(k, 40)}: {sanitize_comment(v)}")
-    lines += [f"* {sanitize_comment(t)}" for t in (notes or [])]
+    lines += comment_lines(meta, notes)
     lines.append("")
     for i in range(n):
         ic_c = f" IC={eng(V0[i])}" if uic else ""
@@ -427,7 +445,9 @@ def netlist(circ: LCCircuit, *, t_stop: float, nt: float | None = None, seed: in
             src = (f"TRRANDOM(2 {eng(nt)} 0 {eng(na)} 0)" if noise == "trrandom"
                    else f"TRNOISE({eng(na)} {eng(nt)} 0 0)")
             lines.append(f"IN{i} 0 u{i} DC 0 {src}")
-    if noise == "pwl":
+        elif noise == "pwl" and not noise_include:
+            lines.append(f"IN{i} 0 u{i} PWL(" + held_pwl(math.sqrt(circ.s2[i] / nt) * pwl[:, i], nt) + ")")
+    if noise == "pwl" and noise_include:
         lines.append(f".include {noise_include}")
     ii, jj = np.nonzero(circ.K * (1 - np.eye(n)))
     if len(ii):
@@ -445,6 +465,86 @@ def netlist(circ: LCCircuit, *, t_stop: float, nt: float | None = None, seed: in
     lines.append(f".tran {eng(nt)} {eng(t_stop)} 0 {eng(nt)}{' uic' if uic else ''}")
     lines.append(".end")
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# the co-simulation contract (docs/design.md#backend-contract)
+# ---------------------------------------------------------------------------------------------
+def time_unit(circ: LCCircuit) -> float:
+    """Seconds per model time unit (2 mu J2 L / R, fixed by the components)."""
+    return float(circ.tau)
+
+
+def spice_start(p, circ: LCCircuit, x0: np.ndarray, seed) -> dict:
+    """{"v0": (runs, N)} Maxwell velocities dx/ds (variance kT_i / m_i) at the circuit's own
+    noise level kT = s^2 R / (2E): with the coupling-free equilibrium positions, the cells'
+    stationary state (velocities and positions are independent in equilibrium, for any Q)."""
+    from ..underdamped import thermal_velocities
+
+    kT = circ.s2 * circ.R / (2 * circ.E)
+    return {"v0": thermal_velocities(circ.mass, kT, np.shape(x0)[0], seed=seed)}
+
+
+def spice_netlist(circ: LCCircuit, *, t_stop: float, nt: float, seed: int, noise: str, x0: np.ndarray,
+                  pwl: np.ndarray | None, title: str, **start) -> str:
+    """One generation run (:func:`netlist`) from positions ``x0`` and ``start["v0"]`` (model
+    units); "pwl": the standard normals ``pwl`` (K, N) held NT each, inline."""
+    v0 = start.pop("v0", None)
+    if start:
+        raise InputError(f"an LC run starts from positions and v0 only; got {', '.join(sorted(start))}")
+    return netlist(circ, t_stop=t_stop, nt=nt, seed=seed, noise=noise, x0=x0, v0=v0, title=title,
+                   pwl=pwl if noise == "pwl" else None)
+
+
+def spice_readout(raw, circ: LCCircuit, grid_s: np.ndarray, x0: np.ndarray) -> np.ndarray:
+    """x = L i(VL<i>) / Phi_s on ``grid_s`` (len(grid_s), N); ``x0`` supplies t = 0 (ngspice 39
+    does not store t = 0 of a UIC run)."""
+    from ..spice.ngspice import NgspiceError
+
+    st = states(raw, circ)
+    t, x = st["t"], st["x"]
+    grid_s = np.asarray(grid_s, dtype=np.float64)
+    if t[-1] < grid_s[-1] * (1 - 1e-9):
+        raise NgspiceError(f"ngspice stopped at t = {t[-1]:.6g} s before the end {grid_s[-1]:.6g} s "
+                           "without an error message")
+    if t[0] > 0:
+        t = np.concatenate([[0.0], t])
+        x = np.concatenate([np.asarray(x0, dtype=np.float64)[None, :], x])
+    return np.stack([np.interp(grid_s, t, x[:, i]) for i in range(circ.n_units)], axis=1)
+
+
+def potential_J(circ: LCCircuit, phi: np.ndarray) -> np.ndarray:
+    """U(Phi) in joules (module docstring) for fluxes phi (..., N) in Wb: the inductors with
+    their trims, the quartic elements, the biases and the couplings (symmetric part, each pair
+    once). These elements store or return energy as functions of the flux alone."""
+    K = 0.5 * (circ.K + circ.K.T)
+    K = K - np.diag(np.diag(K))
+    return (phi ** 2 @ (circ.spring / 2) + phi ** 4 @ (circ.k3 / 4) - phi @ circ.I_b
+            + 0.5 * np.einsum("...i,ij,...j->...", phi, K, phi))
+
+
+def spice_energy(raw, circ: LCCircuit) -> dict[str, float]:
+    """Energy balance of a run in joules on ngspice's own time points (trapezoid):
+    dissipated_J (the damping resistors, integral of v^2/R >= 0), capacitor_delta_J (kinetic,
+    C v^2/2) and potential_delta_J (U(Phi)), their sum stored_delta_J, and noise_delivered_J
+    by the first law (KCL times v: v I_noise = d(C v^2/2)/dt + v^2/R + dU/dt). The first and
+    last points are ngspice's (its first point is one step after t = 0)."""
+    t = np.asarray(raw["time"])
+    v = np.stack([raw[f"v(u{i})"] for i in range(circ.n_units)], axis=1)            # volts
+    phi = np.stack([circ.L[i] * _branch(raw, i) for i in range(circ.n_units)], axis=1)  # Wb
+    e = {"dissipated_J": float(np.trapezoid((v * v) @ (1.0 / circ.R), t))}
+    e["capacitor_delta_J"] = float(0.5 * np.sum(circ.C * (v[-1] ** 2 - v[0] ** 2)))
+    pot = potential_J(circ, phi[[0, -1]])
+    e["potential_delta_J"] = float(pot[1] - pot[0])
+    e["stored_delta_J"] = e["capacitor_delta_J"] + e["potential_delta_J"]
+    e["noise_delivered_J"] = e["dissipated_J"] + e["stored_delta_J"]
+    return e
+
+
+def spice_pwl_current(circ: LCCircuit, nt: float, z: np.ndarray) -> np.ndarray:
+    """The currents (K, N), amperes into node u<i>, that "pwl" injects for standard normals z:
+    sqrt(s^2 / NT) z, the white level s^2 held NT."""
+    return np.sqrt(circ.s2 / float(nt)) * np.asarray(z, dtype=np.float64)
 
 
 def generation_grid(p, nt_fraction: float = 0.05) -> tuple[float, float, int]:

@@ -25,11 +25,10 @@ from ..computer import Computer
 from ..errors import InputError
 from ..io import atomic_write
 from ..provenance import netlist_line as netlist_provenance
-from ..spice.netlist import eng, eng_unit, sanitize_comment
+from ..spice.netlist import comment_lines, eng, eng_unit, sanitize_comment
 from ..target import snap_to_series
+from ..energy import K_B
 from .pwl import held_pwl as _held_pwl
-
-K_B = 1.380649e-23
 
 
 @dataclass(frozen=True, eq=False)
@@ -268,9 +267,7 @@ def netlist(circ: RCCircuit, *, t_stop: float, nt: float | None = None, seed: in
              "* node u<i> carries unit i: x_i = v(u<i>) / V_s",
              f"* noise: {noise}, sample interval NT = {nt:.6g} s, seed {int(seed)}",
              "* run: ngspice -b -r out.raw THIS_FILE"]
-    for k, v in (meta or {}).items():
-        lines.append(f"* {sanitize_comment(k, 40)}: {sanitize_comment(v)}")
-    lines += [f"* {sanitize_comment(t)}" for t in (notes or [])]
+    lines += comment_lines(meta, notes)
     lines += ["", ".subckt sunit n params: c=1p r=1e12 gt=0 k3=0 ib=0 na=0",
               "C1 n 0 {c}",
               "R1 n 0 {r}",
@@ -310,6 +307,60 @@ def netlist(circ: RCCircuit, *, t_stop: float, nt: float | None = None, seed: in
     lines.append(f".tran {eng(nt)} {eng(t_stop)} 0 {eng(nt)}{uic}")
     lines.append(".end")
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# the co-simulation contract (docs/design.md#backend-contract): thin wrappers over the above
+# ---------------------------------------------------------------------------------------------
+def time_unit(circ: RCCircuit) -> float:
+    """Seconds per model time unit."""
+    return float(circ.tau)
+
+
+def spice_start(p, circ: RCCircuit, x0: np.ndarray, seed) -> dict:
+    """Nothing beyond the positions: an overdamped unit's state is its node voltage."""
+    return {}
+
+
+def spice_netlist(circ: RCCircuit, *, t_stop: float, nt: float, seed: int, noise: str, x0: np.ndarray,
+                  pwl: np.ndarray | None, title: str, **start) -> str:
+    """One generation run (:func:`netlist`) from ``x0`` (N,), model units."""
+    if start:
+        raise InputError(f"an RC run starts from its positions only; got {', '.join(sorted(start))}")
+    return netlist(circ, t_stop=t_stop, nt=nt, seed=seed, noise=noise, x0=x0, pwl=pwl, title=title)
+
+
+def spice_readout(raw, circ: RCCircuit, grid_s: np.ndarray, x0: np.ndarray) -> np.ndarray:
+    """x = v(u<i>) / V_s on ``grid_s`` (len(grid_s), N); ``x0`` supplies t = 0."""
+    from ..spice.engines import node_voltages
+
+    return node_voltages(raw, circ.n_units, grid_s, v0=circ.V_s * np.asarray(x0)) / circ.V_s
+
+
+def spice_energy(raw, circ: RCCircuit) -> dict[str, float]:
+    """Electrical energy of a run in joules, integrated on ngspice's own time points (trapezoid):
+    resistive_J (resistors, trims, cubic elements; >= 0), couplings_J (transconductors, signed),
+    bias_J, capacitor_delta_J, and noise_delivered_J by the first law (what the elements take
+    plus what the capacitors store). dissipated_J = resistive_J and stored_delta_J =
+    capacitor_delta_J name them as the contract does. The model's energy V is not stored in
+    any element here (its 'potential' is a current-vs-voltage law)."""
+    t = raw["time"]
+    v = np.stack([raw[f"v(u{i})"] for i in range(circ.n_units)], axis=1)  # volts
+    p_res = (v * v) @ circ.g + (v ** 4) @ circ.k3          # resistors, trims, cubic elements >= 0
+    p_cpl = np.einsum("ti,ij,tj->t", v, circ.G, v)          # coupling transconductors (signed)
+    p_bias = -(v @ circ.I_b)                                # bias current sources absorb -v I_b
+    e = {k: float(np.trapezoid(p, t)) for k, p in (("resistive_J", p_res), ("couplings_J", p_cpl),
+                                                    ("bias_J", p_bias))}
+    e["capacitor_delta_J"] = float(0.5 * np.sum(circ.C * (v[-1] ** 2 - v[0] ** 2)))
+    e["noise_delivered_J"] = e["resistive_J"] + e["couplings_J"] + e["bias_J"] + e["capacitor_delta_J"]
+    e["dissipated_J"] = e["resistive_J"]
+    e["stored_delta_J"] = e["capacitor_delta_J"]
+    return e
+
+
+def spice_pwl_current(circ: RCCircuit, nt: float, z: np.ndarray) -> np.ndarray:
+    """The currents (K, N), amperes into node u<i>, that "pwl" injects for standard normals z."""
+    return np.sqrt(circ.s2 / nt) * z
 
 
 GENERATION_NT_FRACTION = 0.05  # NT x fastest rate in compile's netlist: held-noise variance factor 0.9998

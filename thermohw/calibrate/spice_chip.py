@@ -3,8 +3,9 @@
 ``program`` applies the chip's :class:`~thermohw.calibrate.device.HiddenErrors` to the
 *elements* of the compiled circuit (``rc.RCCircuit``: C_i, R_i and the trim, the cubic k3_i,
 every directed coupling transconductor G_ij, offset currents, the noise amplitude) - what a
-lab's chip does. ``run`` writes netlists (``rc.netlist``, seeded ``TRRANDOM`` noise, ``.ic``
-at x = 0 with UIC) in which several runs sit side by side as uncoupled copies of the chip
+lab's chip does. The mismatch model is RC's; netlists, time unit and read-out go through the
+backend contract (``spice_netlist``, ``time_unit``, ``spice_readout``; docs/design.md#backend-contract).
+``run`` writes netlists (seeded ``TRRANDOM`` noise, started at x = 0 with UIC) in which several runs sit side by side as uncoupled copies of the chip
 (``runs_per_netlist``; ngspice's sparse solver makes that cheaper than separate processes),
 each copy with its own imposed-bias current I_h = -mu0 C0 V_s h (an exact external source),
 runs them through ``thermohw.executor`` (local processes or Dask), and resamples the node
@@ -26,6 +27,7 @@ import dataclasses
 
 import numpy as np
 
+from ..backends import spice_backend
 from ..compile import CompiledProgram
 from ..errors import InputError
 from ..langevin import Protocol
@@ -75,12 +77,15 @@ def copies_circuit(circ, I_extra: np.ndarray):
 def _spice_job(spec: dict) -> np.ndarray:
     """Run one netlist; return x (samples, copies, N) on the sample grid (module level: it
     runs in worker processes)."""
-    from ..spice.engines import node_voltages, run as run_spice
+    from ..backends import spice_backend
+    from ..spice.engines import run as run_spice
 
     raw = run_spice(spec["netlist"], engine=spec["engine"], timeout=spec["timeout"])
     grid = spec["grid_s"]
     k, n = spec["copies"], spec["n_units"]
-    return (node_voltages(raw, k * n, grid) / spec["V_s"]).reshape(grid.size, k, n)
+    circ = spec["circuit"]
+    x = spice_backend(spec["kind"]).spice_readout(raw, circ, grid, np.zeros(circ.n_units))
+    return x.reshape(grid.size, k, n)
 
 
 def _netlist_seed(seed: int, group: int) -> int:
@@ -131,25 +136,28 @@ class SpiceVirtualChip(VirtualChip):
                  runs: int | None = None) -> tuple[list[dict], np.ndarray]:
         """The job specs ``run`` would execute, and the (runs, N) imposed biases."""
         p = self._need_program()
+        be = spice_backend(p.target.kind)
         bad = self._bad
         n = bad.n_units
         h = protocol_bias(protocol, n, runs)
         k = _samples(duration, sample_interval)
-        tau = bad.tau
+        tau = be.time_unit(bad)
         nt_s = sample_interval * tau / self.nt_per_sample
         grid = np.arange(k + 1) * (sample_interval * tau)
         specs = []
         for g, r0 in enumerate(range(0, h.shape[0], self.runs_per_netlist)):
             hh = h[r0:r0 + self.runs_per_netlist]
             sup = copies_circuit(bad, -self._a * bad.V_s * hh)
-            net = _rc().netlist(sup, t_stop=grid[-1], nt=nt_s, seed=_netlist_seed(seed, g), noise="trrandom",
-                                x0=np.zeros(sup.n_units),
-                                title=f"thermohw virtual chip {self._chip_seed}: runs {r0}..{r0 + len(hh) - 1}",
-                                meta={"program": p.report.get("source_hash", ""), "seed": int(seed)})
+            x0 = np.zeros(sup.n_units)
+            net = be.spice_netlist(sup, t_stop=grid[-1], nt=nt_s, seed=_netlist_seed(seed, g), noise="trrandom",
+                                   x0=x0, pwl=None,
+                                   title=f"thermohw virtual chip {self._chip_seed}: runs {r0}..{r0 + len(hh) - 1}; "
+                                         f"program {p.report.get('source_hash', '')}, seed {int(seed)}",
+                                   **be.spice_start(p, sup, x0[None], np.random.SeedSequence([int(seed), g, 4])))
             # no timeout given: one derived from the netlist's size (cosim.default_spice_timeout)
-            timeout = self.timeout if self.timeout is not None else _default_timeout(sup, k * self.nt_per_sample)
+            timeout = self.timeout if self.timeout is not None else _default_timeout(net, k * self.nt_per_sample)
             specs.append({"netlist": net, "engine": self.engine, "timeout": timeout, "grid_s": grid,
-                          "copies": len(hh), "n_units": n, "V_s": bad.V_s})
+                          "copies": len(hh), "n_units": n, "kind": p.target.kind, "circuit": sup})
         return specs, h
 
     def run(self, protocol: Protocol | None, duration: float, sample_interval: float, seed: int, *,
@@ -172,13 +180,7 @@ class SpiceVirtualChip(VirtualChip):
                           "protocol": protocol.describe() if protocol is not None else {"kind": "free"}})
 
 
-def _default_timeout(circ, intervals: int) -> float:
+def _default_timeout(netlist: str, intervals: int) -> float:
     from ..cosim import default_spice_timeout
 
-    return default_spice_timeout(circ, intervals)
-
-
-def _rc():
-    from ..backends import rc
-
-    return rc
+    return default_spice_timeout(netlist, intervals)

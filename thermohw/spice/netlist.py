@@ -58,3 +58,10 @@ def sanitize_comment(text: str, max_len: int = 200) -> str:
     s = "".join(ch if ch.isprintable() else " " for ch in str(text))
     s = s.replace("\\", "/")  # no line continuations
     return s[:max_len]
+
+
+def comment_lines(meta: dict | None, notes: list[str] | None) -> list[str]:
+    """Header comment lines from user-supplied metadata and notes, sanitised: text that reaches a
+    netlist only ever does so inside ``*`` comments (every backend's writer uses this)."""
+    return ([f"* {sanitize_comment(k, 40)}: {sanitize_comment(v)}" for k, v in (meta or {}).items()]
+            + [f"* {sanitize_comment(t)}" for t in (notes or [])])

@@ -197,7 +197,7 @@ def test_mechanical_write_reads_back(tmp_path):
     c = random_computer(3, 3, seed=2)
     p = compile_computer(c, "mechanical-cantilever")
     files = mechanical.write(p, tmp_path)
-    assert {f.name for f in files} == {"oscillators.yaml", "couplings.csv"}
+    assert {f.name for f in files} == {"chip.cir", "oscillators.yaml", "couplings.csv"}
     text = (tmp_path / "oscillators.yaml").read_text()
     head = [ln for ln in text.splitlines() if ln.startswith("#")]
     assert any("energy scale" in ln and "k_B T" in ln for ln in head)
@@ -448,7 +448,7 @@ def test_josephson_write_reads_back(tmp_path):
     c = random_computer(3, 3, seed=2)
     p = compile_computer(c, "josephson-rfsquid")
     files = josephson.write(p, tmp_path)
-    assert {f.name for f in files} == {"rfsquids.yaml", "couplings.csv"}
+    assert {f.name for f in files} == {"chip.cir", "rfsquids.yaml", "couplings.csv"}
     text = (tmp_path / "rfsquids.yaml").read_text()
     assert text.startswith("# thermohw rf-SQUID array")
     d = yaml.safe_load(text)

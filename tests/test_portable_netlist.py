@@ -114,11 +114,14 @@ def test_lc_pwl_netlist_runs_in_ngspice(tmp_path):
     assert lc.states(raw, p.artefact)["x"].shape[1] == 4
 
 
-def test_noise_option_is_refused_where_there_is_no_netlist(tmp_path, capsys):
+def test_noise_option_reaches_the_mechanical_netlist(tmp_path):
+    """Every backend now writes a netlist (the refusal of --noise for parameter-set-only targets
+    is gone); the mechanical one pulls the held force noise in from noise.inc."""
     model = _model(tmp_path)
-    assert main(["compile", model, "--target", "mechanical-cantilever", "--noise", "pwl", "-o",
-                 str(tmp_path / "m")]) == 1
-    assert "has no netlist: drop --noise" in capsys.readouterr().err
+    assert main(["compile", model, "--target", "mechanical-cantilever", "--noise", "pwl", "-q", "-o",
+                 str(tmp_path / "m")]) == 0
+    text = (tmp_path / "m" / "chip.cir").read_text()
+    assert ".include noise.inc" in text and (tmp_path / "m" / "noise.npz").is_file()
 
 
 def test_estimate_reports_time_energy_elements_and_ngspice_time(tmp_path, capsys):

@@ -56,6 +56,12 @@ the finite-time dynamics (and so generation and heat) are not the model's. Verdi
 Q < 0.2 overdamped, 0.2 <= Q < 1/2 weakly overdamped, Q >= 1/2 underdamped.
 
 Round trip: ``to_computer(lower(p), p)`` returns ``p.programmed`` to float rounding.
+
+Netlist: ``write`` also emits chip.cir, the force-current electrical analogue of the array
+(velocity = node voltage, mass = capacitance, friction = conductance, springs = currents of
+displacement nodes that integrate the velocity; the scales are in the comment block before
+:func:`stiffness_bound`), with the co-simulation contract functions time_unit ...
+spice_pwl_current (docs/design.md#backend-contract).
 """
 from __future__ import annotations
 
@@ -70,7 +76,7 @@ from . import adopt_program
 from .. import __version__
 from ..computer import Computer
 from ..errors import InputError
-from ..spice.netlist import eng_unit
+from ..spice.netlist import comment_lines, eng, eng_unit, sanitize_comment
 from . import _thermal as th
 
 SCHEMA = "thermohw.mechanical/1"
@@ -156,6 +162,23 @@ class OscillatorArray:
         return damping_verdict(self.Q)
 
     @property
+    def tau(self) -> float:
+        """Seconds per model time unit (the name the netlist helpers of ``pwl`` use)."""
+        return self.tau_s
+
+    @property
+    def force_scale_N(self) -> float:
+        """F_s, newtons per ampere of the analogue netlist: eps / l0 (l0 = mean l), so that a
+        current of 1 A is one model force unit (docs/design.md#mechanical)."""
+        return self.energy_unit_J / float(np.mean(self.l))
+
+    @property
+    def s2(self) -> np.ndarray:
+        """Two-sided white level of the analogue noise current, A^2/Hz: the thermal force
+        noise 2 gamma k_B T (N^2/Hz) over F_s^2."""
+        return 2.0 * self.gamma * K_B * self.temperature / self.force_scale_N ** 2
+
+    @property
     def model_mass(self) -> np.ndarray:
         """The mass in model units (energy time^2 / x^2), m l^2 / (tau^2 eps): with it,
         m X'' + gamma X' = -dU/dX reads m_model x'' + x'/mu = -dV/dx in model time, the
@@ -237,6 +260,12 @@ def to_computer(art: OscillatorArray, p=None) -> Computer:
     return c
 
 
+def underdamped_model(a: OscillatorArray, p=None) -> tuple[Computer, np.ndarray]:
+    """(overdamped-limit Computer, model-unit masses): the oscillators' inertial dynamics are
+    ``simulate_underdamped(computer, mass, ...)`` with its default friction 1/mu (as lc's)."""
+    return to_computer(a, p), a.model_mass
+
+
 def check(p) -> list[dict]:
     out = []
     a = p.artefact
@@ -261,7 +290,7 @@ def check(p) -> list[dict]:
         out.append({"check": "overdamped", "message": what + "; the stationary distribution is still "
                     "Boltzmann in U, but the dynamics (generation in finite time, heat) are not the "
                     "overdamped model's: run the underdamped simulator beside it, or raise gamma "
-                    "and tau_s together" + fix,
+                    "and tau_s together" + fix + " (preset mechanical-overdamped: the cantilever in a viscous liquid, x 200, Q = 0.05)",
                     "verdict": verdict, "quality_factor": qmax})
     if not th.uniform(a.temperature):
         out.append({"check": "temperature", "message": "the model's kT differs between units "
@@ -294,9 +323,25 @@ def to_dict(a: OscillatorArray) -> dict:
 
 
 def write(p, folder) -> list[Path]:
-    """oscillators.yaml (per-oscillator SI parameters) and couplings.csv (kappa_ij)."""
+    """oscillators.yaml (per-oscillator SI parameters), couplings.csv (kappa_ij) and chip.cir, the
+    force-current analogue netlist (the generation protocol, or with ``netlist="free"`` a free run
+    of one model time unit from rest at x = 0); with ``noise="pwl"`` also noise.inc and noise.npz
+    (:mod:`thermohw.backends.pwl`; noise.npz keeps the positions, not the velocities)."""
+    from . import pwl as pwl_files
+    from ..io import atomic_write
+
     folder = Path(folder)
     a = p.artefact
+    noise_files, inc, nt, _ = pwl_files.for_program(p, folder, prefix="IN", generation_grid=generation_grid,
+                                                    noise_interval=noise_interval, free_run_tau=1.0)
+    if p.options.netlist == "generate":
+        txt = generation_netlist(p, noise=p.options.noise, noise_include=inc)
+    else:
+        txt = netlist(a, t_stop=a.tau_s, nt=nt, seed=int(p.options.netlist_seed), noise=p.options.noise,
+                      x0=np.zeros(a.n_units), noise_include=inc,
+                      title=f"thermohw mechanical oscillators: target {p.target.name}",
+                      meta={"model": p.source.meta.get("digits", ""), "target": p.target.name})
+    chip = atomic_write(folder / "chip.cir", lambda fh: fh.write(txt), mode="w")
     eps = a.energy_unit_J
     kT = float(np.mean(a.temperature)) * K_B
     fin = np.isfinite(a.Q)
@@ -321,7 +366,286 @@ def write(p, folder) -> list[Path]:
     for i, j in zip(ii.tolist(), jj.tolist()):
         rows.append(f"{i},{j},{th.csv_float(a.kappa[i, j])},{int(nf[i, j])}")
     out.append(th.write_text(folder / "couplings.csv", "\n".join(rows) + "\n"))
-    return out
+    return [chip, *out, *noise_files]
+
+
+# ---------------------------------------------------------------------------------------------
+# the electromechanical-analogue netlist (force-current analogy) and the co-simulation contract
+# ---------------------------------------------------------------------------------------------
+# Force-current (mobility) analogy: force -> current, velocity -> node voltage, mass -> capacitance,
+# friction -> conductance. The springs are nonlinear (Duffing) and coupled, so instead of
+# inductors each oscillator gets a displacement node p<i> that integrates its velocity, and every
+# spring force is a current controlled by displacements. Scales (they keep ngspice's absolute
+# tolerances - 1 pA, 1 uV - far below the signals, which are O(1) in these units):
+#
+#     displacement  V(p<i>) = X_i / l_i                (= model x_i; 1 V = l = nm scale)
+#     velocity      V(u<i>) = (dX_i/dt) tau / l_i      (= model dx/ds; 1 V = l/tau m/s)
+#     force         I = F / F_s,  F_s = eps / l0       (1 A = one model force unit)
+#     time          seconds (physical)
+#
+# so one analogue watt (V x A) is eps / tau physical watts, and the elements are
+#
+#     CM<i>  u<i> 0     m_i (l_i/tau) / F_s            mass            [F]
+#     RD<i>  u<i> 0     F_s / (gamma_i l_i/tau)        friction        [ohm]
+#     GK<i>  u<i> 0 p<i> 0    k_i l_i / F_s            linear spring   [S], drawn out of u<i>
+#     BA<i>  u<i> 0     alpha_i l_i^3 / F_s V(p)^3     Duffing spring  [A/V^3]
+#     IF<i>  0 u<i>     F_i / F_s                      bias force      [A], into u<i>
+#     GC<i>_<j> u<i> 0 p<j> 0  kappa_ij l_j / F_s      coupling        [S]
+#     IN<i>  0 u<i>     force noise 2 gamma_i k_B T_i / F_s^2 (A^2/Hz), sample-and-hold NT
+#     CX<i>  p<i> 0     tau;  GX<i> 0 p<i> u<i> 0  1   integrator: dV(p)/dt = V(u)/tau
+#
+# KCL at u<i> is then Newton's law m X'' = -gamma X' - dU/dX + f_noise exactly; in model units
+# it is m_model x'' = -x'/mu - dV/dx + sqrt(2 kT/mu) eta, what simulate_underdamped integrates.
+NOISE_MODES = ("trrandom", "pwl", "none")
+GENERATION_NT_FRACTION = 0.05   # NT x the fastest rate in compile's netlist (held-noise factor 0.9998)
+
+
+def stiffness_bound(a: OscillatorArray) -> np.ndarray:
+    """Per-unit bound (N/m) on the local stiffness for |x| <= 1: on-site linear + Duffing at
+    |x| = 1 + the sum of |couplings| (Gershgorin), as lc.stiffness_bound."""
+    K = np.abs(a.kappa) * (a.l[None, :] / a.l[:, None])
+    np.fill_diagonal(K, 0.0)
+    return np.maximum(a.k, 0.0) + 3.0 * a.alpha * a.l ** 2 + K.sum(axis=1)
+
+
+def fastest_rate(a: OscillatorArray) -> float:
+    """The fastest rate (1/s) the positions follow, from the roots of m s^2 + gamma s + k_b = 0
+    with the stiffness bound k_b for |x| <= 1, per unit: an overdamped unit (real roots, Q_b < 1/2)
+    counts its SLOW root 2 k_b / (gamma (1 + sqrt(1 - 4 Q_b^2))) ~ k_b/gamma; a unit that can
+    ring counts its frequency sqrt(k_b/m). The velocity's own relaxation gamma/m is left out on
+    purpose, as for LC (docs/design.md#lc): the velocity settles to (noise + force)/gamma within
+    m/gamma, so a force held for NT >> m/gamma moves X by the model's Euler increment; resolving
+    m/gamma would cost 1/Q^2 more intervals for velocity statistics the model does not have."""
+    k = stiffness_bound(a)
+    disc = a.gamma ** 2 - 4.0 * a.mass * k
+    slow = 2.0 * k / (a.gamma + np.sqrt(np.maximum(disc, 0.0)))
+    lam = np.where(disc >= 0, slow, np.sqrt(k / a.mass))
+    return float(np.max(lam))
+
+
+def time_unit(a: OscillatorArray) -> float:
+    """Seconds per model time unit."""
+    return float(a.tau_s)
+
+
+def noise_interval(a: OscillatorArray, fraction: float = GENERATION_NT_FRACTION) -> float:
+    """Noise hold interval NT (s) = fraction / :func:`fastest_rate`: NT << the positions' slow
+    time (held-noise variance factor tanh(x/2)/(x/2), x = NT k/gamma) or << 1/omega0 when the
+    units ring. The velocity variance of an overdamped unit is then below kT/m (factor
+    tanh(y/2)/(y/2) at the hold instants, y = NT gamma/m); the positions' is not."""
+    return float(fraction / fastest_rate(a))
+
+
+def spice_start(p, a: OscillatorArray, x0: np.ndarray, seed) -> dict:
+    """{"v0": (runs, N)} Maxwell velocities (model units dx/ds, variance kT_i / m_model,i) at the
+    bath temperature: the oscillators have inertia whatever their Q. ``seed``: an int (stream
+    [seed, 2], as the LC netlists), a SeedSequence or a Generator."""
+    from ..underdamped import thermal_velocities
+
+    rng = np.random.SeedSequence([int(seed), 2]) if isinstance(seed, (int, np.integer)) else seed
+    runs = np.atleast_2d(x0).shape[0]
+    return {"v0": thermal_velocities(a.model_mass, K_B * a.temperature / a.energy_unit_J, runs, seed=rng)}
+
+
+def _elements(a: OscillatorArray) -> dict:
+    """Analogue element values (see the block comment above)."""
+    fs, tau, l = a.force_scale_N, a.tau_s, a.l
+    return {"C": a.mass * (l / tau) / fs, "G": a.gamma * (l / tau) / fs, "gk": a.k * l / fs,
+            "ka": a.alpha * l ** 3 / fs, "ib": a.F / fs, "gc": a.kappa * l[None, :] / fs}
+
+
+def netlist(a: OscillatorArray, *, t_stop: float, nt: float | None = None, seed: int = 1, noise: str = "trrandom",
+            x0: np.ndarray | None = None, v0: np.ndarray | None = None, pwl: np.ndarray | None = None,
+            title: str = "thermohw mechanical oscillators", meta: dict | None = None,
+            notes: list[str] | None = None, noise_include: str | None = None) -> str:
+    """ngspice netlist of the oscillator array (force-current analogue). ``noise``: "trrandom"
+    (sample-and-hold Gaussian force, follows ``.options seed``), "pwl" (the given standard normals
+    ``pwl`` (K, N) held NT each, or with ``noise_include`` the PWL sources in that file), "none".
+    ``x0`` / ``v0``: start positions / model velocities (the one not given is 0), as ``.ic`` with
+    UIC. Everything user-supplied goes in as one sanitised comment line."""
+    import re
+
+    from ..provenance import netlist_line as netlist_provenance
+    from .pwl import held_pwl
+
+    n = a.n_units
+    nt = noise_interval(a) if nt is None else float(nt)
+    if not (math.isfinite(t_stop) and t_stop > 0 and math.isfinite(nt) and nt > 0):
+        raise InputError("t_stop and the noise interval must be finite and > 0")
+    if noise not in NOISE_MODES:
+        raise InputError(f"noise = {noise!r}; use 'trrandom', 'pwl' or 'none'")
+    if isinstance(seed, bool) or not 1 <= int(seed) <= 2147483647:
+        raise InputError(f"seed = {seed}: ngspice accepts .options seed in 1..2147483647 and silently "
+                         "ignores anything else (the run would not be reproducible)")
+    if noise_include is not None and not re.fullmatch(r"[\w.-]+", noise_include):
+        raise InputError(f"noise_include = {noise_include!r}: use a plain file name")
+    if noise == "pwl" and not noise_include:
+        pwl = np.asarray(pwl, dtype=np.float64) if pwl is not None else None
+        if pwl is None or pwl.ndim != 2 or pwl.shape[1] != n or not np.all(np.isfinite(pwl)):
+            raise InputError(f"pwl noise must be finite (K, {n}) standard normals")
+    start = {}
+    for name, arr in (("x0", x0), ("v0", v0)):
+        if arr is not None:
+            arr = np.asarray(arr, dtype=np.float64)
+            if arr.shape != (n,) or not np.all(np.isfinite(arr)):
+                raise InputError(f"{name} must be a finite array of shape ({n},)")
+            start[name] = arr
+    el = _elements(a)
+    fs = a.force_scale_N
+    lines = [f"* {sanitize_comment(title)}",
+             "* generated by thermohw (mechanical oscillators, force-current analogue; thermohw/backends/mechanical.py)",
+             netlist_provenance(),
+             f"* source model sha256/16: {sanitize_comment((a.meta or {}).get('source_hash', ''))}",
+             f"* scales: l = {float(np.mean(a.l))!r} m per V of p<i>; tau = {a.tau_s!r} s per model time unit; "
+             f"eps = {a.energy_unit_J!r} J per model energy unit; F_s = eps/l = {fs!r} N per A",
+             "* unit i: displacement X_i = l V(p<i>) (model x_i = V(p<i>)), velocity dX_i/dt = (l/tau) V(u<i>);"
+             " force = F_s x current; power = (eps/tau) x V x A; time in seconds",
+             "* elements: CM mass m (l/tau)/F_s, RD friction F_s/(gamma l/tau), GK spring k l/F_s, BA Duffing "
+             "alpha l^3/F_s, IF bias force F/F_s, GC coupling kappa l/F_s, CX/GX integrator dV(p)/dt = V(u)/tau",
+             f"* noise: {noise}, thermal force noise 2 gamma k_B T at T = {float(np.mean(a.temperature)):.6g} K, "
+             f"held NT = {nt:.6g} s, seed {int(seed)}",
+             "* run: ngspice -b -r out.raw THIS_FILE"]
+    lines += comment_lines(meta, notes)
+    lines.append("")
+    for i in range(n):
+        lines += [f"* oscillator {i}",
+                  f"CM{i} u{i} 0 {eng(el['C'][i])}",
+                  f"RD{i} u{i} 0 {eng(1.0 / el['G'][i])}",
+                  f"GK{i} u{i} 0 p{i} 0 {eng(el['gk'][i])}",
+                  f"CX{i} p{i} 0 {eng(a.tau_s)}",
+                  f"GX{i} 0 p{i} u{i} 0 1"]
+        if el["ka"][i] != 0:   # never ^ or pow() in ngspice B sources: they drop the sign
+            lines.append(f"BA{i} u{i} 0 I={eng(el['ka'][i])}*V(p{i})*V(p{i})*V(p{i})")
+        if el["ib"][i] != 0:
+            lines.append(f"IF{i} 0 u{i} DC {eng(el['ib'][i])}")
+        if noise == "trrandom":
+            na = math.sqrt(a.s2[i] / nt)       # white level s^2 = NA^2 NT
+            lines.append(f"IN{i} 0 u{i} DC 0 TRRANDOM(2 {eng(nt)} 0 {eng(na)} 0)")
+        elif noise == "pwl" and not noise_include:
+            lines.append(f"IN{i} 0 u{i} PWL(" + held_pwl(math.sqrt(a.s2[i] / nt) * pwl[:, i], nt) + ")")
+    if noise == "pwl" and noise_include:
+        lines.append(f".include {noise_include}")
+    gc = np.where(a.coupled, el["gc"], 0.0)
+    np.fill_diagonal(gc, 0.0)
+    ii, jj = np.nonzero(gc)
+    if len(ii):
+        lines += ["", "* couplings: current kappa_ij X_j / F_s = GC V(p<j>) drawn out of u<i>"]
+    for i, j in zip(ii.tolist(), jj.tolist()):
+        lines.append(f"GC{i}_{j} u{i} 0 p{j} 0 {eng(gc[i, j])}")
+    lines.append("")
+    if noise == "trrandom":
+        lines.append(f".options seed={int(seed)}")
+    if start:
+        x = start.get("x0", np.zeros(n))
+        v = start.get("v0", np.zeros(n))
+        lines.append(".ic " + " ".join(f"v(p{i})={eng(x[i])} v(u{i})={eng(v[i])}" for i in range(n)))
+    lines.append(f".tran {eng(nt)} {eng(t_stop)} 0 {eng(nt)}{' uic' if start else ''}")
+    lines.append(".end")
+    return "\n".join(lines) + "\n"
+
+
+def spice_netlist(a: OscillatorArray, *, t_stop: float, nt: float, seed: int, noise: str, x0: np.ndarray,
+                  pwl: np.ndarray | None, title: str, **start) -> str:
+    """The contract's generation-protocol netlist of one run (start: ``v0`` (N,) model velocities)."""
+    extra = set(start) - {"v0"}
+    if extra:
+        raise InputError(f"unknown start entries {sorted(extra)} for a mechanical netlist (it takes v0)")
+    return netlist(a, t_stop=t_stop, nt=nt, seed=seed, noise=noise, x0=x0, v0=start.get("v0"), pwl=pwl, title=title)
+
+
+def _trace(raw, name: str) -> np.ndarray:
+    return np.asarray(raw[name], dtype=np.float64)
+
+
+def states(raw, a: OscillatorArray) -> dict:
+    """Model-unit states on ngspice's own time points: ``t`` (s), ``s`` (model time), ``x`` (T, N)
+    = V(p<i>) and ``u`` (T, N) = dx/ds = V(u<i>)."""
+    t = _trace(raw, "time")
+    n = a.n_units
+    return {"t": t, "s": t / a.tau_s, "x": np.stack([_trace(raw, f"v(p{i})") for i in range(n)], axis=1),
+            "u": np.stack([_trace(raw, f"v(u{i})") for i in range(n)], axis=1)}
+
+
+def spice_readout(raw, a: OscillatorArray, grid_s: np.ndarray, x0: np.ndarray) -> np.ndarray:
+    """x (model units) on ``grid_s`` (s), (len(grid_s), N): x_i = V(p<i>); ``x0`` supplies t = 0
+    (ngspice 39 does not store t = 0 of a UIC run)."""
+    from ..spice.ngspice import NgspiceError
+
+    st = states(raw, a)
+    t, x = st["t"], st["x"]
+    grid_s = np.asarray(grid_s, dtype=np.float64)
+    if t[-1] < grid_s[-1] * (1 - 1e-9):
+        raise NgspiceError(f"ngspice stopped at t = {t[-1]:.6g} s before the end {grid_s[-1]:.6g} s")
+    if t[0] > 0:
+        t = np.concatenate([[0.0], t])
+        x = np.concatenate([np.asarray(x0, dtype=np.float64)[None, :], x])
+    return np.stack([np.interp(grid_s, t, x[:, i]) for i in range(a.n_units)], axis=1)
+
+
+def potential_J(a: OscillatorArray, X: np.ndarray) -> np.ndarray:
+    """U(X) in joules for displacements X (..., N) in metres (kappa counted once per pair)."""
+    X = np.asarray(X, dtype=np.float64)
+    kap = np.where(a.coupled, a.kappa, 0.0)
+    return (X ** 2 @ (a.k / 2) + X ** 4 @ (a.alpha / 4) - X @ a.F
+            + 0.5 * np.einsum("...i,ij,...j->...", X, kap, X))
+
+
+def spice_energy(raw, a: OscillatorArray) -> dict[str, float]:
+    """Energy balance of a run in joules on ngspice's own time points (trapezoid): "dissipated_J"
+    (friction, integral of gamma v^2 >= 0), "kinetic_delta_J" and "potential_delta_J" (their sum
+    "stored_delta_J"), "noise_delivered_J" (first law: the thermal force's work = dissipated +
+    stored change) and "heat_J" (given to the bath: dissipated - noise delivered = -stored change).
+    The first and last stored points are ngspice's (its first point is one step after t = 0)."""
+    st = states(raw, a)
+    t = st["t"]
+    v = st["u"] * (a.l / a.tau_s)                 # m/s
+    X = st["x"] * a.l                             # m
+    diss = float(np.trapezoid((v * v) @ a.gamma, t))
+    kin = 0.5 * (v * v) @ a.mass
+    pot = potential_J(a, X)
+    e = {"dissipated_J": diss, "kinetic_delta_J": float(kin[-1] - kin[0]),
+         "potential_delta_J": float(pot[-1] - pot[0])}
+    e["stored_delta_J"] = e["kinetic_delta_J"] + e["potential_delta_J"]
+    e["noise_delivered_J"] = e["dissipated_J"] + e["stored_delta_J"]
+    e["heat_J"] = -e["stored_delta_J"]
+    return e
+
+
+def spice_pwl_current(a: OscillatorArray, nt: float, z: np.ndarray) -> np.ndarray:
+    """The noise "pwl" injects for standard normals z, (K, N), as the currents whose product with
+    the node voltages V(u<i>) is the noise force's PHYSICAL power in watts (what cosim's measured
+    first law integrates): the injected analogue current sqrt(s2 / NT) z times eps/tau, the
+    analogue's watts per volt-ampere. (The analogue currents themselves are the force over F_s;
+    an analogue with 1 W per V A would need currents below ngspice's 1 pA tolerance.)"""
+    z = np.asarray(z, dtype=np.float64)
+    return np.sqrt(a.s2 / float(nt)) * z * (a.energy_unit_J / a.tau_s)
+
+
+def generation_grid(p, nt_fraction: float = GENERATION_NT_FRACTION) -> tuple[float, float, int]:
+    """(t_f, NT, K): K noise samples of NT seconds fill t_f model time units, NT within
+    ``nt_fraction`` / the fastest rate."""
+    a = p.artefact
+    t_f = p.options.generation_time(p.source)
+    k = max(1, math.ceil(t_f * a.tau_s / noise_interval(a, nt_fraction) - 1e-9))
+    return t_f, t_f * a.tau_s / k, k
+
+
+def generation_netlist(p, nt_fraction: float = GENERATION_NT_FRACTION, noise: str = "trrandom",
+                       noise_include: str | None = None) -> str:
+    """The paper's generation protocol on the oscillators: positions from the realised model's
+    coupling-free equilibrium, Maxwell velocities at the bath temperature (both seeded by
+    ``netlist_seed``), then the trained forces for t_f with the thermal force noise."""
+    from . import generation_notes, generation_start
+
+    a = p.artefact
+    t_f, x0 = generation_start(p)
+    seed = int(p.options.netlist_seed)
+    v0 = spice_start(p, a, x0[None], seed)["v0"][0]
+    _, nt, _ = generation_grid(p, nt_fraction)
+    return netlist(a, t_stop=t_f * a.tau_s, nt=nt, seed=seed, x0=x0, v0=v0, noise=noise, noise_include=noise_include,
+                   title=f"thermohw mechanical oscillators: target {p.target.name}",
+                   meta={"model": p.source.meta.get("digits", ""), "target": p.target.name},
+                   notes=generation_notes(p, t_f, a.tau_s, "x_i = V(p<i>) (X_i = l x_i)"))
 
 
 def describe(a: OscillatorArray) -> str:

@@ -332,6 +332,10 @@ class Mismatch:
                  zero when the target has no V_s, i.e. non-electrical kinds).
     The target does not describe the noise generator's accuracy, so noise amplitude errors
     are not drawn. Errors are clipped to +-0.5 so no element changes sign.
+    physical     the backend's own mismatch model when its elements are not one per parameter
+                 (josephson: k3_rel is the critical-current spread, which moves J4 and, x12 at
+                 beta_L = 0.923, J2; gain the coupler spread; g_rel the shunt R;
+                 ``josephson.ChipErrors``); it then realises the errors in :meth:`apply`.
     """
 
     c_rel: np.ndarray
@@ -339,6 +343,7 @@ class Mismatch:
     k3_rel: np.ndarray
     gain: np.ndarray
     db: np.ndarray
+    physical: Any = None
 
     @classmethod
     def draw(cls, target: Target, n_units: int, seed: int, cycle: int, scale: float = 1.0) -> "Mismatch":
@@ -355,10 +360,17 @@ class Mismatch:
         v_os = s * comp.offset_V * rng.standard_normal(n)
         V_s = getattr(target.physics, "V_s_V", None)
         db = 2.0 * v_os / V_s if V_s else np.zeros(n)  # times J2_i, applied in apply()
-        return cls(c_rel, g_rel, k3_rel, gain + gain.T, db)
+        physical = None
+        if target.kind == "josephson":  # same draws (same stream), read as the chip's physical errors
+            from .backends import josephson
+
+            physical = josephson.chip_errors(target, k3_rel, gain + gain.T, g_rel)
+        return cls(c_rel, g_rel, k3_rel, gain + gain.T, db, physical)
 
     def apply(self, c: Computer) -> Computer:
         """The model a chip with these errors implements when programmed with ``c``."""
+        if self.physical is not None:
+            return self.physical.apply(c)
         one_c = 1.0 + self.c_rel
         return c.replace(J=c.J * (1.0 + self.gain), b=c.b + self.db * c.J2, J2=c.J2 * (1.0 + self.g_rel),
                          J4=c.J4 * (1.0 + self.k3_rel), mu=c.mu / one_c, kT=c.kT / one_c)

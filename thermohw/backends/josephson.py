@@ -85,6 +85,7 @@ correction to a harmonic variance, (hbar omega / k_B T)^2 / 12, exceeds 1 %: rat
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,8 +98,10 @@ from . import adopt_program
 from .. import __version__
 from ..computer import Computer
 from ..errors import InputError
-from ..spice.netlist import eng_unit
+from ..provenance import netlist_line as netlist_provenance
+from ..spice.netlist import comment_lines, eng, eng_unit, sanitize_comment
 from . import _thermal as th
+from .pwl import source_lines as pwl_source_lines
 
 SCHEMA = "thermohw.josephson/1"
 PHI0 = physical_constants["mag. flux quantum"][0]   # Wb
@@ -107,6 +110,7 @@ BETA_C_LIMIT = 0.05        # beta_C (= Q^2 of the junction mode) above this: not
 BETA_C_RINGING = 0.25      # Q = 1/2
 CLASSICAL_LIMIT = 0.35     # hbar omega_p / k_B T above this: > 1 % quantum correction
 FAB_TOLERANCE = 0.01       # fabricated Ic_A / L_H vs the values the mapping needs
+TRUNCATION_LIMIT_KT = 1.0  # beyond-x^4 energy at |x| = 2 above this (kT): reported by check
 
 
 @dataclass(frozen=True, eq=False)
@@ -287,8 +291,17 @@ def _build(p) -> RFSquidArray:
     np.fill_diagonal(K, E_L)
     delta = _solve(K, -eps * c.b / s)
     R = c.mu * PHI_R ** 2 * s ** 2 / (tau * eps)
+    coupled = c.mask.copy()
+    if getattr(ph, "inductance", "first-order") == "exact-design":
+        # the network whose exact inverse is K, Lmat = Phi_r^2 K^-1: the chip then has the
+        # programmed J2, J and b to all orders in M; K^-1 is dense, so every pair needs a coupler
+        Lmat = PHI_R ** 2 * np.linalg.inv(K)
+        Lmat = 0.5 * (Lmat + Lmat.T)
+        L = np.diag(Lmat).copy()
+        M = Lmat - np.diag(L)
+        coupled = coupled | (M != 0)
     return RFSquidArray(I_c=E_J / PHI_R, L=L, C=np.full(n, float(ph.C_F)), R=R, delta_phi_x=delta, s=s, M=M,
-                        coupled=c.mask.copy(), temperature=th.bath_temperatures(c.kT, ph.temperature_K),
+                        coupled=coupled, temperature=th.bath_temperatures(c.kT, ph.temperature_K),
                         energy_unit_J=eps, tau_s=tau, n_visible=c.n_visible, image_shape=c.image_shape,
                         meta={"source_hash": p.report.get("source_hash", ""), "target": p.target.name})
 
@@ -318,27 +331,58 @@ def scales(p) -> dict:
             "R_shunt_ohm": float(np.mean(a.R)), "C_F": float(a.C[0]), "beta_C_max": float(np.max(a.beta_C)),
             "hbar_omega_p_over_kT_max": float(np.max(a.hbar_omega_p_over_kT)),
             "truncation_error_kT_at_x1": float(t1[np.argmax(np.abs(t1))]),
-            "truncation_error_kT_at_x0.5": float(t05[np.argmax(np.abs(t05))])}
+            "truncation_error_kT_at_x0.5": float(t05[np.argmax(np.abs(t05))]),
+            **{f"beyond_x4_kT_at_x{r['x']:g}": r["all_orders_kT"] for r in truncation_table(a)}}
 
 
-def to_computer(art: RFSquidArray, p=None) -> Computer:
-    """The ideal model the SQUIDs implement, to fourth order in x and first order in M:
+INDUCTANCE_MODELS = ("first-order", "exact")
 
-        J2 = (E_L - E_J) s^2 / (2 eps), J4 = E_J s^4 / (24 eps), J_ij = K_ij s_i s_j / eps,
+
+def to_computer(art: RFSquidArray, p=None, *, exact: bool | None = None) -> Computer:
+    """The ideal model the SQUIDs implement, to fourth order in x and, by default, first order
+    in M (the phase stiffness K of :attr:`RFSquidArray.K`):
+
+        J2 = (K_ii - E_J) s^2 / (2 eps), J4 = E_J s^4 / (24 eps), J_ij = K_ij s_i s_j / eps,
         b = -s (K delta) / eps, mu = tau eps R / (Phi_r^2 s^2), kT = k_B T / eps.
-    """
+
+    ``exact=True`` uses the exact inverse K = Phi_r^2 (diag(L) + M)^{-1} instead (the inductance
+    network the netlist contains): every J2 and b shifts, and pairs the mask leaves uncoupled
+    get couplings (they join the mask). Default: the target's ``physics.inductance`` when ``p``
+    is given ("first-order"; "exact"; "exact-design", where ``lower`` chose Lmat = Phi_r^2 K^-1
+    so that the exact model is the programmed one), else first order. The junctions' x^6 and
+    higher terms are left out either way (:func:`truncation_table`)."""
+    if exact is None:
+        exact = p is not None and getattr(p.target.physics, "inductance", "first-order") in ("exact", "exact-design")
     eps, s = art.energy_unit_J, art.s
-    K = art.K
+    K = exact_stiffness(art) if exact else art.K
     E_L, E_J = np.diag(K).copy(), art.E_J
     J = K * np.outer(s, s) / eps
     np.fill_diagonal(J, 0.0)
-    c = Computer(J=J, b=-s * (K @ art.delta_phi_x) / eps, mask=art.coupled, n_visible=art.n_visible,
+    mask = art.coupled
+    if exact:
+        # round-off of the inverse (~1e-15 relative) is not a coupling; second-order terms are ~1e-2
+        J = np.where(np.abs(J) > 1e-9 * np.max(np.abs(J), initial=0.0), J, 0.0)
+        mask = mask | (J != 0)
+    c = Computer(J=J, b=-s * (K @ art.delta_phi_x) / eps, mask=mask, n_visible=art.n_visible,
                  J2=(E_L - E_J) * s ** 2 / (2.0 * eps), J4=E_J * s ** 4 / (24.0 * eps),
                  mu=art.tau_s * eps * art.R / (PHI_R ** 2 * s ** 2), kT=K_B * art.temperature / eps,
-                 image_shape=art.image_shape, meta={"realised_from": "josephson", "order": "x^4, M^1",
+                 image_shape=art.image_shape, meta={"realised_from": "josephson",
+                                                    "order": "x^4, exact M" if exact else "x^4, M^1",
                                                     **(art.meta or {})})
     c = adopt_program(c, p)
     return c
+
+
+def truncation_table(art: RFSquidArray, xs=(1.0, 1.5, 2.0)) -> list[dict]:
+    """What the x^4 model leaves out of one junction's cosine, per |x| in ``xs``, in kT (the
+    worst unit): the x^6 term -E_J (s x)^6 / 720 and everything beyond x^4 (all orders).
+    Normalised digits reach |x| ~ 2, where the series is far from converged at s = 1."""
+    out = []
+    for x in xs:
+        t6, tall = art.truncation_error_kT(x), art.residual_kT(x)
+        out.append({"x": float(x), "x6_kT": float(t6[np.argmax(np.abs(t6))]),
+                    "all_orders_kT": float(tall[np.argmax(np.abs(tall))])})
+    return out
 
 
 def check(p) -> list[dict]:
@@ -366,7 +410,7 @@ def check(p) -> list[dict]:
                     f"(shunt temperatures {np.min(a.temperature):.4g}..{np.max(a.temperature):.4g} K): "
                     "one cryostat cannot provide that; inject extra current noise on the hotter units",
                     "spread": th.rel_spread(a.temperature)})
-    if a.n_units <= 4000 and np.any(a.M):
+    if a.n_units <= 4000 and np.any(a.M) and getattr(p.target.physics, "inductance", "") != "exact-design":
         err = mutual_inductance_error(a)
         kT = p.programmed.kT                       # model units: error_model = error_kT * kT
         e_j2 = float(np.max(np.abs(err["J2_kT"]) * kT))
@@ -389,6 +433,15 @@ def check(p) -> list[dict]:
             if lam <= 0:
                 out.append({"check": "inductance", "message": "the phase-stiffness matrix K is not positive "
                             "definite: no passive inductance network realises these couplings", "min_eig_J": lam})
+    tt = truncation_table(a)
+    if abs(tt[-1]["all_orders_kT"]) > TRUNCATION_LIMIT_KT:
+        # generated (normalised) digits reach |x| ~ 2: the x^4 model is not the chip out there
+        out.append({"check": "truncation", "message": "the junctions' cosine beyond x^4, which the realised "
+                    "model leaves out, is " + ", ".join(f"{r['all_orders_kT']:.3g} kT at |x| = {r['x']:g}" for r in tt)
+                    + f" (x^6 term alone: {tt[-1]['x6_kT']:.3g} kT at |x| = 2; per unit, of its k_B T); normalised "
+                    "digits reach |x| ~ 2 in generation. It scales as J4' s^2 x^6: a smaller phase scale s reduces it "
+                    "(x s^2), at the price of larger I_c and hbar omega_p",
+                    "table": tt})
     ph = p.target.physics
     for name, want, have in (("Ic_A", a.I_c, ph.Ic_A), ("L_H", a.L, ph.L_H)):
         if have is None:
@@ -436,11 +489,13 @@ def to_dict(a: RFSquidArray) -> dict:
 
 
 def write(p, folder) -> list[Path]:
-    """rfsquids.yaml (per-SQUID SI parameters, couplings, truncation errors) and couplings.csv."""
+    """chip.cir (the RCSJ netlist of the generation protocol, or with ``netlist="free"`` one
+    model time unit from x = 0; with ``noise="pwl"`` also noise.inc and noise.npz), rfsquids.yaml
+    (per-SQUID SI parameters, couplings, truncation errors) and couplings.csv."""
     folder = Path(folder)
     a = p.artefact
     eps = a.energy_unit_J
-    t1, t05 = a.truncation_error_kT(1.0), a.truncation_error_kT(0.5)
+    tt = truncation_table(a)
     head = [f"thermohw rf-SQUID array ({SCHEMA})",
             f"made by thermohw {__version__} (thermohw/backends/josephson.py) from target "
             f"{p.target.name!r}, source model sha256/16 {p.report.get('source_hash', '')}",
@@ -453,9 +508,10 @@ def write(p, folder) -> list[Path]:
             f"(T = {np.mean(a.temperature):.6g} K); tau = {a.tau_s:.6g} s per model time unit",
             f"beta_C max {np.max(a.beta_C):.3g} (overdamped needs << 1); hbar omega_p / k_B T max "
             f"{np.max(a.hbar_omega_p_over_kT):.3g} (classical needs << 1)",
-            f"x^6 truncation error (-E_J s^6 x^6/720): max {np.max(np.abs(t1)):.3g} kT at |x| = 1, "
-            f"{np.max(np.abs(t05)):.3g} kT at |x| = 0.5 (per unit)"]
-    out = [th.write_text(folder / "rfsquids.yaml", th.yaml_text(head, to_dict(a)))]
+            "left out of the x^4 model, per unit (x^6 term; all orders): "
+            + "; ".join(f"{r['x6_kT']:.3g}; {r['all_orders_kT']:.3g} kT at |x| = {r['x']:g}" for r in tt)]
+    out = _write_netlist(p, folder)
+    out.append(th.write_text(folder / "rfsquids.yaml", th.yaml_text(head, to_dict(a))))
     rows = ["i,j,M_H,K_J_per_rad2"]
     K = a.K
     ii, jj = np.nonzero(np.triu(a.coupled, 1))
@@ -466,6 +522,400 @@ def write(p, folder) -> list[Path]:
 
 
 def describe(a: RFSquidArray) -> str:
+    tt = truncation_table(a)
     return (f"{a.n_units} rf-SQUIDs: I_c = {eng_unit(a.I_c[0], 'A')}, L = {eng_unit(a.L[0], 'H')}, "
             f"beta_L = {a.beta_L[0]:.3g}, R = {eng_unit(a.R[0], 'ohm')}, beta_C = {a.beta_C[0]:.3g}, "
-            f"hbar omega_p/k_BT = {a.hbar_omega_p_over_kT[0]:.3g}")
+            f"hbar omega_p/k_BT = {a.hbar_omega_p_over_kT[0]:.3g}; beyond x^4: "
+            + ", ".join(f"{r['all_orders_kT']:.3g} kT at |x| = {r['x']:g}" for r in tt))
+
+
+# ---------------------------------------------------------------------------------------------
+# RCSJ netlist and the co-simulation contract (docs/design.md#josephson-netlist)
+# ---------------------------------------------------------------------------------------------
+# ngspice's default tolerances are for volts and milliamps; here junction voltages are uV
+# (Phi_r dphi/dt), capacitor charges 1e-17 C and phases O(1) rad, so the absolute floors go
+# far below the signals and the relative tolerance is tightened (tests/test_josephson_spice.py
+# checks the integration against the ideal model with these settings).
+# ngspice resolves the junctions' R C dynamics inside each noise interval: ~16 time points per
+# interval on the 96-unit RCSJ netlist (measured), so its runs take ~16x an RC netlist of the
+# same size; cosim's default per-run timeout scales by this.
+SPICE_STEPS_PER_INTERVAL = 16.0
+SPICE_OPTIONS = {"reltol": 1e-5, "abstol": 1e-15, "vntol": 1e-12, "chgtol": 1e-24}
+
+
+def inductance_matrix(art: RFSquidArray) -> np.ndarray:
+    """Lmat = diag(L) + M, H (the loop currents' flux linkages are Lmat I)."""
+    return art.M + np.diag(art.L)
+
+
+def exact_stiffness(art: RFSquidArray) -> np.ndarray:
+    """The phase-stiffness matrix of the inductance network to all orders in M:
+    K_exact = Phi_r^2 Lmat^{-1}, J/rad^2 (symmetrised against round-off)."""
+    Lmat = inductance_matrix(art)
+    try:
+        K = PHI_R ** 2 * np.linalg.inv(Lmat)
+    except np.linalg.LinAlgError:
+        raise InputError("the inductance matrix diag(L) + M is singular: the mutual inductances are as "
+                         "large as the loops' own; reduce J or the phase scale s") from None
+    return 0.5 * (K + K.T)
+
+
+def time_unit(art: RFSquidArray) -> float:
+    """Seconds per model time unit."""
+    return float(art.tau_s)
+
+
+def fastest_rate(art: RFSquidArray) -> float:
+    """The fastest overdamped phase-relaxation rate, 1/s: R (E_L + E_J + sum_j |K_ij|) / Phi_r^2,
+    the curvature bound over all phases (-E_J cos phi adds at most E_J) times the mobility
+    R / Phi_r^2 of the RCSJ junction."""
+    K = exact_stiffness(art)
+    off = np.abs(K - np.diag(np.diag(K))).sum(axis=1)
+    return float(np.max(art.R * (np.diag(K) + art.E_J + off) / PHI_R ** 2))
+
+
+def noise_interval(art: RFSquidArray, fraction: float = 0.02) -> float:
+    """The noise hold interval NT, s: ``fraction`` x the fastest phase-relaxation time
+    (:func:`fastest_rate`). The junction's inertial time R C is shorter still (by beta_C), but
+    the held noise need not resolve it: the phase responds only below its relaxation rate,
+    where a held source of level NA^2 NT is white; what R C filters is the junction voltage,
+    which nobody reads (its variance, and with it the shunt's electrical dissipation, is
+    lower than a white source would give: a housekeeping figure, not the model's heat)."""
+    if not 0 < fraction <= 1:
+        raise InputError(f"fraction = {fraction}: the noise interval is a fraction in (0, 1] of the fastest time")
+    return float(fraction / fastest_rate(art))
+
+
+def voltage_per_velocity(art: RFSquidArray) -> np.ndarray:
+    """Junction volts per unit of model velocity dx/ds: V = Phi_r dphi/dt = Phi_r s (dx/ds) / tau."""
+    return PHI_R * art.s / art.tau_s
+
+
+def spice_start(p, art: RFSquidArray, x0: np.ndarray, seed) -> dict:
+    """{"v0": (runs, N)}: Maxwell junction voltages (variance k_B T / C, the capacitor's
+    equipartition) as model velocities dx/ds; the junction mode is overdamped, so this only
+    removes an R C-long transient, but it is the equilibrium start."""
+    runs = np.shape(x0)[0]
+    rng = np.random.default_rng(seed)
+    V = rng.standard_normal((runs, art.n_units)) * np.sqrt(art.kT_J / art.C)
+    return {"v0": V / voltage_per_velocity(art)}
+
+
+def noise_amplitude(art: RFSquidArray, nt: float) -> np.ndarray:
+    """Held-noise current NA (A) of each shunt: white level 2 k_B T / R (two-sided) = NA^2 NT,
+    at the physical temperature."""
+    return np.sqrt(2.0 * art.kT_J / (art.R * float(nt)))
+
+
+def spice_pwl_current(art: RFSquidArray, nt: float, z: np.ndarray) -> np.ndarray:
+    """The shunts' noise currents (K, N), A, that "pwl" mode injects for standard normals z."""
+    return noise_amplitude(art, nt) * np.asarray(z, dtype=np.float64)
+
+
+def spice_netlist(art: RFSquidArray, *, t_stop: float, nt: float, seed: int, noise: str, x0: np.ndarray,
+                  pwl: np.ndarray | None = None, title: str = "thermohw rf-SQUID chip", v0: np.ndarray | None = None,
+                  meta: dict | None = None, notes: list[str] | None = None,
+                  noise_include: str | None = None) -> str:
+    """RCSJ netlist (ngspice) of the rf-SQUID array for one run from x0 (N,) model units.
+
+    Unit i: junction node u<i> (voltage V_i = Phi_r dphi_i/dt) with the junction capacitance
+    C<i>, the shunt R<i> and its Johnson noise In<i> (2 k_B T / R at the physical temperature),
+    the supercurrent BJ<i> = I_c sin(phi_i) = -I_c sin(theta_i) (the full cosine potential),
+    and the loop inductor L<i> to ground; K<i>_<j> couple the loops with k = M_ij / sqrt(L_i L_j)
+    (the exact inductance matrix). Phase node p<i>: v(p<i>) = theta_i = phi_i - pi (1 V = 1 rad),
+    the integral of the junction voltage: GP<i> copies V_i / R_i onto CP<i> = Phi_r / R_i, so
+    dtheta/dt = V_i / Phi_r with integrator currents the size of the shunt's own.
+    Flux bias. The loop inductors carry Lmat^{-1} Phi_r theta (their flux is counted from half a
+    flux quantum; the pi of phi and of phi_x = pi + delta cancel in the loop). The bias shift
+    delta is the constant current IX<i> = (Lmat^{-1} Phi_r delta)_i into u<i> (its Norton
+    equivalent), so the loops carry Lmat^{-1} (Phi - Phi_x) exactly.
+    ``v0``: initial model velocities (junction voltages, :func:`spice_start`), default 0.
+    ``noise_include``: with "pwl", the file (plain name) holding the In<i> sources instead of
+    ``pwl`` (compile's noise.inc)."""
+    n = art.n_units
+    x0 = np.asarray(x0, dtype=np.float64)
+    if x0.shape != (n,) or not np.all(np.isfinite(x0)):
+        raise InputError(f"x0 must be {n} finite start positions (model units)")
+    if not 1 <= int(seed) <= 2147483647:
+        raise InputError(f"seed = {seed}: ngspice accepts .options seed in 1..2147483647 and silently "
+                         "ignores anything else (the run would not be reproducible)")
+    if not (t_stop > 0 and nt > 0):
+        raise InputError("t_stop and the noise interval must be > 0")
+    if noise not in ("trrandom", "pwl", "none"):
+        raise InputError(f"noise = {noise!r}; use 'trrandom', 'pwl' (given standard normals) or 'none'")
+    if noise_include is not None and not (noise == "pwl" and re.fullmatch(r"[\w.-]+", noise_include)):
+        raise InputError(f"noise_include = {noise_include!r}: a plain file name, with noise 'pwl' only")
+    if noise == "pwl" and noise_include is None:
+        pwl = np.asarray(pwl, dtype=np.float64) if pwl is not None else None
+        if pwl is None or pwl.ndim != 2 or pwl.shape[1] != n or not np.all(np.isfinite(pwl)):
+            raise InputError(f"noise 'pwl' needs (K, {n}) finite standard normals")
+    V0 = np.zeros(n) if v0 is None else np.asarray(v0, dtype=np.float64) * voltage_per_velocity(art)
+    if V0.shape != (n,) or not np.all(np.isfinite(V0)):
+        raise InputError(f"v0 must be {n} finite start velocities (model units)")
+    Lmat = inductance_matrix(art)
+    try:
+        np.linalg.cholesky(Lmat)
+    except np.linalg.LinAlgError:
+        raise InputError("the inductance matrix diag(L) + M is not positive definite: no passive "
+                         "inductance network has it; reduce the couplings J or the phase scale s") from None
+    G = np.linalg.inv(Lmat)
+    theta0 = art.s * x0
+    I0 = G @ (PHI_R * theta0)
+    Ix = G @ (PHI_R * art.delta_phi_x)
+    lines = [f"* {sanitize_comment(title)}",
+             "* generated by thermohw (rf-SQUID array, RCSJ junctions, thermohw/backends/josephson.py); units SI",
+             netlist_provenance(),
+             f"* source model sha256/16: {sanitize_comment((art.meta or {}).get('source_hash', ''))}",
+             f"* scales: tau = {art.tau_s:.6g} s per model time unit; one model energy unit = "
+             f"{art.energy_unit_J:.6g} J; T = {np.mean(art.temperature):.6g} K",
+             "* unit i: x_i = v(p<i>) / s_i (phase node: theta = phi - pi, 1 V = 1 rad); s = "
+             + ("%.6g" % art.s[0] if np.all(art.s == art.s[0]) else "per unit (rfsquids.yaml)"),
+             "* junction node u<i>: V = Phi_r dphi/dt; loop inductors count flux from half a flux quantum,",
+             "* IX<i> is the flux-bias shift delta as its Norton current (Lmat^-1 Phi_r delta)_i",
+             f"* noise: {noise}, sample interval NT = {nt:.6g} s, seed {int(seed)} (shunt Johnson noise "
+             "2 k_B T / R at the physical temperature)",
+             "* run: ngspice -b -r out.raw THIS_FILE"]
+    lines += comment_lines(meta, notes)
+    lines.append("")
+    na = noise_amplitude(art, nt)
+    for i in range(n):
+        lines += [f"* unit {i}: I_c = {art.I_c[i]:.6g} A, phi_x = pi + {art.delta_phi_x[i]:.6g} rad",
+                  f"C{i} u{i} 0 {eng(art.C[i])} IC={eng(V0[i])}",
+                  f"R{i} u{i} 0 {eng(art.R[i])}",
+                  f"BJ{i} u{i} 0 I=-{eng(art.I_c[i])}*sin(v(p{i}))",
+                  f"L{i} u{i} 0 {eng(art.L[i])} IC={eng(I0[i])}"]
+        if Ix[i] != 0:
+            lines.append(f"IX{i} 0 u{i} DC {eng(Ix[i])}")
+        lines += [f"GP{i} 0 p{i} u{i} 0 {eng(1.0 / art.R[i])}",
+                  f"CP{i} p{i} 0 {eng(PHI_R / art.R[i])} IC={eng(theta0[i])}"]
+        if noise == "trrandom":
+            lines.append(f"In{i} 0 u{i} DC 0 TRRANDOM(2 {eng(nt)} 0 {eng(na[i])} 0)")
+    if noise == "pwl":
+        lines += [f".include {noise_include}"] if noise_include else pwl_source_lines("In", na, nt, pwl)
+    ii, jj = np.nonzero(np.triu(art.M, 1))
+    if len(ii):
+        lines += ["", "* mutual inductances: k_ij = M_ij / sqrt(L_i L_j) (dots on the u<i> ends)"]
+    for i, j in zip(ii.tolist(), jj.tolist()):
+        lines.append(f"K{i}_{j} L{i} L{j} {art.M[i, j] / math.sqrt(art.L[i] * art.L[j]):.12g}")
+    lines.append("")
+    opts = {**SPICE_OPTIONS, **({"seed": int(seed)} if noise == "trrandom" else {})}
+    lines.append(".options " + " ".join(f"{k}={v if isinstance(v, int) else eng(v)}" for k, v in opts.items()))
+    lines.append(".save time " + " ".join(f"v(u{i}) v(p{i})" for i in range(n)))
+    lines.append(f".tran {eng(nt)} {eng(t_stop)} 0 {eng(nt)} uic")
+    lines.append(".end")
+    return "\n".join(lines) + "\n"
+
+
+def _phases(raw, art: RFSquidArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(t, theta (T, N), V (T, N)) on ngspice's own time points."""
+    t = np.asarray(raw["time"], dtype=np.float64)
+    th_ = np.stack([np.asarray(raw[f"v(p{i})"], dtype=np.float64) for i in range(art.n_units)], axis=1)
+    V = np.stack([np.asarray(raw[f"v(u{i})"], dtype=np.float64) for i in range(art.n_units)], axis=1)
+    return t, th_, V
+
+
+def spice_readout(raw, art: RFSquidArray, grid_s: np.ndarray, x0: np.ndarray) -> np.ndarray:
+    """x = theta / s (model units) on ``grid_s`` (seconds), (len(grid_s), N); x0 supplies t = 0
+    (ngspice 39 does not store t = 0 of a UIC run)."""
+    from ..spice.ngspice import NgspiceError
+
+    t, th_, _ = _phases(raw, art)
+    grid_s = np.asarray(grid_s, dtype=np.float64)
+    if t[-1] < grid_s[-1] * (1 - 1e-9):
+        raise NgspiceError(f"ngspice stopped at t = {t[-1]:.6g} s before the end {grid_s[-1]:.6g} s")
+    x = th_ / art.s
+    if t[0] > 0:
+        t = np.concatenate([[0.0], t])
+        x = np.concatenate([np.asarray(x0, dtype=np.float64)[None], x])
+    return np.stack([np.interp(grid_s, t, x[:, i]) for i in range(art.n_units)], axis=1)
+
+
+def hardware_potential_J(art: RFSquidArray, theta: np.ndarray) -> np.ndarray:
+    """The array's potential energy (J) at phases theta = phi - pi (..., N), exact: the
+    inductance network 1/2 psi^T Lmat^{-1} psi, psi = Phi_r (theta - delta), plus the
+    junctions' -E_J cos(phi) = E_J cos(theta)."""
+    K = exact_stiffness(art)
+    psi = np.asarray(theta, dtype=np.float64) - art.delta_phi_x
+    return 0.5 * np.einsum("...i,ij,...j->...", psi, K, psi) + np.cos(theta) @ art.E_J
+
+
+def spice_energy(raw, art: RFSquidArray) -> dict[str, float]:
+    """Energy balance of one run in joules, on ngspice's own time points (trapezoid):
+    ``dissipated_J`` in the shunts (V^2 / R >= 0), ``stored_delta_J`` the change of the stored
+    energy (capacitors 1/2 C V^2 + the potential of :func:`hardware_potential_J`: inductors and
+    junctions), ``potential_delta_J`` its potential part (minus the hardware's heat in the
+    overdamped picture) and ``noise_delivered_J`` = dissipated + stored (first law). Counted from
+    ngspice's first stored point (ngspice 39 does not store t = 0 of a UIC run; the first step
+    is ~1e-4 of NT)."""
+    t, th_, V = _phases(raw, art)
+    diss = float(np.trapezoid((V * V) @ (1.0 / art.R), t))
+    pot = hardware_potential_J(art, th_[[0, -1]])
+    cap = 0.5 * (V[[0, -1]] ** 2) @ art.C
+    e = {"dissipated_J": diss, "potential_delta_J": float(pot[1] - pot[0]),
+         "capacitor_delta_J": float(cap[1] - cap[0])}
+    e["stored_delta_J"] = e["potential_delta_J"] + e["capacitor_delta_J"]
+    e["noise_delivered_J"] = e["dissipated_J"] + e["stored_delta_J"]
+    return e
+
+
+# ---------------------------------------------------------------------------------------------
+# the generation-protocol netlist (compile's chip.cir)
+# ---------------------------------------------------------------------------------------------
+GENERATION_NT_FRACTION = 0.05  # NT x fastest phase-relaxation rate: held-noise variance factor 0.9998
+
+
+def generation_grid(p, nt_fraction: float = GENERATION_NT_FRACTION) -> tuple[float, float, int]:
+    """(t_f, NT, K): K noise samples of NT seconds fill t_f model time units exactly."""
+    a = p.artefact
+    t_f = p.options.generation_time(p.source)
+    k = max(1, math.ceil(t_f * a.tau_s / noise_interval(a, nt_fraction) - 1e-9))
+    return t_f, t_f * a.tau_s / k, k
+
+
+def _write_netlist(p, folder: Path) -> list[Path]:
+    """chip.cir and, for ``noise="pwl"``, noise.inc / noise.npz (:mod:`thermohw.backends.pwl`)."""
+    from . import generation_notes, generation_start
+    from . import pwl as pwl_files
+    from ..io import atomic_write
+
+    a = p.artefact
+    noise, seed = p.options.noise, int(p.options.netlist_seed)
+    meta = {"model": p.source.meta.get("digits", ""), "target": p.target.name}
+    title = f"thermohw rf-SQUID chip: target {p.target.name}"
+    if p.options.netlist == "generate":
+        t_f, nt, k = generation_grid(p)
+        x0 = generation_start(p)[1]
+        v0 = spice_start(p, a, x0[None], np.random.SeedSequence([seed, 2]))["v0"][0]
+        notes = generation_notes(p, t_f, a.tau_s, "x_i = v(p<i>) / s_i")
+    else:
+        nt = noise_interval(a, GENERATION_NT_FRACTION)
+        k = math.ceil(a.tau_s / nt - 1e-9)
+        nt, x0, v0, notes = a.tau_s / k, np.zeros(a.n_units), None, ["free run: one model time unit from x = 0"]
+    out: list[Path] = []
+    inc = None
+    if noise == "pwl":
+        out += pwl_files.write_files(folder, prefix="In", amplitude=noise_amplitude(a, nt), nt=nt,
+                                     z=pwl_files.draw(seed, k, a.n_units), x0=x0, tau=a.tau_s, seed=seed)
+        inc = pwl_files.NOISE_INCLUDE
+    txt = spice_netlist(a, t_stop=k * nt, nt=nt, seed=seed, noise=noise, x0=x0, v0=v0, title=title,
+                        meta=meta, notes=notes, noise_include=inc)
+    out.insert(0, atomic_write(folder / "chip.cir", lambda fh: fh.write(txt), mode="w"))
+    return out
+
+
+def states(raw, art: RFSquidArray) -> dict:
+    """Model-unit states of an ngspice run of :func:`spice_netlist` on ngspice's own time points:
+    ``t`` (s), ``s`` (model time) and ``x`` (T, N) = v(p<i>) / s_i (``thermohw readout``)."""
+    t, th_, _ = _phases(raw, art)
+    return {"t": t, "s": t / art.tau_s, "x": th_ / art.s}
+
+
+
+# ---------------------------------------------------------------------------------------------
+# mismatch in physical terms (chipaware.Mismatch uses it for josephson targets)
+# ---------------------------------------------------------------------------------------------
+def j2_sensitivity(beta_L) -> np.ndarray:
+    """dJ2/J2 per dI_c/I_c at fixed L, s and flux bias: J2 = (E_L - E_J) s^2 / (2 eps) and
+    E_J = Phi_r I_c, so dJ2/J2 = -E_J/(E_L - E_J) dI_c/I_c = -beta_L/(1 - beta_L) dI_c/I_c
+    (-12.0 at beta_L = 0.923: a 2 % I_c spread is a 24 % J2 spread). J4 moves by dI_c/I_c."""
+    b = np.asarray(beta_L, dtype=np.float64)
+    return -b / (1.0 - b)
+
+
+@dataclass(frozen=True, eq=False)
+class ChipErrors:
+    """One rf-SQUID chip's fabrication errors, relative, in physical terms:
+
+    ic_rel (N,)   critical-current spread dI_c/I_c: E_J = Phi_r I_c moves, so J4 moves by the same
+                  fraction and J2 = (E_L - E_J) s^2/(2 eps) by -beta_L/(1 - beta_L) times it
+                  (:func:`j2_sensitivity`); the loop inductance L (geometry) does not.
+    m_rel (N, N)  symmetric coupler spread dM/M: J_ij moves by it, and each bias b_i =
+                  -s_i (K delta)_i / eps by -s_i sum_j dK_ij delta_j / eps (the neighbours' flux
+                  shifts reach unit i through the coupler).
+    r_rel (N,)    shunt-resistor spread dR/R: mu moves by it (mu = tau eps R / (Phi_r^2 s^2)).
+    The flux biases, the phase scale, the temperature and the inductances stay as programmed.
+    :meth:`apply` maps a model through the backend's first-order formulas (``lower`` then
+    ``to_computer`` with these errors, in model units: eps cancels)."""
+
+    ic_rel: np.ndarray
+    m_rel: np.ndarray
+    r_rel: np.ndarray
+    phase_scale: float
+
+    def apply(self, c: Computer) -> Computer:
+        s = float(self.phase_scale)
+        ej = 24.0 * c.J4 / s ** 4                      # E_J / eps
+        el = ej + 2.0 * c.J2 / s ** 2                  # E_L / eps (fixed: L is geometric)
+        K = c.J / s ** 2                               # K_ij / eps, zero diagonal
+        delta = np.linalg.solve(K + np.diag(el), -c.b / s)
+        ej2 = ej * (1.0 + self.ic_rel)
+        K2 = K * (1.0 + self.m_rel)
+        return c.replace(J=K2 * s ** 2, b=-s * ((K2 + np.diag(el)) @ delta), J2=(el - ej2) * s ** 2 / 2.0,
+                         J4=ej2 * s ** 4 / 24.0, mu=c.mu * (1.0 + self.r_rel))
+
+
+def chip_errors(target, ic_rel: np.ndarray, m_rel: np.ndarray, r_rel: np.ndarray) -> ChipErrors:
+    """:class:`ChipErrors` of ``target`` (its phase scale) from drawn relative errors."""
+    return ChipErrors(ic_rel=np.asarray(ic_rel, float), m_rel=np.asarray(m_rel, float),
+                      r_rel=np.asarray(r_rel, float), phase_scale=float(target.physics.phase_scale))
+
+
+# ---------------------------------------------------------------------------------------------
+# the hardware's own overdamped model: full cosine, exact inductance (model units)
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class HardwareModel:
+    """What the rf-SQUIDs implement in the overdamped limit, in model units (x = theta / s,
+    energy / eps): V(x) = [1/2 psi^T K psi + sum_i E_J,i cos(s_i x_i)] / eps, psi = s x - delta,
+    with K the exact inverse inductance (``exact=True``) or the first-order one, and the cosine
+    in full (``cosine=True``) or cut at x^4; mu and kT as :func:`to_computer`. The netlist
+    differs from it only by the junctions' inertia (beta_C) and SPICE's integration error."""
+
+    art: RFSquidArray
+    exact: bool = True
+    cosine: bool = True
+
+    def __post_init__(self) -> None:
+        a = self.art
+        K = exact_stiffness(a) if self.exact else a.K
+        object.__setattr__(self, "_K", K / a.energy_unit_J)
+        object.__setattr__(self, "_ej", a.E_J / a.energy_unit_J)
+        ref = to_computer(a)
+        object.__setattr__(self, "mu", ref.mu)
+        object.__setattr__(self, "kT", ref.kT)
+
+    def _junction(self, th_):
+        if self.cosine:
+            return np.cos(th_), -np.sin(th_)
+        return 1 - th_ ** 2 / 2 + th_ ** 4 / 24, -th_ + th_ ** 3 / 6
+
+    def energy(self, x: np.ndarray) -> np.ndarray:
+        """V(x) - V(0) for states (..., N)."""
+        a = self.art
+        x = np.asarray(x, dtype=np.float64)
+
+        def v(xx):
+            psi = a.s * xx - a.delta_phi_x
+            return 0.5 * np.einsum("...i,ij,...j->...", psi, self._K, psi) + self._junction(a.s * xx)[0] @ self._ej
+
+        return v(x) - v(np.zeros(a.n_units))
+
+    def grad(self, x: np.ndarray) -> np.ndarray:
+        a = self.art
+        x = np.asarray(x, dtype=np.float64)
+        th_ = a.s * x
+        return a.s * ((th_ - a.delta_phi_x) @ self._K + self._ej * self._junction(th_)[1])
+
+
+def simulate_hardware(model: HardwareModel, x0: np.ndarray, *, n_steps: int, dt: float,
+                      noise: np.ndarray | None = None, seed=None) -> tuple[np.ndarray, np.ndarray]:
+    """Euler-Maruyama of :class:`HardwareModel` from x0 (R, N) for ``n_steps`` of ``dt`` model
+    time units; ``noise`` (n_steps, R, N) standard normals (else drawn with ``seed``).
+    Returns (final states (R, N), heat V(x0) - V(x_f) per run in model energy units)."""
+    x = np.array(x0, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    amp = np.sqrt(2.0 * model.mu * model.kT * dt)
+    for k in range(int(n_steps)):
+        z = noise[k] if noise is not None else rng.standard_normal(x.shape)
+        x = x - dt * model.mu * model.grad(x) + amp * z
+    return x, model.energy(x0) - model.energy(x)

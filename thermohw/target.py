@@ -7,6 +7,7 @@ sections in the manner of aihwkit's configs:
     name, kind, description, source      what it is and where its numbers come from
     units, topology                      unit budget and which pairs can be coupled
     couplings, biases, diagonal          programmable ranges and fixed-point codes (model units)
+    cubic, mobility                      optional relative trims of J4 and mu (calibration)
     components                           resistor series, tolerances, mismatch, offsets
     physics                              SI constants of the chosen kind (rc, lc, mechanical,
                                          josephson) - names carry their units: C_F, tau_s, ...
@@ -353,6 +354,26 @@ class Trim(Quant):
         return self.min + np.asarray(codes, dtype=np.float64) * self.step
 
 
+@dataclass(frozen=True)
+class RelativeTrim(Quant):
+    """A signed, zero-centred trim of an element's gain relative to its compiled value:
+    ``value = compiled * (1 + k * step)``, ``k * step`` in ``[min, max]`` (fractions, e.g.
+    -0.3 .. 0.3 with 8 bits: steps of 0.24 %). Code 0 is the compiled value exactly, so a
+    program compiled for a target with this trim is unchanged until a calibration moves it.
+    Used for the cubic element's gain (``cubic``: J4) and the time constant (``mobility``: mu,
+    a capacitor-bank or transconductance-scale trim)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (-0.9 <= self.min < 0.0 < self.max <= 0.9):
+            raise InputError(f"min = {self.min:g} .. max = {self.max:g} must be relative gain changes "
+                             "with min < 0 < max, within -0.9 .. 0.9 (e.g. -0.3 .. 0.3 for +-30 %)")
+
+    def factor(self, codes: Any) -> np.ndarray:
+        """The gain factor ``1 + k * step`` of integer codes."""
+        return 1.0 + self.decode(codes)
+
+
 # ---- topology -------------------------------------------------------------------------------
 _TOPOLOGY_KEYS = {
     "all-to-all": (),
@@ -689,6 +710,10 @@ class JosephsonPhysics(_Section):
     tau_s : seconds per model time unit; sets the shunt R (RCSJ).
     Ic_A, L_H : optional fabricated critical current (A) and loop inductance (H). None means
         compile is free to choose them from the mapping; if given, compile must check them.
+    inductance : the realised model's inductance network: "first-order" in M/L (default),
+        "exact" (the inverse of diag(L) + M, as the RCSJ netlist has it), or "exact-design"
+        (L and M chosen as Phi_r^2 K^-1, so the exact network is the programmed one; every
+        pair then needs a coupler).
     """
 
     _keys_context = "for kind 'josephson'"
@@ -699,6 +724,7 @@ class JosephsonPhysics(_Section):
     tau_s: float
     Ic_A: float | None = None
     L_H: float | None = None
+    inductance: str = "first-order"
 
     def __post_init__(self) -> None:
         self._set("phase_scale", _ranged("phase_scale", self.phase_scale, 1e-3, 2 * math.pi, "rad"))
@@ -709,6 +735,9 @@ class JosephsonPhysics(_Section):
             self._set("Ic_A", _ranged("Ic_A", self.Ic_A, 1e-9, 1e-1, "A"))
         if self.L_H is not None:
             self._set("L_H", _ranged("L_H", self.L_H, *_L))
+        if self.inductance not in ("first-order", "exact", "exact-design"):
+            raise InputError(f"physics.inductance = {self.inductance!r}; use 'first-order', 'exact' or "
+                             "'exact-design'")
 
 
 PHYSICS: dict[str, type] = {"rc": RCPhysics, "lc": LCPhysics, "mechanical": MechanicalPhysics,
@@ -736,6 +765,8 @@ class Target(_Section):
     description: str = ""
     source: str = ""
     diagonal: Trim | None = None
+    cubic: RelativeTrim | None = None
+    mobility: RelativeTrim | None = None
     components: Components | None = None
 
     def __post_init__(self) -> None:
@@ -752,6 +783,8 @@ class Target(_Section):
         self._nested("couplings", Couplings)
         self._nested("biases", Quant)
         self._nested("diagonal", Trim, optional=True)
+        self._nested("cubic", RelativeTrim, optional=True)
+        self._nested("mobility", RelativeTrim, optional=True)
         if self.components is None:
             self._set("components", Components())
         self._nested("components", Components)
@@ -810,7 +843,7 @@ class Target(_Section):
     def to_dict(self) -> dict:
         d = super().to_dict()
         order = ["name", "kind", "description", "source", "units", "topology", "couplings",
-                 "biases", "diagonal", "components", "physics"]
+                 "biases", "diagonal", "cubic", "mobility", "components", "physics"]
         return {"schema": SCHEMA, **{k: d[k] for k in order if k in d}}
 
     def to_yaml(self) -> str:

@@ -14,6 +14,8 @@ at all - a short, noisy measurement cannot make a well-matched chip worse:
     on-site J2_i           implemented J2_i = gamma_i  * programmed J2_i   (R tolerance, trim gain)
     bias b_i               implemented b_i  = programmed b_i + delta_i     (offset currents)
     noise level kT_i       implemented kT_i = gamma_i  * programmed kT_i   (generator amplitude)
+    cubic J4_i             implemented J4_i = gamma_i  * programmed J4_i   (cubic element's gain)
+    mobility mu_i          implemented mu_i = gamma_i  * programmed mu_i   (capacitor: time constant)
 
 and the next program is (intended - delta) / gamma, quantised on the target's grids: coupling
 and bias codes (``Quant`` of the compiled full scale), the J2 trim (``target.diagonal``), and -
@@ -22,7 +24,16 @@ relative grid ``noise_trim_step``). Requests outside a range are clipped and rep
 by element (``out_of_range``). What cannot be trimmed is reported, not hidden: J4 (no cubic
 trim), the mobility mu (capacitor mismatch sets each unit's speed; it does not change the
 stationary distribution), and, on non-reciprocal chips, the antisymmetric part of the
-couplings (one code per pair sets only the symmetric part).
+couplings (one code per pair sets only the symmetric part). Targets with ``cubic`` and
+``mobility`` trims (``target.RelativeTrim``: a gain DAC of the cubic element, a capacitor
+bank) have J4 and mu corrected like the others, on their relative grids.
+
+Parameters are corrected one by one, but what matters is what the chip computes. With
+``match_generation`` the loop predicts the chip each correction produces (the pooled element
+laws, untrimmable classes included) and judges it by paired generation against the intended
+model (same noise: heat differences far more precise than either heat); when J4 or mu has
+no trim, the J2 trims compensate for them (:func:`_match_generation`) instead of being set
+parameter by parameter, which would undo the cancellation between errors.
 
 The comparison is made in the gauge of the fit: ``mobility='bias'`` (default; needs bias-step
 recordings) measures the parameters in the program's energy units. The intended model is the
@@ -54,9 +65,11 @@ class CorrectionConfig:
         when no code changes. mobility / discretisation : passed to :func:`fit`.
     noise_trim : whether the injected-noise amplitude can be set per unit. noise_trim_step :
         its relative resolution (None: continuous). J4_trim_step : relative resolution of a
-        trim of the cubic element's gain, if the chip has one (the Target format does not
-        describe it; None = no J4 trim, J4 is reported as untrimmable). trim_couplings /
-        trim_biases / trim_J2 : which element classes may be changed."""
+        continuous cubic-gain trim on a target whose YAML does not describe one (a target's
+        ``cubic`` trim takes precedence; neither: J4 is reported as untrimmable). trim_couplings
+        / trim_biases / trim_J2 / trim_J4 / trim_mu : which element classes may be changed (J4
+        and mu only where the target has ``cubic`` / ``mobility`` trims; mu needs
+        ``mobility='bias'``, the gauge in which it is measured)."""
 
     iterations: int = 3
     mobility: str = "bias"
@@ -67,6 +80,10 @@ class CorrectionConfig:
     trim_couplings: bool = True
     trim_biases: bool = True
     trim_J2: bool = True
+    trim_J4: bool = True
+    trim_mu: bool = True
+    match_generation: int = 0
+    match_dt: float = 1e-3
 
     def __post_init__(self) -> None:
         if self.iterations < 1:
@@ -75,6 +92,10 @@ class CorrectionConfig:
             raise InputError(f"mobility = {self.mobility!r}; use one of {MOBILITIES}")
         if self.discretisation not in DISCRETISATIONS:
             raise InputError(f"discretisation = {self.discretisation!r}; use one of {DISCRETISATIONS}")
+        if self.match_generation < 0 or self.match_generation == 1:
+            raise InputError("match_generation must be 0 (off) or >= 2 paired generation runs")
+        if not 0 < self.match_dt <= 0.05:
+            raise InputError(f"match_dt = {self.match_dt}; use a generation step in (0, 0.05] model time units")
         for name in ("noise_trim_step", "J4_trim_step"):
             v = getattr(self, name)
             if v is not None and not 0 < v < 0.5:
@@ -148,6 +169,9 @@ class Correction:
         measurement noise). estimated_true_errors : the same, noise-debiased (``estimated_errors``
         function: sqrt(max(0, RMS^2 - mean se^2))).
     untrimmable : estimated RMS errors of classes with no trim (J4, mu, [kT], antisymmetric J).
+    generation_match : with ``CorrectionConfig.match_generation``, the predicted paired heat
+        difference from the intended model of each candidate J2 setting and which was chosen
+        (:func:`_match_generation`); empty otherwise.
     codes_changed : codes that differ from the previous program, plus continuous trims (kT,
         J4) that moved by more than the relative standard error of their estimate.
     """
@@ -159,6 +183,7 @@ class Correction:
     untrimmable: dict
     codes_changed: int
     estimated_true_errors: dict = field(default_factory=dict)
+    generation_match: dict = field(default_factory=dict)
 
 
 def _shrink(dev: np.ndarray, se: np.ndarray) -> np.ndarray:
@@ -263,7 +288,7 @@ def correction_step(history: list[tuple[CompiledProgram, Fit]], intended: Comput
         b_new = qb.decode(codes["b"])
     # J2 trims: gains
     J2_new = prog.J2.copy()
-    untrim: dict[str, float] = {"mu": excess.get("mu", 0.0), "J_antisymmetric": excess.get("J_antisymmetric", 0.0)}
+    untrim: dict[str, float] = {"J_antisymmetric": excess.get("J_antisymmetric", 0.0)}
     if config.trim_J2 and p.target.diagonal is not None:
         P, M, S = stack("J2", lambda c: c.J2)
         req = intended.J2 / _pooled_gain(P, M, S)
@@ -274,9 +299,32 @@ def correction_step(history: list[tuple[CompiledProgram, Fit]], intended: Comput
         J2_new = tr.decode(codes["J2_trim"])
     else:
         untrim["J2"] = excess["J2"]
-    # cubic gain (only if the chip has a trim for it)
+    # cubic gain and time constant: relative trims of the target (``cubic``, ``mobility``),
+    # coded against the intended (compiled) value, so code 0 is the uncorrected element
     J4_new = prog.J4.copy()
-    if config.J4_trim_step is not None:
+    mu_new = prog.mu.copy()
+    rel_trims = (("J4", p.target.cubic, "J4_trim", config.trim_J4),
+                 ("mu", p.target.mobility, "mu_trim", config.trim_mu and config.mobility == "bias"))
+    for key, tr, code_key, usable in rel_trims:
+        if tr is None or not usable:
+            if key == "mu":     # no trim: the speed of each unit stays as built
+                untrim["mu"] = excess.get("mu", 0.0)
+            continue
+        P, M, S = stack(key, lambda c, key=key: getattr(c, key))
+        ref = getattr(intended, key)
+        req = ref / _pooled_gain(P, M, S)
+        requested[key] = req
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where(ref != 0, req / ref - 1.0, 0.0)
+        clip_report(key + "[{}]", rel, tr.min, tr.max, lambda k: (k,))
+        codes[code_key] = np.where(ref != 0, tr.encode(rel), 0)
+        val = ref * tr.factor(codes[code_key])
+        if key == "J4":
+            J4_new = val
+        else:
+            mu_new = val
+    J4_continuous = config.trim_J4 and p.target.cubic is None and config.J4_trim_step is not None
+    if J4_continuous:   # a trim the target does not describe (CorrectionConfig.J4_trim_step)
         P, M, S = stack("J4", lambda c: c.J4)
         req = intended.J4 / _pooled_gain(P, M, S)
         requested["J4"] = req
@@ -284,7 +332,7 @@ def correction_step(history: list[tuple[CompiledProgram, Fit]], intended: Comput
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = np.where(intended.J4 > 0, req / intended.J4, 1.0)
         J4_new = np.where(intended.J4 > 0, (np.round((rel - 1) / st) * st + 1) * intended.J4, prog.J4)
-    else:
+    elif p.target.cubic is None or not config.trim_J4:
         untrim["J4"] = excess["J4"]
     # noise amplitude
     kT_new = prog.kT.copy()
@@ -298,20 +346,131 @@ def correction_step(history: list[tuple[CompiledProgram, Fit]], intended: Comput
         kT_new = req
     else:
         untrim["kT"] = excess["kT"]
-    changed = sum(int(np.count_nonzero(np.asarray(codes[k]) != np.asarray(p.codes[k]))) for k in codes if k in p.codes)
+    match: dict = {}
+    if config.match_generation and p.target.diagonal is not None and config.trim_J2:
+        laws = _element_laws(hist, intended)
+        clipped = any(not o["element"].startswith("J2[") for o in out)   # a clipped element has no trim left
+        J2_aim, match = _match_generation(laws, intended, dict(J=J_new, b=b_new, J4=J4_new, kT=kT_new, mu=mu_new),
+                                          untrim, config, clipped=clipped)
+        if match.get("applied"):
+            tr = p.target.diagonal
+            req = J2_aim / laws["J2"]
+            requested["J2"] = req
+            out[:] = [o for o in out if not o["element"].startswith("J2[")]
+            clip_report("J2[{}]", req, tr.min, tr.max, lambda k: (k,))
+            codes["J2_trim"] = tr.encode(req)
+            J2_new = tr.decode(codes["J2_trim"])
+    # a trim code the previous program lacks was at 0 (the compiled value)
+    changed = sum(int(np.count_nonzero(np.asarray(codes[k]) != np.asarray(p.codes.get(k, 0)))) for k in codes)
     # continuous (or finely stepped) trims count as changed when they move by more than the
     # relative standard error of the estimate they were computed from
-    for key, new_v, old_v in (("kT", kT_new, prog.kT), ("J4", J4_new, prog.J4)):
+    for key, new_v, old_v in (("kT", kT_new, prog.kT),) + ((("J4", J4_new, prog.J4),) if J4_continuous else ()):
         val, se = last[key]
         with np.errstate(divide="ignore", invalid="ignore"):
             rel_se = np.where(val != 0, np.abs(se / val), np.inf)
             moved = np.abs(new_v / np.where(old_v != 0, old_v, 1.0) - 1) > rel_se
         changed += int(np.count_nonzero(moved & (new_v != old_v)))
-    new_prog = prog.replace(J=J_new, b=b_new, J2=J2_new, J4=J4_new, kT=kT_new)
+    new_prog = prog.replace(J=J_new, b=b_new, J2=J2_new, J4=J4_new, kT=kT_new, mu=mu_new)
     q = lower(p.with_(programmed=new_prog, codes=codes))
-    q = q.note("calibration", {"out_of_range": out, "estimated_errors_before": errors, "untrimmable": untrim})
+    q = q.note("calibration", {"out_of_range": out, "estimated_errors_before": errors, "untrimmable": untrim,
+                               "generation_match": match})
     return Correction(program=q, requested=requested, out_of_range=out, estimated_errors=errors,
-                      untrimmable=untrim, codes_changed=changed, estimated_true_errors=excess)
+                      untrimmable=untrim, codes_changed=changed, estimated_true_errors=excess,
+                      generation_match=match)
+
+
+# ---------------------------------------------------------------------------------------------
+# judging a correction by what the chip computes
+# ---------------------------------------------------------------------------------------------
+_MATCH_SEED = 0x6D61   # one noise seed for every candidate: their heat differences are paired
+_MATCH_MAX_SCALE = 0.05
+
+
+def _element_laws(hist: list, intended: Computer) -> dict[str, np.ndarray]:
+    """The pooled per-element laws of every class (gains; the bias offset), including the
+    classes that have no trim: what the chip will implement for any programmed values."""
+    def stack(key, getp):
+        return (np.stack([getp(q) for q, _ in hist]), np.stack([a[key][0] for _, a in hist]),
+                np.stack([a[key][1] for _, a in hist]))
+
+    n = intended.n_units
+    ii, jj = _pairs(intended.mask)
+    laws: dict[str, np.ndarray] = {"J": np.ones((n, n))}
+    if ii.size:
+        P, M, S = stack("J", lambda c: c.J)
+        g = _pooled_gain(P[:, ii, jj], M[:, ii, jj], S[:, ii, jj])
+        g = np.where((np.abs(P[-1, ii, jj]) > 0) & (g > 0.2), g, 1.0)
+        laws["J"][ii, jj] = g
+        laws["J"][jj, ii] = g
+    P, M, S = stack("b", lambda c: c.b)
+    laws["b"] = _pooled_offset(P, M, S)
+    for key in ("J2", "J4", "kT", "mu"):
+        P, M, S = stack(key, lambda c, key=key: getattr(c, key))
+        g = _pooled_gain(P, M, S)
+        laws[key] = np.where(np.isfinite(g) & (g > 0), g, 1.0)
+    return laws
+
+
+def _match_generation(laws: dict, intended: Computer, vals: dict, untrim: dict,
+                      config: CorrectionConfig, clipped: bool = False) -> tuple[np.ndarray, dict]:
+    """Choose the J2 the chip should implement so that its generation matches the intended
+    model's, given the elements that cannot be trimmed.
+
+    The chip a program produces is predicted from the pooled element laws (``laws``); the
+    predicted chip and the intended model generate ``config.match_generation`` runs with the
+    same noise, and the paired heat difference (intended kT) judges a candidate. With every
+    on-site class trimmed and nothing clipped (``clipped``: an element asked for a value beyond
+    its range) the per-parameter correction is kept and only judged. Otherwise the J2 trims
+    compensate:
+
+    1. per unit, the J2 change that best cancels the J4 error over the states the intended
+       model visits in generation (start and final states): least squares of
+       dJ2 x^2 + dJ4 x^4 + const, i.e. dJ2 = -dJ4 cov(x^2, x^4) / var(x^2);
+    2. one common relative J2 change (|s| <= 5 %) from a secant step that zeroes the predicted
+       paired heat difference (what mu, the remaining J4 error and everything else leave).
+
+    The candidate with the smallest predicted |paired dQ| is returned (the per-parameter one
+    included, so matching cannot make the prediction worse)."""
+    from ..langevin import generate
+
+    G, dt = int(config.match_generation), float(config.match_dt)
+    kT0 = intended.kT_ref
+    ref = generate(intended, G, dt=dt, seed=_MATCH_SEED, stratonovich=False)
+
+    def chip(J2_aim: np.ndarray) -> Computer:
+        return intended.replace(J=laws["J"] * vals["J"], b=vals["b"] + laws["b"], J2=J2_aim,
+                                J4=laws["J4"] * vals["J4"], kT=laws["kT"] * vals["kT"], mu=laws["mu"] * vals["mu"])
+
+    def dQ(J2_aim: np.ndarray) -> tuple[float, float]:
+        d = (generate(chip(J2_aim), G, dt=dt, seed=_MATCH_SEED, stratonovich=False).heat - ref.heat) / kT0
+        return float(np.mean(d)), float(np.std(d, ddof=1) / np.sqrt(d.size))
+
+    plain = np.asarray(intended.J2, dtype=np.float64)
+    q0 = dQ(plain)
+    rec: dict[str, Any] = {"runs": G, "predicted_dQ_kT": {"per_parameter": list(q0)}, "applied": False,
+                           "chosen": "per_parameter"}
+    if "J4" not in untrim and "mu" not in untrim and not clipped:
+        return plain, rec
+    cands = [("per_parameter", plain, q0)]
+    aim = plain
+    if "J4" in untrim:
+        x = np.concatenate([ref.x0, ref.x_final])
+        x2, x4 = x ** 2, x ** 4
+        c = np.mean((x2 - x2.mean(0)) * (x4 - x4.mean(0)), axis=0) / np.maximum(np.var(x2, axis=0), 1e-12)
+        aim = plain - (laws["J4"] * vals["J4"] - intended.J4) * c
+        cands.append(("J4_projected", aim, dQ(aim)))
+    qa = cands[-1][2]
+    ds = 0.01
+    qb = dQ(aim * (1 + ds))
+    slope = (qb[0] - qa[0]) / ds
+    if slope != 0 and np.isfinite(slope):
+        sc = float(np.clip(-qa[0] / slope, -_MATCH_MAX_SCALE, _MATCH_MAX_SCALE))
+        cands.append(("heat_matched", aim * (1 + sc), dQ(aim * (1 + sc))))
+        rec["common_J2_scale"] = sc
+    name, best, q = min(cands, key=lambda t: abs(t[2][0]))
+    rec["predicted_dQ_kT"] = {k: list(v) for k, _, v in cands}
+    rec.update(chosen=name, applied=name != "per_parameter")
+    return best, rec
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,7 +610,7 @@ def calibrate(device: Device, program: CompiledProgram, *, protocol: Protocol | 
         corr = correction_step(history, intended, config)
         rows.append({"iteration": k, "estimated_errors": corr.estimated_errors,
                      "estimated_true_errors": corr.estimated_true_errors, "codes_changed": corr.codes_changed,
-                     "out_of_range": len(corr.out_of_range)})
+                     "out_of_range": len(corr.out_of_range), "generation_match": corr.generation_match})
         p = corr.program
         if corr.codes_changed == 0:
             converged = True

@@ -49,7 +49,9 @@ class CalibrationSetup:
     generate_runs / generate_dt : the before/after generation comparison (0 runs: skip).
     chunk_runs : runs recorded at a time (their statistics are pooled; bounded memory).
     verify_runs / verify_workers : virtual chips - ngspice co-simulations of the generation
-    protocol on the chip's mismatched netlist before and after correction (0: skip)."""
+    protocol on the chip's mismatched netlist before and after correction (0: skip).
+    match_generation : paired generation runs with which each correction is judged and, where
+    J4 or mu has no trim, compensated by the J2 trims (``CorrectionConfig``; 0: off)."""
 
     runs: int = 256
     duration: float = 20.0
@@ -66,6 +68,7 @@ class CalibrationSetup:
     chunk_runs: int | None = 256
     verify_runs: int = 0
     verify_workers: int = 1
+    match_generation: int = 0
 
     def __post_init__(self) -> None:
         if self.runs < 2:
@@ -124,7 +127,8 @@ def run_calibration(program: CompiledProgram, device: Device, out: str | Path,
     n = intended.n_units
     disc = setup.discretisation or discretisation_for(device)
     config = CorrectionConfig(iterations=setup.iterations, mobility=setup.mobility, discretisation=disc,
-                              noise_trim=setup.noise_trim, J4_trim_step=setup.J4_trim_step)
+                              noise_trim=setup.noise_trim, J4_trim_step=setup.J4_trim_step,
+                              match_generation=setup.match_generation, match_dt=setup.generate_dt)
     protocol = design.bias_steps(n, setup.runs, setup.amplitude, setup.seed)
     virtual = hasattr(device, "reveal")
     truths: list = []

@@ -203,6 +203,18 @@ def test_normalise_zero_mean_unit_variance():
     np.testing.assert_allclose(normalise(3.0 * x.astype(float) + 7.0), out, atol=1e-12)
 
 
+def test_normalise_range_maps_each_image_to_minus_one_one():
+    x = np.array([[0, 51, 255, 102], [16, 4, 8, 12]], dtype=np.uint8)
+    out = normalise(x, "range")
+    np.testing.assert_allclose(out, [[-1.0, -0.6, 1.0, -0.2], [1.0, -1.0, -1 / 3, 1 / 3]], atol=1e-12)
+    # the same image, either way, up to an affine map: standardising the range form gives the standard form
+    np.testing.assert_allclose(normalise(out), normalise(x), atol=1e-12)
+    with pytest.raises(InputError, match="pixels"):
+        normalise(x, "unit")
+    d = load_training_digits(digits=[0, 1], pixels="range")
+    assert d.pixels == "range" and d.patterns.min() == -1.0 and d.patterns.max() == 1.0
+
+
 def test_normalise_constant_image():
     x = np.random.default_rng(5).normal(size=(4, 9))
     x[2] = 5.0

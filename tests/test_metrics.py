@@ -8,7 +8,8 @@ import pytest
 
 from thermohw import Computer
 from thermohw.errors import InputError
-from thermohw.metrics import correlations, digit_scores, heat_stats, thermodynamic_advantage
+from thermohw.metrics import (correlations, digit_scores, heat_stats, mlp_denoiser_advantage,
+                              thermodynamic_advantage)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,6 +163,21 @@ def test_advantage_hand_formula():
     assert a["advantage"] == pytest.approx(9.3287e10, rel=1e-4)
     assert a["log10_advantage"] == pytest.approx(math.log10(want), rel=1e-12)
     assert a["digital_energy_kT"] == pytest.approx(macs * e_mac / (KB * T), rel=1e-12)
+
+
+def test_mlp_denoiser_advantage_is_the_papers_figure():
+    # Whitelam 2025: 784-128-128-784 MLP, 10 uses, 1 pJ/MAC -> >= 5e14 kT and > 1e11 x the paper's <Q>
+    macs = 10 * (784 * 128 + 128 * 128 + 128 * 784)                   # = 2,170,880
+    assert macs == 2_170_880
+    a = mlp_denoiser_advantage(2.9e3)
+    assert a["macs_per_sample"] == macs
+    assert a["digital_energy_kT"] == pytest.approx(macs * 1e-12 / (KB * 300.0), rel=1e-12)
+    assert 5e14 <= a["digital_energy_kT"] < 5.3e14
+    assert a["advantage"] == pytest.approx(a["digital_energy_kT"] / 2.9e3, rel=1e-12) and a["advantage"] > 1e11
+    small = mlp_denoiser_advantage(10.0, layers=(2, 3), uses=1, energy_per_mac_J=1e-15, temperature_K=4.0)
+    assert small["advantage"] == pytest.approx(6 * 1e-15 / (10.0 * KB * 4.0), rel=1e-12)
+    with pytest.raises(InputError):
+        mlp_denoiser_advantage(1.0, layers=(784,))
 
 
 def test_advantage_sign_temperature_and_custom_mac():

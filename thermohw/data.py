@@ -22,8 +22,9 @@ _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0
 
 @dataclass(frozen=True, eq=False)
 class Digits:
-    """Training patterns: ``patterns`` (k, Nv) normalised per digit (zero mean, unit
-    variance), ``labels`` (k,), ``image_shape`` and where they came from: ``source`` (a
+    """Training patterns: ``patterns`` (k, Nv) normalised per digit as ``pixels`` says
+    (:data:`PIXEL_SCALINGS`: zero mean and unit variance, the paper's, or mapped to [-1, 1]),
+    ``labels`` (k,), ``image_shape`` and where they came from: ``source`` (a
     description), ``origin`` (the images file, or ``"sklearn"`` for the bundled digits) and
     ``indices`` (their places in it), so held-out images of the same labels can be found
     again (:func:`reference_set`)."""
@@ -34,8 +35,11 @@ class Digits:
     source: str = ""
     origin: str | None = None
     indices: tuple[int, ...] | None = None
+    pixels: str = "standard"
 
     def __post_init__(self) -> None:
+        if self.pixels not in PIXEL_SCALINGS:
+            raise InputError(f"pixels = {self.pixels!r}; use one of {', '.join(PIXEL_SCALINGS)}")
         p = np.array(numeric_array("digits", "patterns", self.patterns), dtype=np.float64, ndmin=2)
         if p.ndim != 2 or p.shape[0] == 0 or p.shape[1] == 0:
             raise InputError(f"patterns must be (k, pixels) with k >= 1, got shape {p.shape}")
@@ -74,7 +78,8 @@ class Digits:
 
     def save(self, path: str | Path) -> Path:
         return save_record(path, DIGITS_SCHEMA, {"image_shape": self.image_shape, "source": self.source,
-                                                 "origin": self.origin, "indices": self.indices},
+                                                 "origin": self.origin, "indices": self.indices,
+                                                 "pixels": self.pixels},
                            {"patterns": self.patterns, "labels": self.labels})
 
     @classmethod
@@ -82,15 +87,24 @@ class Digits:
         h, a = load_record(path, DIGITS_SCHEMA)
         try:
             return cls(a["patterns"], a["labels"], h["image_shape"], h.get("source", ""),
-                       h.get("origin"), h.get("indices"))
+                       h.get("origin"), h.get("indices"), h.get("pixels", "standard"))
         except (TypeError, ValueError) as e:
             raise InputError(f"{path}: malformed digits record ({str(e)[:120]}); regenerate it") from None
         except KeyError as e:
             raise InputError(f"{path}: digits record lacks {e}") from None
 
 
-def normalise(images: np.ndarray) -> np.ndarray:
-    """Scale each image (row) to zero mean and unit variance, as in the paper."""
+# How training images become patterns. "standard": each image to zero mean and unit variance
+# (the paper's). "range": each image's pixels mapped linearly from [min, max] to [-1, 1] (the
+# usual diffusion-model convention; an alternative tested against the heat gap, docs/heat-gap.md).
+PIXEL_SCALINGS = ("standard", "range")
+
+
+def normalise(images: np.ndarray, pixels: str = "standard") -> np.ndarray:
+    """Scale each image (row): zero mean and unit variance, as in the paper (``pixels =
+    "standard"``), or linearly from its [min, max] to [-1, 1] (``"range"``)."""
+    if pixels not in PIXEL_SCALINGS:
+        raise InputError(f"pixels = {pixels!r}; use one of {', '.join(PIXEL_SCALINGS)}")
     x = np.asarray(images, dtype=np.float64)
     x = x.reshape(x.shape[0], -1)
     if not np.all(np.isfinite(x)):
@@ -105,6 +119,9 @@ def normalise(images: np.ndarray) -> np.ndarray:
     if np.any(sd == 0):
         bad = np.nonzero(sd[:, 0] == 0)[0][:5].tolist()
         raise InputError(f"image(s) {bad} are constant and cannot be normalised to unit variance")
+    if pixels == "range":
+        lo, hi = x.min(axis=1, keepdims=True), x.max(axis=1, keepdims=True)
+        return 2.0 * (x - lo) / (hi - lo) - 1.0
     return (x - x.mean(axis=1, keepdims=True)) / sd
 
 
@@ -182,9 +199,10 @@ def bundled_digits() -> tuple[np.ndarray, np.ndarray]:
 
 
 def select(images: np.ndarray, labels: np.ndarray | None, *, digits: Sequence[int] | None = None,
-           indices: Sequence[int] | None = None, source: str = "", origin: str | None = None) -> Digits:
+           indices: Sequence[int] | None = None, source: str = "", origin: str | None = None,
+           pixels: str = "standard") -> Digits:
     """Pick training digits: by ``indices`` into the set, or the first image of each label in
-    ``digits``. Returns them normalised."""
+    ``digits``. Returns them normalised (``pixels``: see :data:`PIXEL_SCALINGS`)."""
     images = np.asarray(images)
     n = images.shape[0]
     shape = images.shape[1:]
@@ -207,18 +225,20 @@ def select(images: np.ndarray, labels: np.ndarray | None, *, digits: Sequence[in
     if not idx:
         raise InputError("no training digits selected")
     lab = labels[idx] if labels is not None else np.full(len(idx), -1)
-    return Digits(normalise(images[idx]), lab, shape, f"{source} indices={idx}", origin, tuple(idx))
+    return Digits(normalise(images[idx], pixels), lab, shape, f"{source} indices={idx}", origin, tuple(idx),
+                  pixels)
 
 
 def load_training_digits(mnist: str | Path | None = None, *, digits: Sequence[int] | None = None,
-                         indices: Sequence[int] | None = None) -> Digits:
+                         indices: Sequence[int] | None = None, pixels: str = "standard") -> Digits:
     """The training set: bundled 8x8 digits by default, or an MNIST IDX images file."""
     if mnist is None:
         x, y = bundled_digits()
-        return select(x, y, digits=digits, indices=indices, source="sklearn bundled digits", origin="sklearn")
+        return select(x, y, digits=digits, indices=indices, source="sklearn bundled digits", origin="sklearn",
+                      pixels=pixels)
     lab_path = find_mnist_labels(mnist)
     x, y = load_mnist(mnist, lab_path)
-    return select(x, y, digits=digits, indices=indices, source=str(mnist), origin=str(mnist))
+    return select(x, y, digits=digits, indices=indices, source=str(mnist), origin=str(mnist), pixels=pixels)
 
 
 def reference_set(d: Digits, images: str | Path | None = None, *, per_label: int | None = None):
@@ -254,7 +274,7 @@ def reference_set(d: Digits, images: str | Path | None = None, *, per_label: int
         idx = np.concatenate([idx[y[idx] == lab][:per_label + d.patterns.shape[0]] for lab in np.unique(d.labels)])
     ref = normalise(x[idx].astype(np.float64))
     # held out: never a training image itself (found by content, whichever file was given)
-    same = np.max(ref @ d.patterns.T, axis=1) / d.n_pixels > 1 - 1e-9
+    same = np.max(ref @ normalise(d.patterns).T, axis=1) / d.n_pixels > 1 - 1e-9
     ref, lab = ref[~same], y[idx][~same]
     if per_label is not None:
         sel = np.concatenate([np.nonzero(lab == v)[0][:per_label] for v in np.unique(d.labels)])

@@ -316,7 +316,8 @@ class TrainState:
                   "seconds": self.seconds, "chip": self.chip, "avg_count": self.avg_count,
                   "computer": {"n_visible": c.n_visible, "image_shape": c.image_shape, "meta": c.meta},
                   "digits": {"image_shape": self.digits.image_shape, "source": self.digits.source,
-                             "origin": self.digits.origin, "indices": self.digits.indices}}
+                             "origin": self.digits.origin, "indices": self.digits.indices,
+                             "pixels": self.digits.pixels}}
         arrays = {f"c_{k}": getattr(c, k) for k in ("J", "b", "mask", "J2", "J4", "mu", "kT",
                                                      "bias_trainable")}
         arrays.update(d_patterns=self.digits.patterns, d_labels=self.digits.labels, losses=self.losses)
@@ -332,7 +333,8 @@ class TrainState:
             comp = Computer.from_parts(h["computer"], {k[2:]: v for k, v in a.items() if k.startswith("c_")},
                                        source=path)
             digits = Digits(a["d_patterns"], a["d_labels"], tuple(h["digits"]["image_shape"]),
-                            h["digits"].get("source", ""), h["digits"].get("origin"), h["digits"].get("indices"))
+                            h["digits"].get("source", ""), h["digits"].get("origin"), h["digits"].get("indices"),
+                            h["digits"].get("pixels", "standard"))
             cfg = TrainConfig(**h["config"])
             n_avg = int(h.get("avg_count", 0))
             return cls(comp, digits, cfg, int(h["cycle"]), h.get("rng_state"), a["losses"],

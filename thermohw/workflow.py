@@ -16,7 +16,7 @@ from .data import Digits, load_training_digits, reference_set
 from .errors import InputError
 from .io import write_json
 from .langevin import BLOCK, GENERATION_DTYPE, Trajectory, generate, noising, steps_for
-from .metrics import digit_scores, heat_stats, thermodynamic_advantage
+from .metrics import digit_scores, heat_stats, mlp_denoiser_advantage, thermodynamic_advantage
 from .resources import check_memory
 from .provenance import provenance
 from .train import TrainConfig, TrainState, imposed_field, new_state, train
@@ -29,7 +29,7 @@ def run_training(out: str | Path, *, mnist: str | Path | None = None, digits: Se
                  config: TrainConfig | None = None, J2: float = 1.0, J4: float = 1.0, mu: float = 1.0,
                  kT: float = 0.1, resume: bool = False, progress: bool = True,
                  target=None, qat: bool = False, bits: int | None = None, mismatch: bool = False,
-                 mismatch_scale: float = 1.0, init: str | Path | None = None) -> dict:
+                 mismatch_scale: float = 1.0, init: str | Path | None = None, pixels: str = "standard") -> dict:
     """Train into folder ``out``: model.npz, digits.npz, checkpoint.npz, train.json, plots/.
 
     Chip-aware training (thermohw.chipaware): ``target`` (a Target, preset name or YAML path)
@@ -37,7 +37,8 @@ def run_training(out: str | Path, *, mnist: str | Path | None = None, digits: Se
     the target's quantisation (straight-through; ``bits`` overrides the coupling width) and
     saves the quantised model as model.npz and the float shadow as shadow.npz; ``mismatch``
     evaluates each cycle's gradient on a chip drawn from the target's tolerances. ``init``
-    starts from an existing model (fine-tuning) instead of zeros."""
+    starts from an existing model (fine-tuning) instead of zeros. ``pixels``: how images become
+    patterns (:data:`thermohw.data.PIXEL_SCALINGS`)."""
     if (qat or mismatch or bits is not None) and target is None:
         raise InputError("--qat, --mismatch and --bits need --target (the chip to train for)")
     if bits is not None and not qat:
@@ -55,7 +56,7 @@ def run_training(out: str | Path, *, mnist: str | Path | None = None, digits: Se
     if ck.exists():
         raise InputError(f"{out} already holds a training run; pass --resume to continue it "
                          "or choose another output folder")
-    d = load_training_digits(mnist, digits=digits, indices=indices)
+    d = load_training_digits(mnist, digits=digits, indices=indices, pixels=pixels)
     n_units = d.n_pixels + (n_hidden if init is None else 0)
     steps = steps_for(config.t_f, config.dt) + 1
     # at least two cycles' noising trajectories (the trainer draws as many cycles side by side
@@ -110,7 +111,7 @@ def _changed_run_settings(st: TrainState, given: dict) -> list[str]:
     asked)' texts."""
     c, chip, out = st.computer, st.chip or {}, []
     unknown = sorted(set(given) - {"mnist", "digits", "indices", "n_hidden", "connectivity", "J2", "J4", "kT",
-                                   "target", "qat", "bits", "mismatch", "init"})
+                                   "target", "qat", "bits", "mismatch", "init", "pixels"})
     if unknown:
         raise InputError(f"unknown run settings {', '.join(unknown)}")
 
@@ -118,6 +119,8 @@ def _changed_run_settings(st: TrainState, given: dict) -> list[str]:
         if stored != asked:
             out.append(f"{name} ({stored!r} in the checkpoint, {asked!r} asked)")
 
+    if "pixels" in given:
+        differs("pixels", st.digits.pixels, given["pixels"])
     if "n_hidden" in given:
         differs("hidden", c.n_hidden, int(given["n_hidden"]))
     if "connectivity" in given:
@@ -349,8 +352,11 @@ def score(c: Computer, tr: Trajectory, d: Digits | None, out: Path, denoise: Tra
         summary["heat_formula_gap_kT"] = float(np.mean(np.abs(tr.heat_kT - tr.heat_strat_kT)))
     summary["paper_reference_heat_kT"] = {"mean": PAPER_HEAT_KT[0], "sd": PAPER_HEAT_KT[1], "n": 1000,
                                           "source": plots.PAPER_HEAT_SOURCE}
+    # two digital yardsticks, labelled: simulating this computer step by step (fp32 / int8 MACs)
+    # and the paper's MLP denoiser doing the same job
     summary["thermodynamic_advantage"] = {
-        k: thermodynamic_advantage(c, tr.n_steps, summary["heat"]["mean_kT"], mac=k) for k in ("fp32", "int8")}
+        **{k: thermodynamic_advantage(c, tr.n_steps, summary["heat"]["mean_kT"], mac=k) for k in ("fp32", "int8")},
+        "mlp_denoiser_paper": mlp_denoiser_advantage(summary["heat"]["mean_kT"])}
     captions = None
     if d is not None:
         ref = reference_set(d, reference)

@@ -230,7 +230,8 @@ def check_sample_runs(n: int) -> Callable:
 def check_recompiled(fx, d: Path, out: str) -> None:
     names = {p.name for p in (d / "p").iterdir()}
     assert "oscillators.yaml" in names, names
-    assert not ({"chip.cir", "units.csv"} & names), f"stale files of the earlier backend: {names}"
+    assert "units.csv" not in names, f"stale files of the earlier backend: {names}"
+    assert "mechanical oscillators" in (d / "p" / "chip.cir").read_text().splitlines()[0], "stale RC chip.cir"
     listed = set(json.loads((d / "p" / "manifest.json").read_text())["files"])
     assert listed == names - {"manifest.json"}, (listed, names)
 

@@ -353,6 +353,8 @@ def test_bare_resume_continues_the_run_as_configured(tmp_path, straight5, monkey
     assert main(["train", "-q", "--resume", "--seed", "3", "--hidden", "9", "-o", str(run)]) == 1
     line = one_line(capsys.readouterr().err)
     assert "seed (0 in the checkpoint, 3 asked)" in line and "hidden (8 in the checkpoint, 9 asked)" in line
+    assert main(["train", "-q", "--resume", "--pixels", "range", "-o", str(run)]) == 1
+    assert "pixels ('standard' in the checkpoint, 'range' asked)" in one_line(capsys.readouterr().err)
     assert main(["train", "-q", "--resume", "--cycles", "4", "-o", str(run)]) == 1
     assert "below the 5 cycles" in one_line(capsys.readouterr().err)
 
@@ -393,7 +395,8 @@ def test_recompile_removes_only_the_previous_programs_files(trained, tmp_path, c
     (p / "manifest.json").unlink()                       # as written by an older thermohw
     assert main(["compile", str(small), "--target", "mechanical-cantilever", "-o", str(p)]) == 0
     names = {f.name for f in p.iterdir()}
-    assert "oscillators.yaml" in names and not {"chip.cir", "units.csv"} & names
+    assert "oscillators.yaml" in names and "units.csv" not in names
+    assert "mechanical oscillators" in (p / "chip.cir").read_text().splitlines()[0]   # rewritten, not the RC one
     assert set(json.loads((p / "manifest.json").read_text())["files"]) == names - {"manifest.json"}
     (p / "notes.txt").write_text("mine\n")
     capsys.readouterr()

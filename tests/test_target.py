@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from thermohw import Computer, InputError
-from thermohw.target import (E_SERIES, Couplings, Quant, Target, Topology, Trim, list_presets,
+from thermohw.target import (E_SERIES, Couplings, Quant, RelativeTrim, Target, Topology, Trim, list_presets,
                              resolve, snap_to_series)
 
-PRESETS = ["rc-8bit-dense", "rc-kings", "rc-degree16", "lc-spu", "mechanical-cantilever",
-           "josephson-rfsquid", "rc-paper-kings", "rc-paper-local16", "rc-mnist-crossbar"]
+PRESETS = ["rc-8bit-dense", "rc-kings", "rc-degree16", "lc-spu", "lc-overdamped-96", "mechanical-cantilever", "mechanical-overdamped",
+           "josephson-rfsquid", "josephson-rfsquid-96", "rc-paper-kings", "rc-paper-local16", "rc-mnist-crossbar"]
 
 GOOD = """
 name: tiny
@@ -254,6 +254,28 @@ def test_trim_quantiser():
     assert t.code_range == (0, 1023) and t.step == pytest.approx(1 / 1023)
     assert t.decode([0, 1023]).tolist() == pytest.approx([0.5, 1.5])
     assert abs(t.quantize(1.0) - 1.0) <= t.step / 2
+
+
+def test_relative_trims_of_the_cubic_gain_and_time_constant(tmp_path):
+    """cubic (J4) and mobility (mu) trims: signed relative gain codes, code 0 = the compiled
+    value exactly; they round-trip through YAML and bad ranges are one-line errors."""
+    t = Target.from_yaml(GOOD + "cubic: {min: -0.3, max: 0.3, bits: 8}\nmobility: {min: -0.2, max: 0.2, bits: 6}\n")
+    assert isinstance(t.cubic, RelativeTrim) and t.mobility.bits == 6
+    assert t.cubic.step == pytest.approx(0.3 / 127) and t.cubic.factor(0) == 1.0
+    assert t.cubic.factor(t.cubic.encode([0.05, 0.9])).tolist() == pytest.approx([1.05, 1.3], abs=t.cubic.step / 2)
+    back = Target.from_yaml(t.save(tmp_path / "t.yaml"))
+    assert back == t and back.cubic == t.cubic and back.mobility == t.mobility
+    assert Target.from_yaml(GOOD).cubic is None
+    p = Target.preset("rc-8bit-dense")
+    assert p.cubic is not None and p.mobility is not None
+    for line, words in (("cubic: {min: 0.0, max: 0.3, bits: 8}", "cubic.min = 0 .. max = 0.3 must be relative"),
+                        ("mobility: {min: -0.2, max: 1.5, bits: 8}", "mobility.min = -0.2 .. max = 1.5"),
+                        ("cubic: {min: -0.3, max: 0.3, bits: 1}", "cubic.bits = 1"),
+                        ("cubic: {min: -0.3, max: 0.3, bit: 8}", "did you mean 'bits'")):
+        msg = error(GOOD + line + "\n")
+        assert words in msg and msg.count("\n") == 0, msg
+    with pytest.raises(InputError, match="cubic is a Trim; expected a RelativeTrim"):
+        t.replace(cubic=Trim(min=0.5, max=1.5, bits=8))
 
 
 # ---- E series ---------------------------------------------------------------------------------------

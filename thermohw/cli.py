@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hidden units (default 512, or the --init model's)")
     t.add_argument("--connectivity", choices=["paper", "bipartite", "dense"], default=None,
                    help="paper: visible-hidden + hidden-hidden (default)")
+    t.add_argument("--pixels", choices=["standard", "range"], default=None,
+                   help="how images become patterns: standard = each image to zero mean and unit "
+                        "variance (the paper, default); range = each image's pixels mapped to [-1, 1] "
+                        "(docs/heat-gap.md)")
     t.add_argument("--cycles", type=_int(1), default=None,
                    help="training trajectories (default 100); with --resume: raise it to extend the run "
                    "(default: the run's own)")
@@ -300,8 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "auto picks by device")
     ca.add_argument("--intended", help="replay: the original program the chip should implement (when PROGRAM is "
                     "an already corrected one)")
-    ca.add_argument("--J4-trim", type=_positive(float), dest="J4_trim", help="relative step of a cubic-gain trim, if "
-                    "the chip has one (default: none, J4 is reported as untrimmable)")
+    ca.add_argument("--J4-trim", type=_positive(float), dest="J4_trim", help="relative step of a cubic-gain trim the "
+                    "target YAML does not describe (a target's 'cubic' trim is used when present; neither: J4 is "
+                    "reported as untrimmable)")
+    ca.add_argument("--match-generation", type=_int(0, 1_000_000), default=0, dest="match_generation", metavar="RUNS",
+                    help="judge each correction by RUNS paired generation runs of the predicted chip against the "
+                    "intended model; where J4 or mu has no trim, the J2 trims compensate for them (default 0: off)")
     ca.add_argument("--no-noise-trim", action="store_true", help="the noise amplitude cannot be set per unit")
     ca.add_argument("--chip-seed", type=_seed, default=0, help="virtual chips: which chip (its hidden mismatch)")
     ca.add_argument("--mismatch-scale", type=_float(0.0, hi=1e3), default=1.0,
@@ -366,6 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _print_sample_summary(sm: dict) -> None:
     h = sm["heat"]
     print(f"heat per sample: {h['mean_kT']:.4g} ± {h['sd_kT']:.3g} kT (s.d.; n = {h['n']})")
+    adv = sm.get("thermodynamic_advantage") or {}
+    if "mlp_denoiser_paper" in adv and "fp32" in adv:
+        m, f = adv["mlp_denoiser_paper"], adv["fp32"]
+        print(f"digital energy / heat: 10^{m['log10_advantage']:.1f} against the paper's MLP denoiser "
+              f"({m['digital_energy_kT']:.2g} kT); 10^{f['log10_advantage']:.1f} against simulating this "
+              f"computer in fp32 ({f['macs_per_sample']:.3g} MACs)")
     if "digits" in sm:
         dg = sm["digits"]
         modes = ", ".join(f"{m['label']}: {m['upright']}+{m['inverted']}inv" for m in dg["modes"])
@@ -436,8 +450,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sm = workflow.resume_training(args.out, asked, progress=not args.quiet, **{k: v for k, v in dict(
                     mnist=args.mnist, digits=args.digits, indices=args.indices, n_hidden=args.hidden,
                     connectivity=args.connectivity, J2=args.J2, J4=args.J4, kT=args.kT, target=args.target,
-                    qat=args.qat or None, bits=args.bits, mismatch=args.mismatch or None, init=args.init).items()
-                    if v is not None})
+                    qat=args.qat or None, bits=args.bits, mismatch=args.mismatch or None, init=args.init,
+                    pixels=args.pixels).items() if v is not None})
             else:
                 sm = workflow.run_training(args.out, mnist=args.mnist, digits=args.digits, indices=args.indices,
                                            n_hidden=512 if args.hidden is None else args.hidden,
@@ -446,7 +460,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                            J4=1.0 if args.J4 is None else args.J4,
                                            kT=0.1 if args.kT is None else args.kT,
                                            progress=not args.quiet, target=args.target, qat=args.qat,
-                                           bits=args.bits, mismatch=args.mismatch, init=args.init)
+                                           bits=args.bits, mismatch=args.mismatch, init=args.init,
+                                           pixels=args.pixels or "standard")
             print(f"trained {sm['cycles']} cycles in {sm['seconds']:.1f} s -> {sm['model']}")
         elif args.command == "sample":
             sm = workflow.run_sampling(args.model, args.out, runs=args.runs, t_f=args.t_f, dt=args.dt,
@@ -583,7 +598,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      mobility=args.mobility, J4_trim_step=args.J4_trim,
                                      noise_trim=not args.no_noise_trim, generate_runs=args.generate_runs,
                                      chunk_runs=args.chunk_runs, verify_runs=args.verify_runs,
-                                     verify_workers=args.workers,
+                                     verify_workers=args.workers, match_generation=args.match_generation,
                                      discretisation=None if args.discretisation == "auto" else args.discretisation)
             dfile = Path(args.program) / "digits.npz"
             rep = run_calibration(prog, open_device(args.device, **kw), args.out, setup,

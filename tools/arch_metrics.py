@@ -44,12 +44,18 @@ def resolve(mod: str, is_pkg: bool, node: ast.ImportFrom | ast.Import) -> list[s
         return []
     for a in node.names:
         out.append(f"{prefix}.{a.name}")  # may be a submodule or a name in prefix
-    out.append(prefix)
+    # 'from pkg import submodule' depends on the submodule, not on what pkg/__init__ defines
+    if not all(f"{prefix}.{a.name}" in MODULES for a in node.names):
+        out.append(prefix)
     return out
+
+
+MODULES: set[str] = set()
 
 
 def scan():
     mods = {module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
+    MODULES.update(mods)
     edges: dict[str, set[str]] = {m: set() for m in mods}
     infunc, long_funcs, lines = [], [], {}
     for m, p in mods.items():

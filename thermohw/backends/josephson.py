@@ -94,8 +94,9 @@ from scipy.constants import hbar as HBAR
 from scipy.constants import k as K_B
 from scipy.constants import physical_constants
 
-from . import adopt_program
-from .. import __version__
+from . import pwl as pwl_files
+from .common import adopt_program, generation_notes, generation_start
+from .._version import __version__
 from ..computer import Computer
 from ..errors import InputError
 from ..provenance import netlist_line as netlist_provenance
@@ -774,8 +775,6 @@ def generation_grid(p, nt_fraction: float = GENERATION_NT_FRACTION) -> tuple[flo
 
 def _write_netlist(p, folder: Path) -> list[Path]:
     """chip.cir and, for ``noise="pwl"``, noise.inc / noise.npz (:mod:`thermohw.backends.pwl`)."""
-    from . import generation_notes, generation_start
-    from . import pwl as pwl_files
     from ..io import atomic_write
 
     a = p.artefact

@@ -94,7 +94,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import adopt_program
+from . import pwl as pwl_files
+from .common import adopt_program, generation_notes, generation_start
 from ..computer import Computer
 from ..errors import InputError
 from ..io import atomic_write
@@ -563,7 +564,6 @@ def generation_netlist(p, nt_fraction: float = 0.05, dt: float = 1e-3, noise: st
     Maxwell-distributed at each cell's mass and kT, both seeded by ``netlist_seed`` and written
     as element initial conditions; then the trained dynamics for t_f with seeded TRRANDOM noise."""
     from ..underdamped import thermal_velocities
-    from . import generation_notes, generation_start
 
     circ = p.artefact
     t_f, x0 = generation_start(p, dt)
@@ -580,7 +580,6 @@ def write(p, folder) -> list[Path]:
     """chip.cir (the generation protocol, or with ``netlist="free"`` a free run of 5 model time
     units from x = 0, at rest), units.csv, couplings.csv; with ``noise="pwl"`` also noise.inc and
     noise.npz (:mod:`thermohw.backends.pwl`; noise.npz keeps the positions, not the velocities)."""
-    from . import pwl as pwl_files
 
     folder = Path(folder)
     circ = p.artefact

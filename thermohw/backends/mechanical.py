@@ -72,8 +72,9 @@ from pathlib import Path
 import numpy as np
 from scipy.constants import k as K_B
 
-from . import adopt_program
-from .. import __version__
+from . import pwl as pwl_files
+from .common import adopt_program, generation_notes, generation_start
+from .._version import __version__
 from ..computer import Computer
 from ..errors import InputError
 from ..spice.netlist import comment_lines, eng, eng_unit, sanitize_comment
@@ -327,7 +328,6 @@ def write(p, folder) -> list[Path]:
     force-current analogue netlist (the generation protocol, or with ``netlist="free"`` a free run
     of one model time unit from rest at x = 0); with ``noise="pwl"`` also noise.inc and noise.npz
     (:mod:`thermohw.backends.pwl`; noise.npz keeps the positions, not the velocities)."""
-    from . import pwl as pwl_files
     from ..io import atomic_write
 
     folder = Path(folder)
@@ -635,7 +635,6 @@ def generation_netlist(p, nt_fraction: float = GENERATION_NT_FRACTION, noise: st
     """The paper's generation protocol on the oscillators: positions from the realised model's
     coupling-free equilibrium, Maxwell velocities at the bath temperature (both seeded by
     ``netlist_seed``), then the trained forces for t_f with the thermal force noise."""
-    from . import generation_notes, generation_start
 
     a = p.artefact
     t_f, x0 = generation_start(p)

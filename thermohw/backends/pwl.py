@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io import atomic_write, load_record, save_record
+from .common import generation_start
 
 NOISE_MODES = ("trrandom", "pwl", "none")
 NOISE_INCLUDE = "noise.inc"
@@ -82,7 +83,6 @@ def for_program(p, folder, *, prefix: str, generation_grid, noise_interval, free
     generation protocol's, or None for a free run of ``free_run_tau`` time constants), and with
     ``p.options.noise == "pwl"`` the written noise files. Returns (files, include or None, nt, x0).
     ``generation_grid`` / ``noise_interval`` are the backend's own (RC and LC differ there)."""
-    from . import generation_start
 
     circ, seed = p.artefact, int(p.options.netlist_seed)
     if p.options.netlist == "generate":

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import adopt_program
+from . import pwl as pwl_files
+from .common import adopt_program, generation_notes, generation_start
 from ..computer import Computer
 from ..errors import InputError
 from ..io import atomic_write
@@ -383,7 +384,6 @@ def generation_netlist(p, nt_fraction: float = GENERATION_NT_FRACTION, dt: float
     ``noise="pwl"`` with ``pwl`` (K, N) standard normals (K from :func:`generation_grid`) drives
     it with given noise instead, for paired comparisons with the ideal model (or, with
     ``noise_include``, the PWL sources in that file); ``noise="none"``: noiseless drift."""
-    from . import generation_notes, generation_start
 
     circ = p.artefact
     t_f, nt, _ = generation_grid(p, nt_fraction)
@@ -398,7 +398,6 @@ def write(p, folder) -> list[Path]:
     """chip.cir (the generation protocol, or with ``netlist="free"`` a one-model-time-unit free
     run from x = 0), units.csv and couplings.csv; with ``noise="pwl"`` also noise.inc and
     noise.npz (:mod:`thermohw.backends.pwl`)."""
-    from . import pwl as pwl_files
 
     folder = Path(folder)
     circ = p.artefact

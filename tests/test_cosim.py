@@ -104,7 +104,8 @@ def test_mismatched_chip_cosim_follows_the_chip_not_the_program(tmp_path):
 
 
 def test_cli_cosim_interrupted_then_resumed_equals_an_uninterrupted_sweep(tmp_path):
-    """A real SIGINT to a running `thermohw cosim` (12 runs): exit 130 with the --resume hint, the
+    """A real SIGINT to a running `thermohw cosim` (30 runs: enough that a loaded machine cannot finish the sweep between the poll
+    and the signal): exit 130 with the --resume hint, the
     finished runs saved. A plain rerun into that folder is refused (it would overwrite them); a
     bare --resume runs only the missing runs, and the final runs equal, bit for bit, those of
     an uninterrupted sweep (same seed per run index)."""
@@ -118,7 +119,7 @@ def test_cli_cosim_interrupted_then_resumed_equals_an_uninterrupted_sweep(tmp_pa
     p = small_program(seed=6)
     p.save(tmp_path / "prog")
     out = tmp_path / "c"
-    cmd = [sys.executable, "-m", "thermohw", "cosim", str(tmp_path / "prog"), "-o", str(out), "--runs", "12",
+    cmd = [sys.executable, "-m", "thermohw", "cosim", str(tmp_path / "prog"), "-o", str(out), "--runs", "30",
            "--ideal-runs", "30", "--t-f", "0.3", "--seed", "5", "-q"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t0 = time.time()
@@ -131,15 +132,15 @@ def test_cli_cosim_interrupted_then_resumed_equals_an_uninterrupted_sweep(tmp_pa
     assert proc.returncode == 130, err
     assert "interrupted" in err and "--resume" in err
     saved = load_runs(out / "spice_runs.npz")[1]["index"]
-    assert 2 <= saved.size < 12, saved  # interrupted mid-sweep
+    assert 2 <= saved.size < 30, saved  # interrupted mid-sweep
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "--resume" in r.stderr, r.stderr
     assert np.array_equal(load_runs(out / "spice_runs.npz")[1]["index"], saved)  # nothing overwritten
     r = subprocess.run(cmd[:7] + ["--resume", "-q"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     rep = json.loads((out / "cosim.json").read_text())
-    assert (rep["spice_runs"], rep["resumed_runs"], rep["complete"]) == (12, saved.size, True)
-    specs, _, _ = prepare(p, CosimConfig(runs=12, ideal_runs=30, t_f=0.3, seed=5))
+    assert (rep["spice_runs"], rep["resumed_runs"], rep["complete"]) == (30, saved.size, True)
+    specs, _, _ = prepare(p, CosimConfig(runs=30, ideal_runs=30, t_f=0.3, seed=5))
     _, runs = load_runs(out / "spice_runs.npz")
     for s in specs:
         clean = spice_job(s)

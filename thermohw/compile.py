@@ -600,9 +600,6 @@ def compile_computer(computer: Computer, target: Target | str, options: CompileO
     """Run the compile passes; returns the CompiledProgram (see the module docstring)."""
     if isinstance(target, str):
         target = resolve_target(target)
-    if options is not None and options.noise != "trrandom" and target.kind not in ("rc", "lc", "mechanical", "josephson"):
-        raise InputError(f"--noise {options.noise} sets a netlist's noise; target {target.name!r} ({target.kind}) "
-                         "has no netlist: drop --noise")
     p = CompiledProgram(source=computer, target=target, options=options or CompileOptions(),
                         report={"violations": [], "source_hash": model_hash(computer)})
     for f in passes or PASSES:

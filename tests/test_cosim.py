@@ -104,8 +104,8 @@ def test_mismatched_chip_cosim_follows_the_chip_not_the_program(tmp_path):
 
 
 def test_cli_cosim_interrupted_then_resumed_equals_an_uninterrupted_sweep(tmp_path):
-    """A real SIGINT to a running `thermohw cosim` (30 runs: enough that a loaded machine cannot finish the sweep between the poll
-    and the signal): exit 130 with the --resume hint, the
+    """A real SIGINT to a running `thermohw cosim` (30 runs, so a loaded machine
+    cannot finish the sweep between the poll and the signal): exit 130 with the --resume hint, the
     finished runs saved. A plain rerun into that folder is refused (it would overwrite them); a
     bare --resume runs only the missing runs, and the final runs equal, bit for bit, those of
     an uninterrupted sweep (same seed per run index)."""
@@ -121,7 +121,10 @@ def test_cli_cosim_interrupted_then_resumed_equals_an_uninterrupted_sweep(tmp_pa
     out = tmp_path / "c"
     cmd = [sys.executable, "-m", "thermohw", "cosim", str(tmp_path / "prog"), "-o", str(out), "--runs", "30",
            "--ideal-runs", "30", "--t-f", "0.3", "--seed", "5", "-q"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell that starts jobs in the background hands them SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt handler: give the child Ctrl-C's default disposition back
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     t0 = time.time()
     while time.time() - t0 < 120 and proc.poll() is None:
         if (out / "spice_runs.npz").exists() and load_runs(out / "spice_runs.npz")[1]["index"].size >= 2:

@@ -378,7 +378,7 @@ def _print_sample_summary(sm: dict) -> None:
     if "mlp_denoiser_paper" in adv and "fp32" in adv:
         m, f = adv["mlp_denoiser_paper"], adv["fp32"]
         print(f"digital energy / heat: 10^{m['log10_advantage']:.1f} against the paper's MLP denoiser "
-              f"({m['digital_energy_kT']:.2g} kT); 10^{f['log10_advantage']:.1f} against simulating this "
+              f"({'-'.join(map(str, m['layers']))}, {m['digital_energy_kT']:.2g} kT); 10^{f['log10_advantage']:.1f} against simulating this "
               f"computer in fp32 ({f['macs_per_sample']:.3g} MACs)")
     if "digits" in sm:
         dg = sm["digits"]

@@ -220,5 +220,6 @@ def mlp_denoiser_advantage(mean_heat_kT: float, *, layers: tuple[int, ...] = PAP
     macs = float(uses * sum(a * b for a, b in zip(layers[:-1], layers[1:])))
     return {"layers": list(layers), "uses": int(uses), "macs_per_sample": macs, "energy_per_mac_J": energy_per_mac_J,
             **_against_heat(macs * energy_per_mac_J, mean_heat_kT, temperature_K),
-            "notes": "the paper's comparison (Whitelam 2025): an MLP denoiser 784-128-128-784 used 10 times "
-                     "per sample at 1 pJ per MAC; 'fp32'/'int8' price a digital simulation of this computer"}
+            "notes": f"the paper's comparison (Whitelam 2025: an MLP denoiser 784-128-128-784 used 10 times per "
+                     f"sample at 1 pJ per MAC), here with layers {'-'.join(map(str, layers))}; 'fp32'/'int8' "
+                     "price a digital simulation of this computer"}

@@ -356,7 +356,9 @@ def score(c: Computer, tr: Trajectory, d: Digits | None, out: Path, denoise: Tra
     # and the paper's MLP denoiser doing the same job
     summary["thermodynamic_advantage"] = {
         **{k: thermodynamic_advantage(c, tr.n_steps, summary["heat"]["mean_kT"], mac=k) for k in ("fp32", "int8")},
-        "mlp_denoiser_paper": mlp_denoiser_advantage(summary["heat"]["mean_kT"])}
+        # the paper's MLP shape at this image size (784-128-128-784 for MNIST)
+        "mlp_denoiser_paper": mlp_denoiser_advantage(summary["heat"]["mean_kT"],
+                                                     layers=(c.n_visible, 128, 128, c.n_visible))}
     captions = None
     if d is not None:
         ref = reference_set(d, reference)

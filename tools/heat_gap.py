@@ -22,6 +22,7 @@ from thermohw.computer import Computer
 from thermohw.data import Digits
 from thermohw.io import atomic_write
 from thermohw.metrics import digit_scores
+from thermohw.workflow import digits_file_beside
 
 
 def parts(c: Computer, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -61,9 +62,7 @@ def main() -> None:
     ap.add_argument("-o", "--out")
     a = ap.parse_args()
     c = Computer.load(a.model)
-    mp = Path(a.model)
-    dpath = Path(a.digits) if a.digits else next(
-        (p for p in (mp.with_name(mp.stem + ".digits.npz"), mp.with_name("digits.npz")) if p.is_file()), None)
+    dpath = Path(a.digits) if a.digits else digits_file_beside(a.model)
     d = Digits.load(dpath) if dpath else None
     kT = float(np.mean(c.kT))
     rng = np.random.default_rng(a.seed)

@@ -91,12 +91,12 @@ from pathlib import Path
 
 import numpy as np
 from scipy.constants import hbar as HBAR
-from scipy.constants import k as K_B
 from scipy.constants import physical_constants
 
 from . import pwl as pwl_files
 from .common import adopt_program, generation_notes, generation_start
 from .._version import __version__
+from ..energy import K_B  # defined once for the package
 from ..computer import Computer
 from ..errors import InputError
 from ..provenance import netlist_line as netlist_provenance

@@ -70,11 +70,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.constants import k as K_B
 
 from . import pwl as pwl_files
 from .common import adopt_program, generation_notes, generation_start
 from .._version import __version__
+from ..energy import K_B  # defined once for the package
 from ..computer import Computer
 from ..errors import InputError
 from ..spice.netlist import comment_lines, eng, eng_unit, sanitize_comment

@@ -545,8 +545,8 @@ class Components(_Section):
     """Component choices and non-idealities (all default to ideal).
 
     resistor_series : "E24" | "E48" | "E96" | "E192" | None (ideal, any value).
-    resistor_tolerance, cap_tolerance : catalogue tolerance, a +- bound as a fraction
-        (0.01 = 1 %; C0G capacitors are 1-5 %).
+    resistor_tolerance, cap_tolerance, inductor_tolerance : catalogue tolerance, a +- bound as
+        a fraction (0.01 = 1 %; C0G capacitors are 1-5 %, chip inductors 2-5 %).
     gain_mismatch : 1-sigma relative gain error of each transconductor/OTA (fraction).
     offset_V : 1-sigma input offset voltage of each active element, volts.
     """
@@ -554,13 +554,14 @@ class Components(_Section):
     resistor_series: str | None = None
     resistor_tolerance: float = 0.0
     cap_tolerance: float = 0.0
+    inductor_tolerance: float = 0.0
     gain_mismatch: float = 0.0
     offset_V: float = 0.0
 
     def __post_init__(self) -> None:
         self._set("resistor_series", _choice("resistor_series", self.resistor_series,
                                              (None, *E_SERIES)))
-        for name in ("resistor_tolerance", "cap_tolerance", "gain_mismatch"):
+        for name in ("resistor_tolerance", "cap_tolerance", "inductor_tolerance", "gain_mismatch"):
             self._set(name, _ranged(name, getattr(self, name), 0.0, 0.5))
         self._set("offset_V", _ranged("offset_V", self.offset_V, 0.0, 1.0, "V"))
 

@@ -13,7 +13,11 @@ or to the stated truncation order (josephson): the round-trip tests hold every b
 
 A backend that can be co-simulated in ngspice also has the functions named in
 ``SPICE_CONTRACT`` (docs/design.md#backend-contract); ``cosim`` and the virtual SPICE chip call
-only those (:func:`spice_backend`).
+only those (:func:`spice_backend`). A backend that virtual chips can be built from (for
+calibration) also has the names in ``CALIBRATION_CONTRACT``: its ``Mismatch`` record (relative
+errors of its own elements, drawn from the target's ``components``), ``mismatched_parameters``
+(the model a mismatched circuit implements, in its program's units), ``copies_circuit`` and
+``imposed_current`` (``calibrate.device.calibration_backend``).
 """
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ from .common import adopt_program, generation_notes, generation_start  # noqa: F
 # the co-simulation contract (signatures in docs/design.md#backend-contract)
 SPICE_CONTRACT = ("time_unit", "noise_interval", "spice_start", "spice_netlist", "spice_readout",
                   "spice_energy", "spice_pwl_current")
+# the calibration contract: what a virtual chip of the kind is built from
+CALIBRATION_CONTRACT = ("Mismatch", "mismatched_parameters", "copies_circuit", "imposed_current")
 
 
 def get_backend(kind: str) -> ModuleType:

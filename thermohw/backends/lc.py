@@ -87,15 +87,18 @@ its step at every TRRANDOM breakpoint, so a run costs ~4-7 time points per NT.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from . import pwl as pwl_files
 from .common import adopt_program, generation_notes, generation_start
+from .mismatch import MismatchRecord, gain_errors
 from ..computer import Computer
 from ..errors import InputError
 from ..io import atomic_write
@@ -190,17 +193,26 @@ def _units(p) -> tuple[float, float, float]:
     return tau, phi_s, E
 
 
+_UNIT_KEYS = ("tau_s", "phi_s_Wb", "energy_per_model_unit_J", "J2_unit")
+
+
 def scales(p) -> dict:
     from ..underdamped import slow_rate_error
 
     ph = p.target.physics
     c = p.programmed
-    tau, phi_s, E = _units(p)
+    if all(p.scales.get(k) for k in _UNIT_KEYS):
+        # a re-lowered program (a calibration's correction) keeps the units it was compiled in:
+        # the chip's L, R and flux scale do not move because a trim did
+        tau, phi_s, E, J2u = (p.scales[k] for k in _UNIT_KEYS)
+    else:
+        tau, phi_s, E = _units(p)
+        J2u = _ref(c.J2)
     L, C, R = ph.L_H, ph.C_F, ph.resistance_ohm
     Q = R * math.sqrt(C / L)
     kT_J = c.kT_ref * E
     mur, J2r = _ref(c.mu), _ref(c.J2)
-    return {"C_F": C, "L_H": L, "R_ohm": R, "V_s_V": phi_s / tau, "phi_s_Wb": phi_s,
+    return {"C_F": C, "L_H": L, "R_ohm": R, "V_s_V": phi_s / tau, "phi_s_Wb": phi_s, "J2_unit": J2u,
             "I_s_A": phi_s / L, "tau_s": tau, "tau_s_target": ph.tau_s, "tau_ratio": tau / ph.tau_s,
             "mu_per_s": mur / tau,
             "energy_per_model_unit_J": E, "kT_J": kT_J, "T_eff_K": kT_J / K_B,
@@ -218,14 +230,16 @@ def lower(p) -> LCCircuit:
     c = p.programmed
     ph = p.target.physics
     n = c.n_units
-    if p.scales.get("tau_s") and p.scales.get("phi_s_Wb") and p.scales.get("energy_per_model_unit_J"):
-        tau, phi_s, E = p.scales["tau_s"], p.scales["phi_s_Wb"], p.scales["energy_per_model_unit_J"]
+    if all(p.scales.get(k) for k in _UNIT_KEYS):
+        tau, phi_s, E, J2u = (p.scales[k] for k in _UNIT_KEYS)
     else:
         tau, phi_s, E = _units(p)
+        J2u = _ref(c.J2)
     L = np.full(n, ph.L_H)
     C = np.full(n, ph.C_F)
-    # (1 + a)/L = 2 E J2/Phi_s^2 with E = Phi_s^2/(2 L J2_ref): a = J2/J2_ref - 1 (exactly 0 if uniform)
-    a = c.J2 / _ref(c.J2) - 1.0
+    # (1 + a)/L = 2 E J2/Phi_s^2 with E = Phi_s^2/(2 L J2_unit): a = J2/J2_unit - 1 (exactly 0 if
+    # uniform: at compile J2_unit is the programmed J2's mean)
+    a = c.J2 / J2u - 1.0
     k3 = 4 * E * c.J4 / phi_s ** 4
     I_b = -E * c.b / phi_s
     K = E * c.J / phi_s ** 2
@@ -236,21 +250,123 @@ def lower(p) -> LCCircuit:
                      meta={"source_hash": p.report.get("source_hash", "")})
 
 
+def circuit_parameters(circ: LCCircuit) -> dict[str, np.ndarray]:
+    """Model-unit parameters of an LC circuit in its overdamped limit (module docstring), the one
+    place these formulas live: J2 = (1 + a) Phi_s^2/(2 L E), J4 = k3 Phi_s^4/(4E),
+    b = -I_b Phi_s/E, K = K Phi_s^2/E (directed, zero diagonal), mu = tau R E/Phi_s^2,
+    kT = s^2 R/(2E)."""
+    ps2, E = circ.phi_s ** 2, circ.E
+    K = circ.K * ps2 / E
+    np.fill_diagonal(K, 0.0)
+    return {"J2": circ.spring * ps2 / (2 * E), "J4": circ.k3 * ps2 ** 2 / (4 * E), "b": -circ.I_b * circ.phi_s / E,
+            "mu": circ.tau * circ.R * E / ps2, "kT": circ.s2 * circ.R / (2 * E), "K": K}
+
+
 def circuit_to_computer(circ: LCCircuit) -> Computer:
-    """The overdamped-limit model an LC circuit implements (module docstring): J2 = (1 + a)
-    Phi_s^2/(2 L E), J4 = k3 Phi_s^4/(4E), b = -I_b Phi_s/E, J = K Phi_s^2/E,
-    mu = tau R E/Phi_s^2, kT = s^2 R/(2E). Needs K symmetric (a gradient system)."""
+    """The overdamped-limit model an LC circuit implements (:func:`circuit_parameters`).
+    Needs K symmetric (a gradient system)."""
     K = circ.K
     if not np.allclose(K, K.T, rtol=1e-12, atol=1e-30):
         raise InputError("the circuit's couplings are not symmetric (K_ij != K_ji): it does not implement "
                          "a Langevin computer with an energy; symmetrise and report the asymmetry")
-    ps2, E = circ.phi_s ** 2, circ.E
-    J = K * ps2 / E
-    np.fill_diagonal(J, 0.0)
-    return Computer(J=J, b=-circ.I_b * circ.phi_s / E, mask=J != 0, n_visible=circ.n_visible,
-                    J2=circ.spring * ps2 / (2 * E), J4=circ.k3 * ps2 ** 2 / (4 * E),
-                    mu=circ.tau * circ.R * E / ps2, kT=circ.s2 * circ.R / (2 * E),
-                    image_shape=circ.image_shape, meta={"realised_from": "lc", **circ.meta})
+    m = circuit_parameters(circ)
+    J = m["K"]
+    return Computer(J=J, b=m["b"], mask=J != 0, n_visible=circ.n_visible, J2=m["J2"], J4=m["J4"], mu=m["mu"],
+                    kT=m["kT"], image_shape=circ.image_shape, meta={"realised_from": "lc", **circ.meta})
+
+
+# ---------------------------------------------------------------------------------------------
+# mismatch: what a built chip gets wrong, element by element (the calibration contract)
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Mismatch(MismatchRecord):
+    """Component mismatch of one physical LC chip (relative errors are fractions).
+
+    c_rel (N,)    capacitor error, C_i -> C_i (1 + c_rel_i): the mass; moves only the inertial
+                  time (Q), not the overdamped model.
+    l_rel (N,)    inductor error, L_i -> L_i (1 + l_rel_i): the on-site spring, J2 -> J2/(1 + l).
+    r_rel (N,)    damping-resistor error, R_i -> R_i (1 + r_rel_i): the friction, mu -> mu (1 + r);
+                  the injected noise is a current, so kT = s^2 R/(2E) -> kT (1 + r) too.
+    k3_rel (N,)   gain error of the quartic source: J4 -> J4 (1 + k3_rel).
+    gain (N, N)   gain error of each coupling CCCS, K_ij -> K_ij (1 + gain_ij) (symmetric on a
+                  reciprocal chip: one element per pair).
+    offset_V (N,) DC offset voltage in series with the inductor (an amplifier's or a contact's
+                  EMF): in equilibrium the node sits at v = V_os and the damping resistor draws
+                  V_os/R, i.e. the bias current becomes I_b - V_os/R (b -> b + V_os Phi_s/(R E)).
+    noise_rel (N,) error of the injected noise amplitude, s_i -> s_i (1 + noise_rel_i):
+                  kT -> kT (1 + n)^2.
+    """
+
+    c_rel: Any
+    l_rel: Any
+    r_rel: Any
+    k3_rel: Any
+    gain: Any
+    offset_V: Any
+    noise_rel: Any
+    seed: Any = None
+
+    RELATIVE = ("c_rel", "l_rel", "r_rel", "k3_rel", "noise_rel")
+    PER_UNIT = ("offset_V",)
+
+    def __post_init__(self) -> None:
+        self._validate()
+
+    @classmethod
+    def draw(cls, target, n_units: int, seed: int, *, reciprocal: bool = True,
+             noise_common: float = 0.03, noise_unit: float = 0.01, scale: float = 1.0) -> "Mismatch":
+        """Seeded draws from ``target.components``: c_rel, l_rel, r_rel uniform within the
+        capacitor, inductor and resistor tolerances (catalogue bounds); k3_rel and gain
+        N(0, gain_mismatch); offset_V N(0, offset_V); noise_rel a common N(0, noise_common) plus
+        a per-unit N(0, noise_unit). ``scale`` multiplies every error."""
+        comp = target.components
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x6C63]))
+        n, s = int(n_units), float(scale)
+        c_rel = s * rng.uniform(-1, 1, n) * comp.cap_tolerance
+        l_rel = s * rng.uniform(-1, 1, n) * comp.inductor_tolerance
+        r_rel = s * rng.uniform(-1, 1, n) * comp.resistor_tolerance
+        k3_rel = s * rng.normal(0, 1, n) * comp.gain_mismatch
+        gain = gain_errors(rng, n, s, comp.gain_mismatch, reciprocal)
+        offset = s * rng.normal(0, 1, n) * comp.offset_V
+        noise = s * (rng.normal(0, noise_common) + rng.normal(0, noise_unit, n))
+        return cls(c_rel, l_rel, r_rel, k3_rel, gain, offset, noise, seed=int(seed))
+
+    def apply_to_circuit(self, circ: LCCircuit) -> LCCircuit:
+        """The mismatched circuit (element values as built)."""
+        self._check_units(circ)
+        R = circ.R * (1.0 + self.r_rel)
+        return dataclasses.replace(
+            circ, C=circ.C * (1.0 + self.c_rel), L=circ.L * (1.0 + self.l_rel), R=R,
+            k3=circ.k3 * (1.0 + self.k3_rel), I_b=circ.I_b - self.offset_V / R, K=circ.K * (1.0 + self.gain),
+            s2=circ.s2 * (1.0 + self.noise_rel) ** 2, meta={**circ.meta, "mismatched": True})
+
+
+def mismatched_parameters(bad: LCCircuit, nominal: LCCircuit) -> dict[str, np.ndarray]:
+    """Model-unit parameters (J2, J4, b, mu, kT, directed K) the circuit ``bad`` implements in
+    its overdamped limit, in the units of ``nominal``'s program (the mismatch moves elements,
+    not the flux, time and energy scales, which ``bad`` carries unchanged)."""
+    if (bad.phi_s, bad.tau, bad.E) != (nominal.phi_s, nominal.tau, nominal.E):
+        raise InputError("the mismatched circuit is not in its nominal program's units (phi_s, tau, E differ)")
+    return circuit_parameters(bad)
+
+
+def copies_circuit(circ: LCCircuit, I_extra: np.ndarray) -> LCCircuit:
+    """``len(I_extra)`` uncoupled copies of ``circ`` in one circuit; copy r gets the extra bias
+    currents I_extra[r] (A, into each node). Node r*N + i is unit i of copy r."""
+    k, n = I_extra.shape
+    if n != circ.n_units:
+        raise InputError(f"I_extra has {n} units, the circuit {circ.n_units}")
+    tile = lambda a: np.tile(np.asarray(a, dtype=np.float64), k)  # noqa: E731
+    return dataclasses.replace(
+        circ, C=tile(circ.C), L=tile(circ.L), R=tile(circ.R), a=tile(circ.a), k3=tile(circ.k3),
+        I_b=(np.asarray(circ.I_b)[None, :] + I_extra).reshape(-1), K=np.kron(np.eye(k), circ.K),
+        s2=tile(circ.s2), kT_model=tile(circ.kT_model), n_visible=0, image_shape=None)
+
+
+def imposed_current(nominal: LCCircuit, h: np.ndarray) -> np.ndarray:
+    """The current (A, into each node) that imposes the model bias h (runs, N): I_h = -E h/Phi_s,
+    as the bias b is carried (an external source: it acts with the unit's true friction)."""
+    return -nominal.E * np.asarray(h, dtype=np.float64) / nominal.phi_s
 
 
 def to_computer(circ: LCCircuit, p=None) -> Computer:

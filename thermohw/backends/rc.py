@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import math
 import re
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from . import pwl as pwl_files
 from .common import adopt_program, generation_notes, generation_start
+from .mismatch import MismatchRecord, gain_errors
 from ..computer import Computer
 from ..errors import InputError
 from ..io import atomic_write
@@ -164,6 +167,101 @@ def circuit_to_computer(circ: RCCircuit, *, gauge: float | None = None) -> Compu
     J = m["K"]
     return Computer(J=J, b=m["b"], mask=J != 0, n_visible=circ.n_visible, J2=m["J2"], J4=m["J4"], mu=m["mu"],
                     kT=m["kT"], image_shape=circ.image_shape, meta={"realised_from": "rc", **circ.meta})
+
+
+# ---------------------------------------------------------------------------------------------
+# mismatch: what a built chip gets wrong, element by element (the calibration contract)
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Mismatch(MismatchRecord):
+    """Component mismatch of one physical RC chip (relative errors are fractions).
+
+    c_rel (N,)    capacitor error, C_i -> C (1 + c_rel_i): changes mu_i and kT_i.
+    g_rel (N,)    ground-conductance error (resistor tolerance), g_i -> g_i (1 + g_rel_i): J2.
+    k3_rel (N,)   gain error of the cubic element, k3_i -> k3_i (1 + k3_rel_i): J4.
+    gain (N, N)   gain error of each coupling transconductor, G_ij -> G_ij (1 + gain_ij). A
+                  reciprocal chip (one element per pair) has gain symmetric.
+    offset_V (N,) input-referred offset of unit i's on-site transconductance, volts: an extra
+                  current g_i V_os drawn out of the node, i.e. b_i -> b_i + 2 J2_i V_os / V_s.
+    noise_rel (N,) error of the injected noise amplitude, s_i -> s_i (1 + noise_rel_i): kT_i.
+
+    In model units (gauge of the nominal program): mu_i -> mu_i / (1 + c), kT_i -> kT_i
+    (1 + n)^2 / (1 + c), J2 -> J2 (1 + g), J4 -> J4 (1 + k3), K_ij -> J_ij (1 + gain_ij).
+    """
+
+    c_rel: Any
+    g_rel: Any
+    k3_rel: Any
+    gain: Any
+    offset_V: Any
+    noise_rel: Any
+    seed: Any = None
+
+    RELATIVE = ("c_rel", "g_rel", "k3_rel", "noise_rel")
+    PER_UNIT = ("offset_V",)
+
+    def __post_init__(self) -> None:
+        self._validate()
+
+    @classmethod
+    def draw(cls, target, n_units: int, seed: int, *, reciprocal: bool = True,
+             noise_common: float = 0.03, noise_unit: float = 0.01, scale: float = 1.0) -> "Mismatch":
+        """Seeded draws from the target's component figures (``target.components``):
+        c_rel ~ U(+-cap_tolerance), g_rel ~ U(+-resistor_tolerance) (catalogue tolerances are
+        bounds), k3_rel and gain ~ N(0, gain_mismatch), offset_V ~ N(0, offset_V), noise_rel =
+        a common N(0, noise_common) plus a per-unit N(0, noise_unit) (the target does not
+        describe the noise generator's accuracy). ``reciprocal``: one coupling element per pair
+        (gain symmetric) - else each direction has its own. ``scale`` multiplies every error."""
+        comp = target.components
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x6361]))
+        n = int(n_units)
+        s = float(scale)
+        c_rel = s * rng.uniform(-1, 1, n) * comp.cap_tolerance
+        g_rel = s * rng.uniform(-1, 1, n) * comp.resistor_tolerance
+        k3_rel = s * rng.normal(0, 1, n) * comp.gain_mismatch
+        gain = gain_errors(rng, n, s, comp.gain_mismatch, reciprocal)
+        offset = s * rng.normal(0, 1, n) * comp.offset_V
+        noise = s * (rng.normal(0, noise_common) + rng.normal(0, noise_unit, n))
+        return cls(c_rel, g_rel, k3_rel, gain, offset, noise, seed=int(seed))
+
+    def apply_to_circuit(self, circ: RCCircuit) -> RCCircuit:
+        """The mismatched circuit (element values as built)."""
+        self._check_units(circ)
+        g_fac = 1.0 + self.g_rel
+        R = np.asarray(circ.R, dtype=np.float64) / g_fac
+        g_trim = circ.g_trim * g_fac
+        g_new = circ.g * g_fac
+        return dataclasses.replace(
+            circ, C=circ.C * (1.0 + self.c_rel), R=R, g_trim=g_trim, k3=circ.k3 * (1.0 + self.k3_rel),
+            I_b=circ.I_b - g_new * self.offset_V, G=circ.G * (1.0 + self.gain),
+            s2=circ.s2 * (1.0 + self.noise_rel) ** 2, meta={**circ.meta, "mismatched": True})
+
+
+def mismatched_parameters(bad: RCCircuit, nominal: RCCircuit) -> dict[str, np.ndarray]:
+    """Model-unit parameters (J2, J4, b, mu, kT and directed K) that the circuit ``bad``
+    implements, in the units of the program ``nominal`` was compiled from (its gauge mu0 C0:
+    the mismatch changes C_i, not the units the program is written in)."""
+    return circuit_parameters(bad, nominal.gauge)
+
+
+def copies_circuit(circ: RCCircuit, I_extra: np.ndarray) -> RCCircuit:
+    """``len(I_extra)`` uncoupled copies of ``circ`` in one circuit; copy r gets the extra
+    bias currents I_extra[r] (A, into each node). Node r*N + i is unit i of copy r."""
+    k, n = I_extra.shape
+    if n != circ.n_units:
+        raise InputError(f"I_extra has {n} units, the circuit {circ.n_units}")
+    tile = lambda a: np.tile(np.asarray(a, dtype=np.float64), k)  # noqa: E731
+    return dataclasses.replace(
+        circ, C=tile(circ.C), R=tile(circ.R), g_trim=tile(circ.g_trim), k3=tile(circ.k3),
+        I_b=(np.asarray(circ.I_b)[None, :] + I_extra).reshape(-1), G=np.kron(np.eye(k), circ.G),
+        s2=tile(circ.s2), mu=tile(circ.mu), kT_model=tile(circ.kT_model), n_visible=0, image_shape=None)
+
+
+def imposed_current(nominal: RCCircuit, h: np.ndarray) -> np.ndarray:
+    """The current (A, into each node) that imposes the model bias h (runs, N) exactly: an
+    external source acts with the unit's true mobility, drift -mu_i (dV/dx_i + h_i), so
+    I_h = -mu0 C0 V_s h in the nominal program's gauge."""
+    return -nominal.gauge * nominal.V_s * np.asarray(h, dtype=np.float64)
 
 
 def to_computer(circ: RCCircuit, p=None) -> Computer:

@@ -234,8 +234,9 @@ def correction_step(history: list[tuple[CompiledProgram, Fit]], intended: Comput
     n = prog.n_units
     if intended.n_units != n:
         raise InputError(f"the intended model has {intended.n_units} units, the program {n}")
-    if p.target.kind != "rc":
-        raise InputError(f"correction maps onto RC element trims; target {p.target.name!r} is {p.target.kind!r}")
+    if p.target.kind not in ("rc", "lc"):
+        raise InputError(f"correction maps onto the element trims of RC and LC chips; target {p.target.name!r} "
+                         f"is {p.target.kind!r}")
     mask = intended.mask
     ii, jj = _pairs(mask)
     hist = [(q.programmed, _fit_arrays(f)) for q, f in history]
@@ -547,8 +548,7 @@ def _measurement_key(device: Device, q: CompiledProgram, protocol: Protocol | No
     """What a measurement depends on: the device, the programmed codes and realised model,
     the protocol and the settings - a checkpointed fit is reused only if all match."""
     h = hashlib.sha256()
-    h.update(repr((type(device).__name__, getattr(device, "_chip_seed", None), getattr(device, "_draw", None),
-                   getattr(device, "substeps", None), parts)).encode())
+    h.update(repr((sorted(device.describe().items()), parts)).encode())
     for k in sorted(q.codes):
         h.update(k.encode())
         h.update(np.ascontiguousarray(np.asarray(q.codes[k], dtype=np.float64)).tobytes())

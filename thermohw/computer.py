@@ -18,6 +18,7 @@ import numpy as np
 
 from .errors import InputError
 from .io import load_record, save_record
+from .resources import check_memory
 
 SCHEMA = "thermohw.computer/1"          # J and mask as N x N matrices
 SCHEMA_PAIRS = "thermohw.computer/2"    # couplings as index pairs (sparse models); reads /1 too
@@ -318,7 +319,6 @@ class Computer:
                     raise InputError(f"{source}: coupling pairs must satisfy 0 <= i < j < {n}")
                 if np.unique(ii * n + jj).size != ii.size:
                     raise InputError(f"{source}: a coupling pair is listed twice; the file is damaged")
-                from .resources import check_memory
 
                 # the pairs expand to two N x N matrices (J and mask): refuse before allocating
                 check_memory(9 * n * n, f"{source}: expanding {n} units' couplings",

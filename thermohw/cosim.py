@@ -35,8 +35,15 @@ from .computer import Computer
 from .errors import InputError
 from .io import load_record, save_record, write_json
 from .langevin import Trajectory, equilibrium_start, generate, simulate, steps_for
-from .metrics import mean_ci
+from .metrics import mean_ci, digit_scores
 from .resources import check_memory
+from . import plots
+from .backends import spice_backend
+from .backends.rc import held_noise_variance_factor  # the first-order formula, not RC's elements
+from .data import reference_set
+from .executor import Interrupted, make_executor
+from .provenance import provenance
+from .spice.engines import run as run_spice
 
 RUNS_SCHEMA = "thermohw.spiceruns/1"
 
@@ -109,8 +116,6 @@ class CosimConfig:
 def spice_job(spec: dict) -> dict:
     """Run one netlist and reduce it to what the comparison needs (small to ship back). Only
     the backend contract reads the run (docs/design.md#backend-contract)."""
-    from .backends import spice_backend
-    from .spice.engines import run as run_spice
 
     t0 = time.perf_counter()
     raw = run_spice(spec["netlist"], engine=spec["engine"], timeout=spec.get("timeout"))
@@ -145,7 +150,6 @@ def spice_job(spec: dict) -> dict:
 # ---------------------------------------------------------------------------------------------
 def _backend(p: CompiledProgram):
     """The program's backend, refused in one line if it lacks the co-simulation contract."""
-    from .backends import spice_backend
 
     return spice_backend(p.target.kind)
 
@@ -377,7 +381,6 @@ def run_cosim(p: CompiledProgram, cfg: CosimConfig, out: str | Path, *, digits=N
     equals an uninterrupted sweep; settings that would change a run are refused by name.
     Without it a folder that holds saved runs is refused; ``replace=True`` discards them
     instead (for callers that own the folder)."""
-    from .executor import Interrupted, make_executor
 
     out = Path(out)
     runs_file = out / RUNS_FILE
@@ -402,7 +405,6 @@ def run_cosim(p: CompiledProgram, cfg: CosimConfig, out: str | Path, *, digits=N
     if replace and runs_file.exists():
         runs_file.unlink()  # a new sweep: runs of the old one must not mix in
     nt_model = cfg.t_f / (len(specs[0]["grid_s"]) - 1)
-    from .backends.rc import held_noise_variance_factor  # the first-order formula, not RC's elements
 
     meta = {"config": asdict(cfg), "target": p.target.name, "nt_model": nt_model,
             "nt_s": nt_model * _backend(p).time_unit(p.artefact),
@@ -448,7 +450,6 @@ def run_cosim(p: CompiledProgram, cfg: CosimConfig, out: str | Path, *, digits=N
     report.update(spice_seconds=spice_seconds, runs_requested=cfg.runs, resumed_runs=len(saved),
                   new_runs=len(results) - len(saved), missing_runs=missing, complete=not missing,
                   spice_failures=failures, interrupted=interrupted, **meta)
-    from .provenance import provenance
 
     report["provenance"] = provenance(ngspice=True, seeds={
         "cosim": cfg.seed, "spice_run_seeds": "seed * 100003 + run + 1",
@@ -503,8 +504,6 @@ def compare(p: CompiledProgram, cfg: CosimConfig, results: list[dict], x0: np.nd
     ``digits``: the training Digits, to score generated images (optional). ``chip``: the
     circuit SPICE ran, if not the program's; the paired (pwl) comparison then uses its model,
     so it checks the netlist, and the unpaired ones measure the chip against the program."""
-    from . import plots
-    from .metrics import digit_scores
 
     if len(results) < 2:
         raise InputError(f"only {len(results)} SPICE runs finished; need at least 2 for a comparison")
@@ -541,8 +540,6 @@ def compare(p: CompiledProgram, cfg: CosimConfig, results: list[dict], x0: np.nd
         "mu C V_s^2 per unit) is larger by orders of magnitude")
     rep["unit_moments"] = unit_moments_test(xs, ideal["realised"].x_final)
     if digits is not None and p.source.n_visible == digits.n_pixels:
-        from .data import reference_set
-
         nv = p.source.n_visible
         ref = reference_set(digits)
         sc = {"spice": digit_scores(xs[:, :nv], digits.patterns, digits.labels, reference=ref)}

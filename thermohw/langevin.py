@@ -24,7 +24,7 @@ import numpy as np
 
 from .computer import Computer
 from .errors import DivergenceError, InputError
-from .io import load_record, save_record
+from .io import load_record, save_record, numeric_array
 from .resources import check_memory
 
 TRAJECTORY_SCHEMA = "thermohw.trajectory/1"
@@ -155,7 +155,6 @@ class Trajectory:
     def _checked(self, src: Any) -> "Trajectory":
         """Self, after checking what a file could get wrong: real arrays of matching shapes,
         finite states and heats, dt and kT positive."""
-        from .io import numeric_array
 
         x0, xf = numeric_array(src, "x0", self.x0), numeric_array(src, "x_final", self.x_final)
         if xf.ndim != 2 or 0 in xf.shape or x0.shape != xf.shape:

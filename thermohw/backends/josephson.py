@@ -103,6 +103,8 @@ from ..provenance import netlist_line as netlist_provenance
 from ..spice.netlist import comment_lines, eng, eng_unit, sanitize_comment
 from . import _thermal as th
 from .pwl import source_lines as pwl_source_lines
+from ..io import atomic_write
+from ..spice.ngspice import NgspiceError
 
 SCHEMA = "thermohw.josephson/1"
 PHI0 = physical_constants["mag. flux quantum"][0]   # Wb
@@ -718,7 +720,6 @@ def _phases(raw, art: RFSquidArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 def spice_readout(raw, art: RFSquidArray, grid_s: np.ndarray, x0: np.ndarray) -> np.ndarray:
     """x = theta / s (model units) on ``grid_s`` (seconds), (len(grid_s), N); x0 supplies t = 0
     (ngspice 39 does not store t = 0 of a UIC run)."""
-    from ..spice.ngspice import NgspiceError
 
     t, th_, _ = _phases(raw, art)
     grid_s = np.asarray(grid_s, dtype=np.float64)
@@ -775,7 +776,6 @@ def generation_grid(p, nt_fraction: float = GENERATION_NT_FRACTION) -> tuple[flo
 
 def _write_netlist(p, folder: Path) -> list[Path]:
     """chip.cir and, for ``noise="pwl"``, noise.inc / noise.npz (:mod:`thermohw.backends.pwl`)."""
-    from ..io import atomic_write
 
     a = p.artefact
     noise, seed = p.options.noise, int(p.options.netlist_seed)

@@ -66,6 +66,7 @@ spice_pwl_current (docs/design.md#backend-contract).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +80,11 @@ from ..computer import Computer
 from ..errors import InputError
 from ..spice.netlist import comment_lines, eng, eng_unit, sanitize_comment
 from . import _thermal as th
+from ..io import atomic_write
+from ..provenance import netlist_line as netlist_provenance
+from ..spice.ngspice import NgspiceError
+from ..underdamped import thermal_velocities
+from .pwl import held_pwl
 
 SCHEMA = "thermohw.mechanical/1"
 Q_OVERDAMPED = 0.2   # below: inertial rate error < ~4 % (Q^2)
@@ -328,7 +334,6 @@ def write(p, folder) -> list[Path]:
     force-current analogue netlist (the generation protocol, or with ``netlist="free"`` a free run
     of one model time unit from rest at x = 0); with ``noise="pwl"`` also noise.inc and noise.npz
     (:mod:`thermohw.backends.pwl`; noise.npz keeps the positions, not the velocities)."""
-    from ..io import atomic_write
 
     folder = Path(folder)
     a = p.artefact
@@ -440,7 +445,6 @@ def spice_start(p, a: OscillatorArray, x0: np.ndarray, seed) -> dict:
     """{"v0": (runs, N)} Maxwell velocities (model units dx/ds, variance kT_i / m_model,i) at the
     bath temperature: the oscillators have inertia whatever their Q. ``seed``: an int (stream
     [seed, 2], as the LC netlists), a SeedSequence or a Generator."""
-    from ..underdamped import thermal_velocities
 
     rng = np.random.SeedSequence([int(seed), 2]) if isinstance(seed, (int, np.integer)) else seed
     runs = np.atleast_2d(x0).shape[0]
@@ -463,11 +467,6 @@ def netlist(a: OscillatorArray, *, t_stop: float, nt: float | None = None, seed:
     ``pwl`` (K, N) held NT each, or with ``noise_include`` the PWL sources in that file), "none".
     ``x0`` / ``v0``: start positions / model velocities (the one not given is 0), as ``.ic`` with
     UIC. Everything user-supplied goes in as one sanitised comment line."""
-    import re
-
-    from ..provenance import netlist_line as netlist_provenance
-    from .pwl import held_pwl
-
     n = a.n_units
     nt = noise_interval(a) if nt is None else float(nt)
     if not (math.isfinite(t_stop) and t_stop > 0 and math.isfinite(nt) and nt > 0):
@@ -569,7 +568,6 @@ def states(raw, a: OscillatorArray) -> dict:
 def spice_readout(raw, a: OscillatorArray, grid_s: np.ndarray, x0: np.ndarray) -> np.ndarray:
     """x (model units) on ``grid_s`` (s), (len(grid_s), N): x_i = V(p<i>); ``x0`` supplies t = 0
     (ngspice 39 does not store t = 0 of a UIC run)."""
-    from ..spice.ngspice import NgspiceError
 
     st = states(raw, a)
     t, x = st["t"], st["x"]

@@ -33,12 +33,17 @@ from ..compile import CompiledProgram
 from ..errors import InputError
 from ..io import write_json
 from ..langevin import generate
-from ..metrics import mean_ci
+from ..metrics import mean_ci, digit_scores
 from . import design
 from .correct import CorrectionConfig, calibrate, correction_step, estimated_errors, parameter_errors
 from .device import Device, IdealVirtualChip, ReplayDevice
 from .fit import Fit, fit, standardized_residuals
 from .recording import Recording
+from .. import plots
+from ..cosim import CosimConfig, run_cosim
+from ..data import reference_set
+from ..provenance import provenance
+from .spice_chip import chip_under_test
 
 
 @dataclass(frozen=True)
@@ -113,8 +118,6 @@ def run_calibration(program: CompiledProgram, device: Device, out: str | Path,
     chip should implement (default ``program`` itself; pass the original program when
     ``program`` is an already corrected one, e.g. to verify replayed captures of round 2)."""
     from scipy import stats
-
-    from .. import plots
 
     out = Path(out)
     (out / "plots").mkdir(parents=True, exist_ok=True)
@@ -226,8 +229,6 @@ def run_calibration(program: CompiledProgram, device: Device, out: str | Path,
             plots.side_by_side({k: g.x_final[:8, :nv] for k, g in gens.items()}, intended.image_shape,
                                     out / "plots" / "digits_before_after.png")
             if digits is not None and digits.n_pixels == nv:
-                from ..data import reference_set
-                from ..metrics import digit_scores
 
                 per = {}
                 held_out = reference_set(digits)
@@ -255,7 +256,6 @@ def run_calibration(program: CompiledProgram, device: Device, out: str | Path,
     rep["corrected_files"] = len(files)
     rep["seconds"] = time.perf_counter() - t0
     rep["verdicts"] = verdicts(rep)
-    from ..provenance import provenance
 
     rep["provenance"] = provenance(ngspice=bool(rep.get("spice_verification")) or "spice" in type(device).__name__.lower(),
                                    seeds={"calibration": setup.seed, "chip": getattr(device, "_chip_seed", None)})
@@ -267,8 +267,6 @@ def _spice_verification(program: CompiledProgram, final: CompiledProgram, device
                         setup: CalibrationSetup, digits, reference: CompiledProgram, progress: bool) -> dict:
     """Co-simulate the chip's mismatched netlist in ngspice as programmed and as corrected
     (the generation protocol), each against the intended realised model."""
-    from ..cosim import CosimConfig, run_cosim
-    from .spice_chip import chip_under_test
 
     errors = device.reveal_errors()
     cfg = CosimConfig(runs=setup.verify_runs, workers=setup.verify_workers, seed=setup.seed % 20001)

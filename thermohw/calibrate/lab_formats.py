@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .recording import SCHEMA, Recording, _to_model, check_time_base, si_scales
+from .trajectories import SCHEMA, Recording, _to_model, check_time_base, si_scales
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
 MAP_KEYS = {"time", "x", "run", "h", "bias", "time_unit", "x_unit", "V_s_V", "tau_s", "sample_interval",

@@ -106,6 +106,34 @@ def _read_csv(path: Path) -> Recording:
     except OSError as e:
         raise InputError(f"{src}: cannot be read ({e.strerror or e})") from None
     lines = text.splitlines()
+    head, k = _csv_header(src, lines)
+    cols = [c.strip() for c in lines[k].split(",")]
+    first_data = k + 1
+    xs, hs, n = _csv_columns(src, cols, k)
+    if "sample_interval" not in head:
+        raise InputError(f"{src}: header line '# sample_interval: ...' is missing; add the sampling "
+                         "interval (in time_unit) above the column line")
+    dt = _header_float(src, head, "sample_interval", True)
+    data = _csv_table(src, lines, first_data, cols)
+    ids, per, times = _csv_runs(src, data, cols, dt, first_data)
+    x = np.stack([data[s][:, [xs[i] for i in range(n)]] for s in per], axis=1)  # (T, R, N)
+    bias = None
+    if hs:
+        bias = np.empty((len(per), n))
+        for r, s in enumerate(per):
+            hr = data[s][:, [hs[i] for i in range(n)]]
+            if np.any(hr != hr[0]):
+                raise InputError(f"{src}: the bias columns change within run {int(ids[r])}; a run has one "
+                                 "constant imposed bias - split the trace at each bias step into separate runs")
+            bias[r] = hr[0]
+    known = {"run", "time"} | {cols[j] for j in xs.values()} | {cols[j] for j in hs.values()}
+    meta = {"runs": [int(r) for r in ids], "ignored_columns": [c for c in cols if c not in known]}
+    return _to_model(src, x, times, dt, bias, head.get("time_unit", "model"), head.get("x_unit", "model"),
+                     _header_float(src, head, "V_s_V"), _header_float(src, head, "tau_s"), meta)
+
+
+def _csv_header(src: str, lines: list[str]) -> tuple[dict[str, str], int]:
+    """The '# key: value' header lines: (header, index of the column line)."""
     head: dict[str, str] = {}
     k = 0
     while k < len(lines) and (lines[k].startswith("#") or not lines[k].strip()):
@@ -120,8 +148,11 @@ def _read_csv(path: Path) -> Recording:
         k += 1
     if k >= len(lines):
         raise InputError(f"{src}: no column line; expected 'run,time,x0,...,x{{N-1}}' after the header")
-    cols = [c.strip() for c in lines[k].split(",")]
-    first_data = k + 1
+    return head, k
+
+
+def _csv_columns(src: str, cols: list[str], k: int) -> tuple[dict[int, int], dict[int, int], int]:
+    """Where x<i> and h<i> are (unit -> column), and the number of units; every naming fault refused."""
     missing = [c for c in ("run", "time") if c not in cols]
     xs = {int(m.group(1)): j for j, c in enumerate(cols) if (m := _X_COL.match(c))}
     hs = {int(m.group(1)): j for j, c in enumerate(cols) if (m := _H_COL.match(c))}
@@ -146,10 +177,11 @@ def _read_csv(path: Path) -> Recording:
         extra = [f"h{i}" for i in sorted(hs) if i >= n][:5]
         raise InputError(f"{src}: bias columns are incomplete (missing {', '.join(lack) or 'none'}; "
                          f"extra {', '.join(extra) or 'none'}); give h0..h{n - 1} or none")
-    if "sample_interval" not in head:
-        raise InputError(f"{src}: header line '# sample_interval: ...' is missing; add the sampling "
-                         "interval (in time_unit) above the column line")
-    dt = _header_float(src, head, "sample_interval", True)
+    return xs, hs, n
+
+
+def _csv_table(src: str, lines: list[str], first_data: int, cols: list[str]) -> np.ndarray:
+    """The numeric rows (rows x columns), finite; a bad line is named."""
     body = "\n".join(lines[first_data:])
     if not any(ln.strip() and not ln.lstrip().startswith("#") for ln in lines[first_data:]):
         raise InputError(f"{src}: no data rows after the column line")
@@ -176,6 +208,12 @@ def _read_csv(path: Path) -> Recording:
         r, c = np.argwhere(bad)[0]
         raise InputError(f"{src}: NaN or inf in column {cols[c]} at line {first_data + r + 1} "
                          f"({int(bad.sum())} such values); drop or repair those samples before calibrating")
+    return data
+
+
+def _csv_runs(src: str, data: np.ndarray, cols: list[str], dt: float, first_data: int) -> tuple:
+    """(run ids, the row indices of each run, the sample times): each run's times increasing on
+    the sample_interval grid, every run as long as the first."""
     run = data[:, cols.index("run")]
     if np.any(run != np.round(run)):
         raise InputError(f"{src}: the run column must hold integer run ids")
@@ -195,21 +233,7 @@ def _read_csv(path: Path) -> Recording:
     if len(lens) > 1:
         counts = ", ".join(f"run {int(r)}: {len(s)}" for r, s in list(zip(ids, per))[:6])
         raise InputError(f"{src}: runs have different numbers of samples ({counts}); trim them to a common length")
-    x = np.stack([data[s][:, [xs[i] for i in range(n)]] for s in per], axis=1)  # (T, R, N)
-    times = time[per[0]]
-    bias = None
-    if hs:
-        bias = np.empty((len(per), n))
-        for r, s in enumerate(per):
-            hr = data[s][:, [hs[i] for i in range(n)]]
-            if np.any(hr != hr[0]):
-                raise InputError(f"{src}: the bias columns change within run {int(ids[r])}; a run has one "
-                                 "constant imposed bias - split the trace at each bias step into separate runs")
-            bias[r] = hr[0]
-    known = {"run", "time"} | {cols[j] for j in xs.values()} | {cols[j] for j in hs.values()}
-    meta = {"runs": [int(r) for r in ids], "ignored_columns": [c for c in cols if c not in known]}
-    return _to_model(src, x, times, dt, bias, head.get("time_unit", "model"), head.get("x_unit", "model"),
-                     _header_float(src, head, "V_s_V"), _header_float(src, head, "tau_s"), meta)
+    return ids, per, time[per[0]]
 
 
 def _read_npz(path: Path) -> Recording:

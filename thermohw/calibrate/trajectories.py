@@ -233,11 +233,13 @@ def _to_model(src: str, x: np.ndarray, times: np.ndarray, dt: float, bias: np.nd
         if tau is None:
             raise InputError(f"{src}: time_unit is s but tau_s (seconds per model time unit) is missing; "
                              "add it to the header (the compiled program's scales list it)")
-        times, dt = times / tau, dt / tau
+        with np.errstate(over="ignore"):  # a value beyond float64 becomes inf, refused below in one line
+            times, dt = times / tau, dt / tau
     if x_unit == "V":
         if V_s is None:
             raise InputError(f"{src}: x_unit is V but V_s_V (volts per unit of x) is missing; add it to the header")
-        x = x / V_s
+        with np.errstate(over="ignore"):  # as above: Recording refuses the inf ("x contains NaN or inf")
+            x = x / V_s
     try:
         return Recording(times, x, dt, bias, units, {"source": src, **meta})
     except InputError as e:

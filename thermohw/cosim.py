@@ -390,55 +390,15 @@ def run_cosim(p: CompiledProgram, cfg: CosimConfig, out: str | Path, *, digits=N
                  f"the ideal models' {cfg.ideal_runs} runs of {p.realised.n_units} units", "use fewer --ideal-runs")
     specs, x0, noise = prepare(p, cfg, chip)
     sweep = _sweep_hash(specs)
-    saved: list[dict] = []
-    if runs_file.exists() and not replace:
-        hdr, arrays = load_runs(runs_file)
-        if not resume:
-            n_saved = int(np.size(arrays.get("index", [])))
-            raise InputError(f"{out} already holds {n_saved} saved SPICE runs of a sweep; pass --resume to "
-                             "continue it, or choose another output folder (-o)")
-        _check_same_sweep(runs_file, hdr, cfg, sweep, chip)
-        saved = _saved_results(runs_file, arrays, cfg.runs)
-    elif resume and not runs_file.exists():
-        raise InputError(f"--resume: {out} holds no saved SPICE runs ({RUNS_FILE}); start without --resume")
-    out.mkdir(parents=True, exist_ok=True)
-    if replace and runs_file.exists():
-        runs_file.unlink()  # a new sweep: runs of the old one must not mix in
-    nt_model = cfg.t_f / (len(specs[0]["grid_s"]) - 1)
-
-    meta = {"config": asdict(cfg), "target": p.target.name, "nt_model": nt_model,
-            "nt_s": nt_model * _backend(p).time_unit(p.artefact),
-            # sample-and-hold noise: stationary variance factor tanh(x/2)/(x/2) at x = NT/tau; the
-            # fastest unit (tau_min, cubic curvature at |x| = 1 included) bounds the loss for all
-            "held_noise_variance_factor_worst": held_noise_variance_factor(cfg.nt_fraction)}
-    meta["netlists_sha256"] = sweep
-    meta["spice_timeout_s"] = specs[0]["timeout"]
-    if chip is not None:
-        meta["chip"] = chip.describe()
+    saved = _saved_runs(out, cfg, sweep, chip, resume, replace)
+    meta = _sweep_meta(p, cfg, specs, sweep, chip)
     results: list[dict] = list(saved)
     failures: list[dict] = []
     done = {r["index"] for r in saved}
     todo = [s for s in specs if s["index"] not in done]
     if saved and progress:
         print(f"resuming {runs_file}: {len(saved)} of {cfg.runs} SPICE runs saved, {len(todo)} to run")
-
-    def on_result(res) -> None:
-        run = todo[res.index]["index"]  # the executor counts items of todo; runs keep their own index
-        if res.ok:
-            results.append(res.value)
-            _save_runs(runs_file, results, meta)
-        else:
-            failures.append({"run": run, "seed": run_seed(cfg, run), "error": res.error})
-
-    t0 = time.perf_counter()
-    interrupted = False
-    if todo:
-        try:
-            with make_executor(workers=cfg.workers, scheduler=cfg.scheduler) as ex:
-                ex.map(spice_job, todo, progress=progress, desc="SPICE runs", on_result=on_result)
-        except (Interrupted, KeyboardInterrupt):
-            interrupted = True
-    spice_seconds = time.perf_counter() - t0
+    spice_seconds, interrupted = _run_spice(todo, cfg, results, failures, runs_file, meta, progress)
     if interrupted and len(results) < 2:
         raise KeyboardInterrupt
     if len(results) < 2:
@@ -458,6 +418,66 @@ def run_cosim(p: CompiledProgram, cfg: CosimConfig, out: str | Path, *, digits=N
     if interrupted:
         raise KeyboardInterrupt
     return report
+
+
+def _saved_runs(out: Path, cfg: CosimConfig, sweep: str, chip: ChipUnderTest | None, resume: bool,
+                replace: bool) -> list[dict]:
+    """The finished runs of the sweep saved in ``out`` (resume), [] for a new sweep; creates
+    ``out``. A saved sweep without resume, or resume without one, is refused."""
+    runs_file = out / RUNS_FILE
+    saved: list[dict] = []
+    if runs_file.exists() and not replace:
+        hdr, arrays = load_runs(runs_file)
+        if not resume:
+            n_saved = int(np.size(arrays.get("index", [])))
+            raise InputError(f"{out} already holds {n_saved} saved SPICE runs of a sweep; pass --resume to "
+                             "continue it, or choose another output folder (-o)")
+        _check_same_sweep(runs_file, hdr, cfg, sweep, chip)
+        saved = _saved_results(runs_file, arrays, cfg.runs)
+    elif resume and not runs_file.exists():
+        raise InputError(f"--resume: {out} holds no saved SPICE runs ({RUNS_FILE}); start without --resume")
+    out.mkdir(parents=True, exist_ok=True)
+    if replace and runs_file.exists():
+        runs_file.unlink()  # a new sweep: runs of the old one must not mix in
+    return saved
+
+
+def _sweep_meta(p: CompiledProgram, cfg: CosimConfig, specs: list[dict], sweep: str, chip: ChipUnderTest | None) -> dict:
+    """What the report and the saved runs record about the sweep (noise interval, netlist hashes, chip)."""
+    nt_model = cfg.t_f / (len(specs[0]["grid_s"]) - 1)
+    meta = {"config": asdict(cfg), "target": p.target.name, "nt_model": nt_model,
+            "nt_s": nt_model * _backend(p).time_unit(p.artefact),
+            # sample-and-hold noise: stationary variance factor tanh(x/2)/(x/2) at x = NT/tau; the
+            # fastest unit (tau_min, cubic curvature at |x| = 1 included) bounds the loss for all
+            "held_noise_variance_factor_worst": held_noise_variance_factor(cfg.nt_fraction)}
+    meta["netlists_sha256"] = sweep
+    meta["spice_timeout_s"] = specs[0]["timeout"]
+    if chip is not None:
+        meta["chip"] = chip.describe()
+    return meta
+
+
+def _run_spice(todo: list[dict], cfg: CosimConfig, results: list[dict], failures: list[dict], runs_file: Path,
+               meta: dict, progress: bool) -> tuple[float, bool]:
+    """Run the SPICE jobs ``todo``, appending to ``results`` (each saved as it arrives) and
+    ``failures``: (seconds, whether Ctrl-C interrupted the sweep)."""
+    def on_result(res) -> None:
+        run = todo[res.index]["index"]  # the executor counts items of todo; runs keep their own index
+        if res.ok:
+            results.append(res.value)
+            _save_runs(runs_file, results, meta)
+        else:
+            failures.append({"run": run, "seed": run_seed(cfg, run), "error": res.error})
+
+    t0 = time.perf_counter()
+    interrupted = False
+    if todo:
+        try:
+            with make_executor(workers=cfg.workers, scheduler=cfg.scheduler) as ex:
+                ex.map(spice_job, todo, progress=progress, desc="SPICE runs", on_result=on_result)
+        except (Interrupted, KeyboardInterrupt):
+            interrupted = True
+    return time.perf_counter() - t0, interrupted
 
 
 # ---------------------------------------------------------------------------------------------
@@ -540,47 +560,61 @@ def compare(p: CompiledProgram, cfg: CosimConfig, results: list[dict], x0: np.nd
         "mu C V_s^2 per unit) is larger by orders of magnitude")
     rep["unit_moments"] = unit_moments_test(xs, ideal["realised"].x_final)
     if digits is not None and p.source.n_visible == digits.n_pixels:
-        nv = p.source.n_visible
-        ref = reference_set(digits)
-        sc = {"spice": digit_scores(xs[:, :nv], digits.patterns, digits.labels, reference=ref)}
-        for k, tr in ideal.items():
-            sc[f"ideal_{k}"] = digit_scores(tr.x_final[:, :nv], digits.patterns, digits.labels, reference=ref)
-        sp, re_ = sc["spice"]["per_sample"], sc["ideal_realised"]["per_sample"]
-        t = _mean_test(sp["best_abs_corr"], re_["best_abs_corr"])
-        tm = _mean_test(sp["margin"], re_["margin"])
-        for v in sc.values():
-            v.pop("per_sample")
-        rep["digits"] = {**sc, "test_spice_vs_realised": t, "test_margin_spice_vs_realised": tm,
-                         "agree": bool(t["p"] > 0.01 and tm["p"] > 0.01)}
+        rep["digits"] = _digit_comparison(p, digits, xs, ideal)
     if noise is not None:
-        # paired: the realised ideal model (or the chip's) driven by the very same noise samples, dt = NT
-        k = noise.shape[0]
-        pr = simulate(p.realised if chip is None else chip.model, x0, n_steps=k, dt=cfg.t_f / k, noise=noise,
-                      stratonovich=False)
-        d = xs - pr.x_final[idx]
-        spread = float(np.std(pr.x_final))
-        rep["paired"] = {"rms_state_difference": float(np.sqrt(np.mean(d * d))), "state_spread": spread,
-                         "relative": float(np.sqrt(np.mean(d * d)) / spread),
-                         "heat_difference_kT": mean_ci((q_sp - pr.heat[idx]) / kT),
-                         "note": f"SPICE minus {'realised' if chip is None else 'the chip model'}-ideal driven by "
-                                 "the same noise; the rest is the Euler discretisation (dt = NT) and SPICE's "
-                                 "integration error"}
+        rep["paired"] = _paired_comparison(p, cfg, chip, x0, noise, xs, idx, q_sp, kT)
     if chip is not None:
         rep["chip"] = chip.describe()
     rep["verdicts"] = _verdicts(rep)
-    pdir = out / "plots"
+    _cosim_plots(p, rep, ideal, xs, q_sp / kT, out / "plots")
+    return rep
+
+
+def _digit_comparison(p: CompiledProgram, digits, xs: np.ndarray, ideal: dict) -> dict:
+    """Digit scores of the SPICE and ideal samples; SPICE tested against the realised model."""
+    nv = p.source.n_visible
+    ref = reference_set(digits)
+    sc = {"spice": digit_scores(xs[:, :nv], digits.patterns, digits.labels, reference=ref)}
+    for k, tr in ideal.items():
+        sc[f"ideal_{k}"] = digit_scores(tr.x_final[:, :nv], digits.patterns, digits.labels, reference=ref)
+    sp, re_ = sc["spice"]["per_sample"], sc["ideal_realised"]["per_sample"]
+    t = _mean_test(sp["best_abs_corr"], re_["best_abs_corr"])
+    tm = _mean_test(sp["margin"], re_["margin"])
+    for v in sc.values():
+        v.pop("per_sample")
+    return {**sc, "test_spice_vs_realised": t, "test_margin_spice_vs_realised": tm,
+            "agree": bool(t["p"] > 0.01 and tm["p"] > 0.01)}
+
+
+def _paired_comparison(p: CompiledProgram, cfg: CosimConfig, chip: ChipUnderTest | None, x0: np.ndarray,
+                       noise: np.ndarray, xs: np.ndarray, idx: np.ndarray, q_sp: np.ndarray, kT: float) -> dict:
+    """Paired: the realised ideal model (or the chip's) driven by the very same noise samples, dt = NT."""
+    k = noise.shape[0]
+    pr = simulate(p.realised if chip is None else chip.model, x0, n_steps=k, dt=cfg.t_f / k, noise=noise,
+                  stratonovich=False)
+    d = xs - pr.x_final[idx]
+    spread = float(np.std(pr.x_final))
+    return {"rms_state_difference": float(np.sqrt(np.mean(d * d))), "state_spread": spread,
+            "relative": float(np.sqrt(np.mean(d * d)) / spread),
+            "heat_difference_kT": mean_ci((q_sp - pr.heat[idx]) / kT),
+            "note": f"SPICE minus {'realised' if chip is None else 'the chip model'}-ideal driven by "
+                    "the same noise; the rest is the Euler discretisation (dt = NT) and SPICE's "
+                    "integration error"}
+
+
+def _cosim_plots(p: CompiledProgram, rep: dict, ideal: dict, xs: np.ndarray, heat_spice_kT: np.ndarray,
+                 pdir: Path) -> None:
     if p.source.image_shape:
         nv = p.source.n_visible
         plots.side_by_side({"float ideal": ideal["float"].x_final[:8, :nv],
                             "realised ideal": ideal["realised"].x_final[:8, :nv], "SPICE": xs[:8, :nv]},
                            p.source.image_shape, pdir / "digits_side_by_side.png")
-    plots.heat_histogram({"SPICE": q_sp / kT, "realised ideal": ideal["realised"].heat_kT,
+    plots.heat_histogram({"SPICE": heat_spice_kT, "realised ideal": ideal["realised"].heat_kT,
                           "float ideal": ideal["float"].heat_kT}, pdir / "heat.png",
                          title="heat per generated sample: SPICE vs ideal (densities)")
     um = rep["unit_moments"]
     plots.unit_moments(np.array(um["mean_ideal"]), np.array(um["mean_spice"]), np.array(um["var_ideal"]),
-                       np.array(um["var_spice"]), len(results), pdir / "unit_moments.png")
-    return rep
+                       np.array(um["var_spice"]), len(xs), pdir / "unit_moments.png")
 
 
 def _verdicts(rep: dict) -> list[str]:

@@ -21,6 +21,7 @@ import math
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -261,8 +262,6 @@ def fast_path_gradient(c: Computer, X: np.ndarray, dt: float, *, skip_visible: b
     if threads == 1:
         parts = [lane(i) for i in range(lanes)]
     else:
-        from concurrent.futures import ThreadPoolExecutor
-
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as ex:
@@ -413,18 +412,10 @@ def noising_cycles(units: Computer, digits: Digits, cfg: TrainConfig, first: int
     on-site drift fused into one multiply: equal to ``noising`` driven by the same noise up to
     rounding. ``out``: an array of that shape to fill (reused between groups: no page faults).
     ``stop``: an Event that abandons the work (Ctrl-C in the caller)."""
-    from concurrent.futures import ThreadPoolExecutor
-
     N, B = units.n_units, cfg.batch
     n_eq = steps_for(cfg.t_eq if cfg.t_eq is not None else cfg.t_f, cfg.dt)
     n_steps = steps_for(cfg.t_f, cfg.dt)
-    shape = (n, n_steps + 1, B, N)
-    if out is None:
-        check_memory(8 * math.prod(shape), f"noising trajectories of {n} training cycles",
-                     "use fewer --hidden units, a smaller --batch or a larger --dt")
-        out = np.empty(shape)
-    elif out.shape != shape or out.dtype != np.float64:
-        raise InputError(f"noising_cycles: out has shape {out.shape}; expected {shape}")
+    out = _trajectory_buffer(out, (n, n_steps + 1, B, N))
     free = units.coupling_free()
     margin, xmax = euler_limits(free, cfg.dt)
     if margin >= 2.0:
@@ -481,7 +472,25 @@ def noising_cycles(units: Computer, digits: Digits, cfg: TrainConfig, first: int
     if threads is None:  # small groups are bound by Python overhead, which threads do not share
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         threads = cpus if n * B * N >= 4096 else 1
-    threads = max(1, min(int(threads), n))
+    _run_cycle_groups(run, n, max(1, min(int(threads), n)), stop)
+    return out
+
+
+def _trajectory_buffer(out: np.ndarray | None, shape: tuple) -> np.ndarray:
+    """noising_cycles' output array: ``out`` when it has ``shape`` (float64), else a new one
+    (after the memory check)."""
+    if out is None:
+        check_memory(8 * math.prod(shape), f"noising trajectories of {shape[0]} training cycles",
+                     "use fewer --hidden units, a smaller --batch or a larger --dt")
+        return np.empty(shape)
+    if out.shape != shape or out.dtype != np.float64:
+        raise InputError(f"noising_cycles: out has shape {out.shape}; expected {shape}")
+    return out
+
+
+def _run_cycle_groups(run: Callable[[int, int], None], n: int, threads: int, stop: threading.Event) -> None:
+    """run(i0, i1) over cycles 0..n split evenly between ``threads`` threads; an error or Ctrl-C
+    in one sets ``stop`` for the others."""
     edges = np.linspace(0, n, threads + 1).round().astype(int)
     with np.errstate(over="ignore", invalid="ignore"):
         if threads == 1:
@@ -495,7 +504,6 @@ def noising_cycles(units: Computer, digits: Digits, cfg: TrainConfig, first: int
                 except BaseException:
                     stop.set()  # Ctrl-C or an error: the other threads stop within 25 steps
                     raise
-    return out
 
 
 def sgd_update(c: Computer, X: np.ndarray, cfg: TrainConfig) -> tuple[Computer, float]:
@@ -584,23 +592,8 @@ def train(state: TrainState, *, checkpoint: str | Path | None = None, progress: 
     try:
         while cycle < cfg.cycles:
             if not todo:
-                left = cfg.cycles - cycle
-                n = -(-left // -(-left // group))  # groups of equal size: no short, slow last group
-                if buf is None:
-                    check_memory(group * cycle_bytes(c.n_units, cfg) + 10 ** 8,
-                                 f"training on noising trajectories of {group} cycles at a time",
-                                 "use fewer --hidden units, a smaller --batch or a larger --dt")
-                    buf = np.empty((group, steps_for(cfg.t_f, cfg.dt) + 1, cfg.batch, c.n_units))
-                todo = list(noising_cycles(units, state.digits, cfg, cycle, n, out=buf[:n]))
-            X = todo.pop(0)
-            if forward is None:
-                new_c, loss = sgd_update(c, X, cfg)
-            else:
-                new_c, loss = sgd_update_at(c, forward(c, cycle), X, cfg)
-            if project is not None:
-                new_c = project(new_c)
-            if not np.all(np.isfinite(new_c.J)):
-                raise InputError("training diverged (non-finite couplings); lower the learning rate")
+                buf, todo = _next_group(units, state.digits, cfg, cycle, group, buf)
+            new_c, loss = _updated(c, todo.pop(0), cfg, cycle, forward, project)
             new_avg = (avg_J, avg_b, avg_count)
             if cfg.average_from is not None and cycle + 1 > cfg.average_from:
                 new_avg = (new_c.J if avg_J is None else avg_J + new_c.J,
@@ -613,11 +606,7 @@ def train(state: TrainState, *, checkpoint: str | Path | None = None, progress: 
                 now = c if not avg_count else c.replace(J=avg_J / avg_count, b=avg_b / avg_count)
                 scores.append((cycle, *quick_score(now, state.digits, cfg, cycle), cfg.score_runs))
             if bar is not None:
-                bar.update(1)
-                post = {"excess": f"{loss - 0.5:.2e}"}
-                if scores:
-                    post.update(corr=f"{scores[-1][1]:.3f}", margin=f"{scores[-1][2]:.3f}")
-                bar.set_postfix(post)
+                _show_cycle(bar, loss, scores)
             if checkpoint is not None and (cycle % cfg.checkpoint_every == 0 or cycle == cfg.cycles):
                 snapshot().save(checkpoint)
             if on_cycle is not None:
@@ -630,3 +619,39 @@ def train(state: TrainState, *, checkpoint: str | Path | None = None, progress: 
         if bar is not None:
             bar.close()
     return snapshot()
+
+
+def _next_group(units: Computer, digits: Digits, cfg: TrainConfig, cycle: int, group: int,
+                buf: np.ndarray | None) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The noising trajectories of the next group of cycles from ``cycle`` on, one array per
+    cycle, in ``buf`` (allocated on first use, after the memory check)."""
+    left = cfg.cycles - cycle
+    n = -(-left // -(-left // group))  # groups of equal size: no short, slow last group
+    if buf is None:
+        check_memory(group * cycle_bytes(units.n_units, cfg) + 10 ** 8,
+                     f"training on noising trajectories of {group} cycles at a time",
+                     "use fewer --hidden units, a smaller --batch or a larger --dt")
+        buf = np.empty((group, steps_for(cfg.t_f, cfg.dt) + 1, cfg.batch, units.n_units))
+    return buf, list(noising_cycles(units, digits, cfg, cycle, n, out=buf[:n]))
+
+
+def _updated(c: Computer, X: np.ndarray, cfg: TrainConfig, cycle: int, forward, project) -> tuple[Computer, float]:
+    """One cycle's update of ``c`` on its trajectories X (gradient at forward(c, cycle) when
+    given, then project), and the loss; non-finite couplings are refused."""
+    if forward is None:
+        new_c, loss = sgd_update(c, X, cfg)
+    else:
+        new_c, loss = sgd_update_at(c, forward(c, cycle), X, cfg)
+    if project is not None:
+        new_c = project(new_c)
+    if not np.all(np.isfinite(new_c.J)):
+        raise InputError("training diverged (non-finite couplings); lower the learning rate")
+    return new_c, loss
+
+
+def _show_cycle(bar, loss: float, scores: list) -> None:
+    bar.update(1)
+    post = {"excess": f"{loss - 0.5:.2e}"}
+    if scores:
+        post.update(corr=f"{scores[-1][1]:.3f}", margin=f"{scores[-1][2]:.3f}")
+    bar.set_postfix(post)

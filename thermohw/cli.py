@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import argparse
-import json
+import math
+import shutil
 import sys
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Sequence
 
+from . import plots
 from ._version import __version__
 from .errors import ThermohwError
+from .io import check_output_folder
+from .provenance import set_command
 
 
 SEED_MAX = 2 ** 32 - 1  # numpy's legacy seed range; every seed the CLI takes fits it
@@ -17,8 +22,6 @@ COUNT_MAX = 2 ** 31 - 1  # counts beyond this overflow int32 indices long before
 
 def _parse_int(s: str) -> int:
     """A whole number; '1e6' is accepted when it is one exactly (Decimal: no float rounding)."""
-    from decimal import Decimal, InvalidOperation
-
     try:
         return int(s)
     except ValueError:
@@ -48,8 +51,6 @@ _seed = _int(0, SEED_MAX)
 
 def _float(lo: float | None = None, *, strict: bool = False, hi: float | None = None):
     """argparse type: a finite number, >= lo (> lo when strict), <= hi."""
-    import math
-
     def conv(s: str) -> float:
         try:
             v = float(s)
@@ -93,7 +94,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    _add_train(sub)
+    _add_sample(sub)
+    _add_report(sub)
+    _add_compile(sub)
+    _add_cosim(sub)
+    _add_readout(sub)
+    _add_calibrate(sub)
+    _add_data(sub)
+    _add_doctor(sub)
+    _add_estimate(sub)
+    _add_targets(sub)
+    _add_demo(sub)
+    return p
 
+
+def _add_train(sub) -> None:
     t = sub.add_parser("train", help="train couplings and biases on reversed noising trajectories",
                        description="Train a Langevin computer with the paper's protocol (defaults = the "
                        "published 784 + 512 MNIST experiment when --mnist is given). Writes model.npz, "
@@ -158,7 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--score-runs", type=_int(2, 100_000), default=None, dest="score_runs",
                    help="samples per quick score (default 16; ~5 s each on the 784 + 512 model)")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_plot_format(t)
 
+
+def _add_sample(sub) -> None:
     s = sub.add_parser("sample", help="generate samples with the paper's protocol and measure heat",
                        description="Equilibrate the coupling-free computer for t_f, run the trained one for "
                        "t_f; writes samples.npz (x_final: runs x units, heat_kT: per run), summary.json "
@@ -177,7 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reference", metavar="IMAGES", help="MNIST images file whose held-out images of the training "
                    "labels fit the k-NN check (default: the file the training digits came from)")
     s.add_argument("-q", "--quiet", action="store_true")
+    _add_plot_format(s)
 
+
+def _add_report(sub) -> None:
     r = sub.add_parser("report", help="re-score a sample folder and redraw its plots",
                        description="Reads SAMPLES/samples.npz and writes report.json and plots/.")
     r.add_argument("samples", help="folder written by 'thermohw sample'")
@@ -187,7 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--reference", metavar="IMAGES", help="MNIST images file for the k-NN check (default: the file "
                    "the training digits came from)")
     r.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    _add_plot_format(r)
 
+
+def _add_compile(sub) -> None:
     cp = sub.add_parser("compile", help="quantise a model and map it onto a hardware target",
                         description="Compile MODEL onto a target (a preset name or a YAML file): placement, "
                         "scaling, quantisation, lowering to a netlist or parameter set, limit checks. "
@@ -228,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "driven by them); none = noiseless, the deterministic drift")
     cp.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
+
+def _add_cosim(sub) -> None:
     cs = sub.add_parser("cosim", help="run a compiled netlist in ngspice beside the ideal models and compare",
                         description="Runs PROGRAM's netlist in ngspice (transient noise) with the paper's generation "
                         "protocol, runs the float and the realised ideal models, and writes a comparison report "
@@ -266,7 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_argument("--programmed", help="with --chip-seed: program the chip with this folder (e.g. a calibrated "
                     "'corrected/' program) and compare it with PROGRAM's realised model")
     cs.add_argument("-q", "--quiet", action="store_true")
+    _add_plot_format(cs)
 
+
+def _add_readout(sub) -> None:
     ro = sub.add_parser("readout", help="score a plain ngspice run of a compiled netlist (the generated image)",
                         description="Reads RAW, the raw file of 'ngspice -b -r RAW chip.cir' for PROGRAM's generation "
                         "netlist, converts node voltages to model units, scores the final visible state against the "
@@ -279,7 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
     ro.add_argument("--nodes", type=_int_list, metavar="I,J,...",
                     help="also draw these units' node voltages v(u<i>) in V against time in us "
                     "(plots/waveforms.png; needs -o)")
+    _add_plot_format(ro)
 
+
+def _add_calibrate(sub) -> None:
     ca = sub.add_parser("calibrate", help="measure a chip, fit what it implements, pre-distort the program, verify",
                         description="Records bias-step trajectories of all units from DEVICE running PROGRAM, fits the "
                         "Langevin computer the chip really implements (J2, J4, b, couplings, kT, mu with standard "
@@ -326,7 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "default 256)")
     ca.add_argument("--seed", type=_seed, default=0)
     ca.add_argument("-q", "--quiet", action="store_true")
+    _add_plot_format(ca)
 
+
+def _add_data(sub) -> None:
     da = sub.add_parser("data", help="download a data set (MNIST IDX files from public mirrors, checksummed)",
                         description="Downloads the MNIST IDX .gz files into DIR, trying the mirrors in turn, "
                         "resuming partial downloads (DIR/NAME.part) and verifying every file against the "
@@ -340,10 +376,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "mirrors)")
     da.add_argument("-q", "--quiet", action="store_true")
 
+
+def _add_doctor(sub) -> None:
     sub.add_parser("doctor", help="check ngspice, the shared library, BLAS, optional extras and MNIST",
                    description="Reports what this installation has; exits 1 naming the fix when a required "
                    "part (ngspice) is missing.")
 
+
+def _add_estimate(sub) -> None:
     es = sub.add_parser("estimate", help="time, energy, element counts and ngspice time of a compiled program",
                         description="For PROGRAM (a 'thermohw compile' folder): physical time per sample (t_f x tau), "
                         "energy per sample (model heat from a quick ideal-model run, plus the modelled housekeeping "
@@ -355,9 +395,13 @@ def build_parser() -> argparse.ArgumentParser:
     es.add_argument("--seed", type=_seed, default=0, help="seed of those runs (default 0)")
     es.add_argument("--json", action="store_true", help="print the estimate as JSON")
 
+
+def _add_targets(sub) -> None:
     lt = sub.add_parser("targets", help="list the bundled hardware target presets")
     lt.add_argument("--show", metavar="NAME", help="print one preset's YAML file as written, with its comments")
 
+
+def _add_demo(sub) -> None:
     d = sub.add_parser("demo", help="train, sample and report on the bundled digits (offline, minutes)",
                        description="Trains a 64 + 64-unit computer on three of scikit-learn's bundled "
                        "8x8 digits, generates samples and writes a report folder.")
@@ -365,33 +409,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--cycles", type=_int(1), default=300, help="training cycles (default 300)")
     d.add_argument("--runs", type=_int(1), default=200, help="generated samples (default 200)")
     d.add_argument("-q", "--quiet", action="store_true")
-    for sp in (t, s, r, cs, ro, ca, d):  # every subcommand that writes plots
-        sp.add_argument("--format", choices=["png", "svg", "pdf"], default="png",
-                        help="file format of the plots (default png; svg/pdf are vector, for papers)")
-    return p
+    _add_plot_format(d)
 
 
-def _print_sample_summary(sm: dict) -> None:
-    h = sm["heat"]
-    print(f"heat per sample: {h['mean_kT']:.4g} ± {h['sd_kT']:.3g} kT (s.d.; n = {h['n']})")
-    adv = sm.get("thermodynamic_advantage") or {}
-    if "mlp_denoiser_paper" in adv and "fp32" in adv:
-        m, f = adv["mlp_denoiser_paper"], adv["fp32"]
-        print(f"digital energy / heat: 10^{m['log10_advantage']:.1f} against the paper's MLP denoiser "
-              f"({'-'.join(map(str, m['layers']))}, {m['digital_energy_kT']:.2g} kT); 10^{f['log10_advantage']:.1f} against simulating this "
-              f"computer in fp32 ({f['macs_per_sample']:.3g} MACs)")
-    if "digits" in sm:
-        dg = sm["digits"]
-        modes = ", ".join(f"{m['label']}: {m['upright']}+{m['inverted']}inv" for m in dg["modes"])
-        print(f"mean best |corr| with a training digit: {dg['mean_best_abs_corr']:.3f} "
-              f"± {dg['sem_best_abs_corr']:.3f}; margin to the second best {dg['mean_margin']:.3f} "
-              f"± {dg['sem_margin']:.3f} (± s.e., n = {dg['n_samples']}); modes {modes}")
-        cl = dg.get("classifier") or {}
-        if cl.get("agreement") is not None:
-            print(f"k-NN on held-out images names the best-correlated digit for {100 * cl['agreement']:.1f} % "
-                  f"of samples ({cl['reference_images']} reference images)")
-        elif cl:
-            print(f"k-NN check skipped: {cl['note']}")
+def _add_plot_format(sp) -> None:
+    """--format, for every subcommand that writes plots."""
+    sp.add_argument("--format", choices=["png", "svg", "pdf"], default="png",
+                    help="file format of the plots (default png; svg/pdf are vector, for papers)")
 
 
 _RESUMABLE_FILES = ("checkpoint.npz", "spice_runs.npz")  # finished work a rerun continues from
@@ -400,8 +424,6 @@ _RESUMABLE_FILES = ("checkpoint.npz", "spice_runs.npz")  # finished work a rerun
 def _remove_partial(created: Path | None) -> None:
     """After a failed command: remove the output folder it created, unless it holds finished
     work that a rerun with --resume continues from."""
-    import shutil
-
     if created is None or not created.is_dir():
         return
     if any(p.name in _RESUMABLE_FILES for p in created.rglob("*")):
@@ -411,233 +433,16 @@ def _remove_partial(created: Path | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    created = None
-    from .provenance import set_command
-
     set_command(["thermohw", *(sys.argv[1:] if argv is None else argv)])  # what provenance records
-    from . import plots, workflow
-
     plots.set_format(getattr(args, "format", "png"))  # for every plot this command writes
-    from .train import TrainConfig
+    # lazy: the subcommands pull in scipy (backends), the calibration stack and the co-simulation,
+    # 0.35 s that `thermohw --help` and a mistyped option need not wait for (0.25 s; 0.5 s with them)
+    from .commands import COMMANDS
 
+    created = None
     try:
-        # every output place is checked before any work starts (a long run must not fail at its end)
-        out = getattr(args, "out", None) or (args.samples if args.command == "report" else None)
-        created = None
-        if out is not None:
-            from .io import check_output_folder
-
-            check_output_folder(out, "-o" if getattr(args, "out", None) else "SAMPLES")
-            created = None if Path(out).exists() else Path(out)
-        if args.command == "train":
-            from .errors import InputError
-
-            # only what was given on the command line (None = not given): a resume takes the rest
-            # from the checkpoint, a new run from TrainConfig's defaults
-            asked = {k: v for k, v in dict(
-                cycles=args.cycles, batch=args.batch, t_f=args.t_f, dt=args.dt, decay_fraction=args.decay_fraction,
-                learning_rate=args.lr, seed=args.seed, checkpoint_every=args.checkpoint_every,
-                hidden_targets=args.hidden_targets, hidden_amplitude=args.hidden_amplitude,
-                average_from=args.average_from, score_every=args.score_every,
-                score_runs=args.score_runs).items() if v is not None}
-            if args.init and args.hidden is not None:
-                raise InputError("--hidden conflicts with --init (the hidden units come from the model)")
-            if args.target and args.connectivity not in (None, "paper"):
-                raise InputError("--connectivity conflicts with --target (the target's graph sets it)")
-            if args.digits is not None and args.indices is not None:
-                raise InputError("--digits conflicts with --indices (give one of them)")
-            if args.resume:
-                sm = workflow.resume_training(args.out, asked, progress=not args.quiet, **{k: v for k, v in dict(
-                    mnist=args.mnist, digits=args.digits, indices=args.indices, n_hidden=args.hidden,
-                    connectivity=args.connectivity, J2=args.J2, J4=args.J4, kT=args.kT, target=args.target,
-                    qat=args.qat or None, bits=args.bits, mismatch=args.mismatch or None, init=args.init,
-                    pixels=args.pixels).items() if v is not None})
-            else:
-                sm = workflow.run_training(args.out, mnist=args.mnist, digits=args.digits, indices=args.indices,
-                                           n_hidden=512 if args.hidden is None else args.hidden,
-                                           connectivity=args.connectivity or "paper", config=TrainConfig(**asked),
-                                           J2=1.0 if args.J2 is None else args.J2,
-                                           J4=1.0 if args.J4 is None else args.J4,
-                                           kT=0.1 if args.kT is None else args.kT,
-                                           progress=not args.quiet, target=args.target, qat=args.qat,
-                                           bits=args.bits, mismatch=args.mismatch, init=args.init,
-                                           pixels=args.pixels or "standard")
-            print(f"trained {sm['cycles']} cycles in {sm['seconds']:.1f} s -> {sm['model']}")
-        elif args.command == "sample":
-            sm = workflow.run_sampling(args.model, args.out, runs=args.runs, t_f=args.t_f, dt=args.dt,
-                                       seed=args.seed, digits=args.digits, threads=args.threads,
-                                       progress=not args.quiet, reference=args.reference, dtype=args.dtype)
-            _print_sample_summary(sm)
-            print(f"samples, summary.json and plots -> {args.out}")
-        elif args.command == "report":
-            sm = workflow.make_report(args.samples, model=args.model, digits=args.digits, out=args.out,
-                                      reference=args.reference)
-            if not args.quiet:
-                _print_sample_summary(sm)
-                print(f"report.json and plots -> {args.out or args.samples}")
-        elif args.command == "compile":
-            from .compile import CompileOptions, check_program_folder, compile_computer, resolve_target, summary_text
-            from .computer import Computer
-
-            check_program_folder(args.out)
-
-            opts = CompileOptions(bits=args.bits, bias_bits=args.bias_bits, rounding=args.rounding,
-                                  prune=args.prune, range=args.range, seed=args.seed,
-                                  coupling_headroom=args.coupling_headroom, bias_margin=args.bias_margin,
-                                  netlist=args.netlist, netlist_seed=args.netlist_seed, t_f=args.t_f,
-                                  noise=args.noise)
-            prog = compile_computer(Computer.load(args.model), resolve_target(args.target), opts)
-            beside = workflow.digits_file_beside(args.model)
-            # keep the training digits with the program, for cosim's digit scores
-            files = prog.save(args.out, copies={"digits.npz": beside} if beside is not None else None)
-            if not args.quiet:
-                print(summary_text(prog), end="")
-                print(f"wrote {len(files)} files -> {args.out}")
-        elif args.command == "cosim":
-            from .compile import CompiledProgram
-            from .cosim import CosimConfig, resume_config, run_cosim
-            from .data import Digits
-            from .errors import InputError
-
-            if args.scheduler is not None:  # its form, before any work
-                from .executor import check_scheduler_address
-
-                check_scheduler_address(args.scheduler)
-            given = {k: getattr(args, k) for k in ("runs", "ideal_runs", "t_f", "nt_fraction", "noise", "engine",
-                                                    "workers", "scheduler", "seed", "spice_timeout")
-                     if getattr(args, k) is not None}
-            chip_opts = {"chip_seed": args.chip_seed, "mismatch_scale": args.mismatch_scale,
-                         "directed": args.directed or None, "programmed": args.programmed}
-            if args.resume:  # the saved sweep's settings, unless given (and then only those a resume may change)
-                cfg, saved_chip = resume_config(args.out, given, chip_opts)
-                chip_opts = {**(saved_chip or {}), **{k: v for k, v in chip_opts.items() if v is not None}}
-            else:
-                cfg = CosimConfig(**given)
-            prog = CompiledProgram.load(args.program)
-            dfile = Path(args.program) / "digits.npz"
-            chip = None
-            if chip_opts.get("programmed") and chip_opts.get("chip_seed") is None:
-                raise InputError("--programmed needs --chip-seed (it sets what a fabricated chip is programmed with)")
-            if chip_opts.get("chip_seed") is not None:
-                from .calibrate.device import HiddenErrors
-                from .calibrate.spice_chip import chip_under_test
-
-                scale = 1.0 if chip_opts.get("mismatch_scale") is None else float(chip_opts["mismatch_scale"])
-                chip_opts.update(mismatch_scale=scale, directed=bool(chip_opts.get("directed")),
-                                 programmed=chip_opts.get("programmed"))
-                onchip = CompiledProgram.load(chip_opts["programmed"]) if chip_opts["programmed"] else prog
-                if onchip.realised.n_units != prog.realised.n_units:
-                    raise InputError(f"--programmed has {onchip.realised.n_units} units, PROGRAM "
-                                     f"{prog.realised.n_units}")
-                errs = HiddenErrors.draw(onchip.target, onchip.realised.n_units, chip_opts["chip_seed"],
-                                         reciprocal=not chip_opts["directed"], scale=scale)
-                chip = chip_under_test(onchip, errs, label=f"chip {chip_opts['chip_seed']} (mismatch x{scale:g}) "
-                                       f"programmed with {chip_opts['programmed'] or args.program}", options=chip_opts)
-            try:
-                rep = run_cosim(prog, cfg, args.out, digits=Digits.load(dfile) if dfile.is_file() else None,
-                                progress=not args.quiet, chip=chip, resume=args.resume)
-            except KeyboardInterrupt:
-                print(f"\nthermohw cosim: interrupted; finished SPICE runs are saved in {args.out} - continue with "
-                      "--resume", file=sys.stderr)
-                return 130
-            print("\n".join(rep["verdicts"]))
-            resumed = f", {rep['resumed_runs']} of them resumed" if rep["resumed_runs"] else ""
-            print(f"{rep['spice_runs']} of {rep['runs_requested']} SPICE runs{resumed} ({rep['spice_seconds']:.0f} s "
-                  f"of SPICE this time); report -> {args.out}")
-            if rep["missing_runs"]:
-                failed = "; ".join(" ".join(f"run {f['run']} (seed {f['seed']}): {f['error']}".split())
-                                   for f in rep["spice_failures"])
-                raise InputError(f"{len(rep['missing_runs'])} of {rep['runs_requested']} SPICE runs failed ({failed}); "
-                                 "the report covers the others - rerun with --resume to run the failed ones")
-        elif args.command == "readout":
-            from .compile import CompiledProgram
-            from .data import Digits
-            from .readout import read_run
-
-            prog = CompiledProgram.load(args.program)
-            dfile = Path(args.program) / "digits.npz"
-            from .backends import pwl
-
-            nfile = Path(args.program) / pwl.NOISE_RECORD  # compile --noise pwl: compare paired
-            paired = prog.options.noise == "pwl" and prog.target.kind == "rc" and nfile.is_file() \
-                and prog.options.netlist == "generate"
-            rep = read_run(prog, args.raw, digits=Digits.load(dfile) if dfile.is_file() else None,
-                           reference=args.reference, out=args.out, nodes=args.nodes,
-                           noise=pwl.load(nfile) if paired else None)
-            print(f"{rep['time_points']} time points to t = {rep['end_time_model_units']:.4g} model time units; "
-                  f"heat {rep['heat_kT_from_first_stored_point']:.4g} kT")
-            if "digit" in rep:
-                d = rep["digit"]
-                print(f"generated: digit {d['label']}{' (inverted)' if d['inverted'] else ''}, best |corr| "
-                      f"{d['best_abs_corr']:.3f}, margin {d['margin']:.3f}"
-                      + (f", k-NN says {d['classifier_label']}" if d["classifier_label"] is not None else ""))
-                if d.get("classifier_note"):
-                    print(d["classifier_note"])
-            if "paired" in rep:
-                pr = rep["paired"]
-                print(f"paired with the realised ideal model driven by the same noise ({pr['noise_samples']} samples): "
-                      f"rms state difference {pr['rms_difference_final']:.3g} at t_f, at most "
-                      f"{pr['rms_difference_max']:.3g} over the run ({100 * pr['relative_final']:.2f} % and "
-                      f"{100 * pr['relative_max']:.2f} % of the ideal final spread {pr['ideal_final_spread']:.3g})")
-            if args.out:
-                print(f"readout.json and plots -> {args.out}")
-        elif args.command == "calibrate":
-            from .calibrate.device import open_device
-            from .calibrate.report import CalibrationSetup, run_calibration
-            from .compile import CompiledProgram
-            from .data import Digits
-
-            prog = CompiledProgram.load(args.program)
-            kw = {}
-            if args.device == "virtual-ideal":
-                kw = dict(chip_seed=args.chip_seed, scale=args.mismatch_scale, substeps=args.substeps)
-            elif args.device == "virtual-spice":
-                kw = dict(chip_seed=args.chip_seed, scale=args.mismatch_scale, workers=args.workers)
-            setup = CalibrationSetup(runs=args.runs, duration=args.duration, sample_interval=args.sample_interval,
-                                     amplitude=args.amplitude, iterations=args.iterations, seed=args.seed,
-                                     mobility=args.mobility, J4_trim_step=args.J4_trim,
-                                     noise_trim=not args.no_noise_trim, generate_runs=args.generate_runs,
-                                     chunk_runs=args.chunk_runs, verify_runs=args.verify_runs,
-                                     verify_workers=args.workers, match_generation=args.match_generation,
-                                     discretisation=None if args.discretisation == "auto" else args.discretisation)
-            dfile = Path(args.program) / "digits.npz"
-            rep = run_calibration(prog, open_device(args.device, **kw), args.out, setup,
-                                  digits=Digits.load(dfile) if dfile.is_file() else None,
-                                  intended=CompiledProgram.load(args.intended) if args.intended else None,
-                                  progress=not args.quiet)
-            print("\n".join(rep["verdicts"]))
-            print(f"calibrated in {rep['seconds']:.0f} s; report -> {args.out}, corrected program -> {rep['corrected_program']}")
-        elif args.command == "estimate":
-            from .compile import CompiledProgram
-            from .estimate import estimate, estimate_text
-
-            est = estimate(CompiledProgram.load(args.program), args.program, runs=args.runs, seed=args.seed)
-            print(json.dumps(est, indent=2) if args.json else estimate_text(est), end="\n" if args.json else "")
-        elif args.command == "targets":
-            from .target import Target, list_presets
-
-            if args.show:
-                from .target import preset_text
-
-                print(preset_text(args.show), end="")
-            else:
-                for name in list_presets():
-                    t = Target.preset(name)
-                    print(f"{name:24s} {t.kind:10s} {t.units:6d} units  {t.topology.type:14s} {t.description}")
-        elif args.command == "data":
-            from .download import fetch_mnist
-
-            files = fetch_mnist(args.dir, split=args.split, mirrors=args.mirror, progress=not args.quiet,
-                                log=(lambda s: None) if args.quiet else print)
-            print(f"{len(files)} verified MNIST files in {args.dir}")
-        elif args.command == "doctor":
-            from .doctor import doctor
-
-            return doctor()
-        elif args.command == "demo":
-            rep = workflow.demo(args.out, cycles=args.cycles, runs=args.runs, progress=not args.quiet)
-            _print_sample_summary(rep["samples"])
-            print(f"demo report (plots + report.json) -> {args.out}")
+        created = _check_output(args)
+        status = COMMANDS[args.command](args)
     except ThermohwError as e:
         _remove_partial(created)
         print(f"thermohw {args.command}: error: {e}", file=sys.stderr)
@@ -649,7 +454,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = " - continue with --resume" if args.command == "train" else ""
         print(f"\nthermohw {args.command}: interrupted; finished work was saved{hint}", file=sys.stderr)
         return 130
-    return 0
+    return 0 if status is None else status
+
+
+def _check_output(args) -> Path | None:
+    """Every output place is checked before any work starts (a long run must not fail at its end).
+    Returns the output folder when this command creates it (removed again if the command fails)."""
+    out = getattr(args, "out", None) or (args.samples if args.command == "report" else None)
+    if out is None:
+        return None
+    check_output_folder(out, "-o" if getattr(args, "out", None) else "SAMPLES")
+    return None if Path(out).exists() else Path(out)
 
 
 if __name__ == "__main__":

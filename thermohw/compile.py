@@ -31,8 +31,10 @@ import numpy as np
 from .computer import Computer
 from .energy import EnergyScale, from_scales as energy_scale_from
 from .errors import InputError
-from .io import atomic_write, write_json
-from .target import Target
+from .io import atomic_write, write_json, save_record, load_record, numeric_array
+from .target import Target, resolve
+from .provenance import provenance
+from .spice.netlist import eng_unit
 
 PROGRAM_SCHEMA = "thermohw.program/1"
 MANIFEST = "manifest.json"  # the files a compile wrote into its folder
@@ -200,6 +202,7 @@ class CompiledProgram:
 
     @property
     def backend(self):
+        # lazy: backends.josephson loads scipy.constants, +0.15 s on `thermohw --help` (0.45 s vs 0.30 s)
         from .backends import get_backend
 
         return get_backend(self.target.kind)
@@ -228,7 +231,6 @@ class CompiledProgram:
         folder.mkdir(parents=True, exist_ok=True)
         out = [self.source.save(folder / "source.npz"), self.realised.save(folder / "realised.npz"),
                self.programmed.save(folder / "programmed.npz"), self.target.save(folder / "target.yaml")]
-        from .io import save_record
 
         out.append(save_record(folder / "codes.npz", "thermohw.codes/1",
                                {"placement_note": "placement[i] = physical unit of logical unit i"},
@@ -241,7 +243,6 @@ class CompiledProgram:
                                                                          if self.energy_scale else None),
                                                         "provenance": _provenance(self.options)}))
         summary = summary_text(self)
-        from .io import atomic_write
 
         out.append(atomic_write(folder / "summary.txt", lambda fh: fh.write(summary), mode="w"))
         out += self.backend.write(self, folder)
@@ -277,8 +278,6 @@ class CompiledProgram:
 
     @classmethod
     def _load(cls, folder: Path) -> "CompiledProgram":
-        from .io import load_record, numeric_array
-
         rep = json.loads((folder / "report.json").read_text(encoding="utf-8"))
         src = folder / "report.json"
         if not isinstance(rep, dict) or rep.get("schema") != PROGRAM_SCHEMA:
@@ -609,14 +608,12 @@ def compile_computer(computer: Computer, target: Target | str, options: CompileO
 
 def resolve_target(spec: str | Path) -> Target:
     """A preset name or a path to a YAML file."""
-    from .target import resolve
 
     return resolve(spec)
 
 
 def summary_text(p: CompiledProgram) -> str:
     """A short human-readable compile summary."""
-    from .spice.netlist import eng_unit
 
     r = p.report
     lines = [f"thermohw compile: {p.source.n_units}-unit model -> target {p.target.name} ({p.target.kind})",
@@ -647,6 +644,4 @@ def summary_text(p: CompiledProgram) -> str:
 
 
 def _provenance(opts: "CompileOptions") -> dict:
-    from .provenance import provenance
-
     return provenance(seeds={"rounding": opts.seed, "netlist": opts.netlist_seed})

@@ -18,6 +18,7 @@ import numpy as np
 
 from .errors import InputError
 from .io import load_record, save_record
+from .resources import check_memory
 
 SCHEMA = "thermohw.computer/1"          # J and mask as N x N matrices
 SCHEMA_PAIRS = "thermohw.computer/2"    # couplings as index pairs (sparse models); reads /1 too
@@ -63,6 +64,78 @@ def _per_unit(name: str, value: Any, n: int) -> np.ndarray:
     return _frozen(a)
 
 
+def _checked_couplings(J: Any, mask: Any) -> tuple[np.ndarray, np.ndarray]:
+    """J (square, finite, symmetric within _SYM_RTOL, zero outside the mask; returned exactly
+    symmetrised) and the mask (bool, symmetric, no self-couplings)."""
+    J = _real("J", J)
+    if J.ndim != 2 or J.shape[0] != J.shape[1]:
+        raise InputError(f"J must be a square matrix, got shape {J.shape}")
+    n = J.shape[0]
+    if n == 0:
+        raise InputError("a computer needs at least one unit")
+    if not np.all(np.isfinite(J)):
+        raise InputError("J contains NaN or inf")
+    if np.shape(mask) != (n, n):
+        raise InputError(f"mask has shape {np.shape(mask)}, J has {J.shape}; they must match")
+    mask = _flags("mask", mask, (n, n))
+    if np.any(np.diag(mask)):
+        raise InputError("mask has self-couplings on its diagonal; the on-site terms are J2 and J4")
+    if not np.array_equal(mask, mask.T):
+        raise InputError("mask is not symmetric; a coupling i-j is the same element as j-i")
+    scale = max(1.0, float(np.max(np.abs(J))))
+    with np.errstate(over="ignore"):  # J_ij = -J_ji = 1e308 overflows to inf: refused below
+        asym = float(np.max(np.abs(J - J.T)))
+    if asym > _SYM_RTOL * scale:
+        raise InputError(f"J is not symmetric (max |J - J^T| = {asym:.3g}); "
+                         "the model needs J_ij = J_ji - symmetrise it with (J + J.T)/2")
+    J = 0.5 * J + 0.5 * J.T  # = (J + J.T)/2 exactly, without overflow near the float limit
+    if np.any(J[~mask] != 0):
+        k = int(np.count_nonzero(J[~mask]))
+        raise InputError(f"J has {k} nonzero entries where mask is False (including the diagonal); "
+                         "zero them or add them to the mask")
+    return J, mask
+
+
+def _checked_n_visible(nv: Any, n: int) -> int:
+    if isinstance(nv, (bool, np.bool_)) or not isinstance(nv, (int, np.integer)):
+        raise InputError(f"n_visible = {nv!r} must be a whole number of units")
+    if not 0 <= int(nv) <= n:
+        raise InputError(f"n_visible = {nv} is outside 0..{n}")
+    return int(nv)
+
+
+def _checked_onsite(J2: Any, J4: Any, mu: Any, kT: Any, n: int) -> tuple[np.ndarray, ...]:
+    """The per-unit J2, J4, mu, kT: a confining potential, positive mobility and temperature."""
+    J2 = _per_unit("J2", J2, n)
+    J4 = _per_unit("J4", J4, n)
+    mu = _per_unit("mu", mu, n)
+    kT = _per_unit("kT", kT, n)
+    if np.any(J4 < 0):
+        raise InputError("J4 < 0 makes the potential unbounded below; J4 must be >= 0")
+    if np.any((J4 == 0) & (J2 <= 0)):
+        raise InputError("a unit with J4 = 0 needs J2 > 0 to be confined")
+    if np.any(mu <= 0):
+        raise InputError("mu (mobility) must be > 0")
+    if np.any(kT <= 0):
+        raise InputError("kT must be > 0")
+    return J2, J4, mu, kT
+
+
+def _checked_image_shape(shape: Any, nv: int) -> tuple[int, ...] | None:
+    """The visible units' image shape as a tuple of ints with nv pixels (None stays None)."""
+    if shape is None:
+        return None
+    if isinstance(shape, (str, bytes, dict)) or not all(
+            isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)) and s >= 1
+            for s in shape):
+        raise InputError(f"image_shape {shape!r} must be a list of whole numbers >= 1, e.g. [28, 28]")
+    shape = tuple(int(s) for s in shape)
+    if math.prod(shape) != nv:  # Python ints: no overflow
+        raise InputError(f"image_shape {shape} has {math.prod(shape)} pixels "
+                         f"but there are {nv} visible units")
+    return shape
+
+
 @dataclass(frozen=True, eq=False)
 class Computer:
     """An immutable, validated Langevin computer.
@@ -92,69 +165,21 @@ class Computer:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        J = _real("J", self.J)
-        if J.ndim != 2 or J.shape[0] != J.shape[1]:
-            raise InputError(f"J must be a square matrix, got shape {J.shape}")
+        # each field checked in turn (the first fault is the one reported), then frozen
+        J, mask = _checked_couplings(self.J, self.mask)
         n = J.shape[0]
-        if n == 0:
-            raise InputError("a computer needs at least one unit")
-        if not np.all(np.isfinite(J)):
-            raise InputError("J contains NaN or inf")
-        if np.shape(self.mask) != (n, n):
-            raise InputError(f"mask has shape {np.shape(self.mask)}, J has {J.shape}; they must match")
-        mask = _flags("mask", self.mask, (n, n))
-        if np.any(np.diag(mask)):
-            raise InputError("mask has self-couplings on its diagonal; the on-site terms are J2 and J4")
-        if not np.array_equal(mask, mask.T):
-            raise InputError("mask is not symmetric; a coupling i-j is the same element as j-i")
-        scale = max(1.0, float(np.max(np.abs(J))))
-        with np.errstate(over="ignore"):  # J_ij = -J_ji = 1e308 overflows to inf: refused below
-            asym = float(np.max(np.abs(J - J.T)))
-        if asym > _SYM_RTOL * scale:
-            raise InputError(f"J is not symmetric (max |J - J^T| = {asym:.3g}); "
-                             "the model needs J_ij = J_ji - symmetrise it with (J + J.T)/2")
-        J = 0.5 * J + 0.5 * J.T  # = (J + J.T)/2 exactly, without overflow near the float limit
-        if np.any(J[~mask] != 0):
-            k = int(np.count_nonzero(J[~mask]))
-            raise InputError(f"J has {k} nonzero entries where mask is False (including the diagonal); "
-                             "zero them or add them to the mask")
         b = _real("b", self.b)
         if b.shape != (n,):
             raise InputError(f"b has shape {b.shape}; expected ({n},) to match J")
         if not np.all(np.isfinite(b)):
             raise InputError("b contains NaN or inf")
-        nv = self.n_visible
-        if isinstance(nv, (bool, np.bool_)) or not isinstance(nv, (int, np.integer)):
-            raise InputError(f"n_visible = {nv!r} must be a whole number of units")
-        nv = int(nv)
-        if not 0 <= nv <= n:
-            raise InputError(f"n_visible = {self.n_visible} is outside 0..{n}")
-        J2 = _per_unit("J2", self.J2, n)
-        J4 = _per_unit("J4", self.J4, n)
-        mu = _per_unit("mu", self.mu, n)
-        kT = _per_unit("kT", self.kT, n)
-        if np.any(J4 < 0):
-            raise InputError("J4 < 0 makes the potential unbounded below; J4 must be >= 0")
-        if np.any((J4 == 0) & (J2 <= 0)):
-            raise InputError("a unit with J4 = 0 needs J2 > 0 to be confined")
-        if np.any(mu <= 0):
-            raise InputError("mu (mobility) must be > 0")
-        if np.any(kT <= 0):
-            raise InputError("kT must be > 0")
+        nv = _checked_n_visible(self.n_visible, n)
+        J2, J4, mu, kT = _checked_onsite(self.J2, self.J4, self.mu, self.kT, n)
         bt = self.bias_trainable
         if bt is None:
             bt = np.arange(n) >= nv
         bt = _flags("bias_trainable", bt, (n,))
-        shape = self.image_shape
-        if shape is not None:
-            if isinstance(shape, (str, bytes, dict)) or not all(
-                    isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)) and s >= 1
-                    for s in shape):
-                raise InputError(f"image_shape {shape!r} must be a list of whole numbers >= 1, e.g. [28, 28]")
-            shape = tuple(int(s) for s in shape)
-            if math.prod(shape) != nv:  # Python ints: no overflow
-                raise InputError(f"image_shape {shape} has {math.prod(shape)} pixels "
-                                 f"but there are {nv} visible units")
+        shape = _checked_image_shape(self.image_shape, nv)
         if not isinstance(self.meta, dict):
             raise InputError("meta must be a dict")
         fz = object.__setattr__
@@ -318,7 +343,6 @@ class Computer:
                     raise InputError(f"{source}: coupling pairs must satisfy 0 <= i < j < {n}")
                 if np.unique(ii * n + jj).size != ii.size:
                     raise InputError(f"{source}: a coupling pair is listed twice; the file is damaged")
-                from .resources import check_memory
 
                 # the pairs expand to two N x N matrices (J and mask): refuse before allocating
                 check_memory(9 * n * n, f"{source}: expanding {n} units' couplings",

@@ -35,8 +35,15 @@ from .computer import Computer
 from .errors import InputError
 from .io import load_record, save_record, write_json
 from .langevin import Trajectory, equilibrium_start, generate, simulate, steps_for
-from .metrics import mean_ci
+from .metrics import mean_ci, digit_scores
 from .resources import check_memory
+from . import plots
+from .backends import spice_backend
+from .backends.rc import held_noise_variance_factor  # the first-order formula, not RC's elements
+from .data import reference_set
+from .executor import Interrupted, make_executor
+from .provenance import provenance
+from .spice.engines import run as run_spice
 
 RUNS_SCHEMA = "thermohw.spiceruns/1"
 
@@ -109,8 +116,6 @@ class CosimConfig:
 def spice_job(spec: dict) -> dict:
     """Run one netlist and reduce it to what the comparison needs (small to ship back). Only
     the backend contract reads the run (docs/design.md#backend-contract)."""
-    from .backends import spice_backend
-    from .spice.engines import run as run_spice
 
     t0 = time.perf_counter()
     raw = run_spice(spec["netlist"], engine=spec["engine"], timeout=spec.get("timeout"))
@@ -145,7 +150,6 @@ def spice_job(spec: dict) -> dict:
 # ---------------------------------------------------------------------------------------------
 def _backend(p: CompiledProgram):
     """The program's backend, refused in one line if it lacks the co-simulation contract."""
-    from .backends import spice_backend
 
     return spice_backend(p.target.kind)
 
@@ -377,7 +381,6 @@ def run_cosim(p: CompiledProgram, cfg: CosimConfig, out: str | Path, *, digits=N
     equals an uninterrupted sweep; settings that would change a run are refused by name.
     Without it a folder that holds saved runs is refused; ``replace=True`` discards them
     instead (for callers that own the folder)."""
-    from .executor import Interrupted, make_executor
 
     out = Path(out)
     runs_file = out / RUNS_FILE
@@ -387,6 +390,41 @@ def run_cosim(p: CompiledProgram, cfg: CosimConfig, out: str | Path, *, digits=N
                  f"the ideal models' {cfg.ideal_runs} runs of {p.realised.n_units} units", "use fewer --ideal-runs")
     specs, x0, noise = prepare(p, cfg, chip)
     sweep = _sweep_hash(specs)
+    saved = _saved_runs(out, cfg, sweep, chip, resume, replace)
+    meta = _sweep_meta(p, cfg, specs, sweep, chip)
+    results: list[dict] = list(saved)
+    failures: list[dict] = []
+    done = {r["index"] for r in saved}
+    todo = [s for s in specs if s["index"] not in done]
+    if saved and progress:
+        print(f"resuming {runs_file}: {len(saved)} of {cfg.runs} SPICE runs saved, {len(todo)} to run")
+    spice_seconds, interrupted = _run_spice(todo, cfg, results, failures, runs_file, meta, progress)
+    if interrupted and len(results) < 2:
+        raise KeyboardInterrupt
+    if len(results) < 2:
+        why = f"; first failure (run {failures[0]['run']}): {failures[0]['error']}" if failures else ""
+        raise InputError(f"only {len(results)} of {len(specs)} SPICE runs finished{why}; fix the cause and "
+                         "rerun with --resume (finished runs are kept)")
+    missing = sorted(set(range(cfg.runs)) - {r["index"] for r in results})
+    report = compare(p, cfg, results, x0, noise, out, digits=digits, chip=chip)
+    report.update(spice_seconds=spice_seconds, runs_requested=cfg.runs, resumed_runs=len(saved),
+                  new_runs=len(results) - len(saved), missing_runs=missing, complete=not missing,
+                  spice_failures=failures, interrupted=interrupted, **meta)
+
+    report["provenance"] = provenance(ngspice=True, seeds={
+        "cosim": cfg.seed, "spice_run_seeds": "seed * 100003 + run + 1",
+        "chip": (chip.meta or {}).get("errors_seed") if chip is not None else None})
+    write_json(out / "cosim.json", report)
+    if interrupted:
+        raise KeyboardInterrupt
+    return report
+
+
+def _saved_runs(out: Path, cfg: CosimConfig, sweep: str, chip: ChipUnderTest | None, resume: bool,
+                replace: bool) -> list[dict]:
+    """The finished runs of the sweep saved in ``out`` (resume), [] for a new sweep; creates
+    ``out``. A saved sweep without resume, or resume without one, is refused."""
+    runs_file = out / RUNS_FILE
     saved: list[dict] = []
     if runs_file.exists() and not replace:
         hdr, arrays = load_runs(runs_file)
@@ -401,9 +439,12 @@ def run_cosim(p: CompiledProgram, cfg: CosimConfig, out: str | Path, *, digits=N
     out.mkdir(parents=True, exist_ok=True)
     if replace and runs_file.exists():
         runs_file.unlink()  # a new sweep: runs of the old one must not mix in
-    nt_model = cfg.t_f / (len(specs[0]["grid_s"]) - 1)
-    from .backends.rc import held_noise_variance_factor  # the first-order formula, not RC's elements
+    return saved
 
+
+def _sweep_meta(p: CompiledProgram, cfg: CosimConfig, specs: list[dict], sweep: str, chip: ChipUnderTest | None) -> dict:
+    """What the report and the saved runs record about the sweep (noise interval, netlist hashes, chip)."""
+    nt_model = cfg.t_f / (len(specs[0]["grid_s"]) - 1)
     meta = {"config": asdict(cfg), "target": p.target.name, "nt_model": nt_model,
             "nt_s": nt_model * _backend(p).time_unit(p.artefact),
             # sample-and-hold noise: stationary variance factor tanh(x/2)/(x/2) at x = NT/tau; the
@@ -413,13 +454,13 @@ def run_cosim(p: CompiledProgram, cfg: CosimConfig, out: str | Path, *, digits=N
     meta["spice_timeout_s"] = specs[0]["timeout"]
     if chip is not None:
         meta["chip"] = chip.describe()
-    results: list[dict] = list(saved)
-    failures: list[dict] = []
-    done = {r["index"] for r in saved}
-    todo = [s for s in specs if s["index"] not in done]
-    if saved and progress:
-        print(f"resuming {runs_file}: {len(saved)} of {cfg.runs} SPICE runs saved, {len(todo)} to run")
+    return meta
 
+
+def _run_spice(todo: list[dict], cfg: CosimConfig, results: list[dict], failures: list[dict], runs_file: Path,
+               meta: dict, progress: bool) -> tuple[float, bool]:
+    """Run the SPICE jobs ``todo``, appending to ``results`` (each saved as it arrives) and
+    ``failures``: (seconds, whether Ctrl-C interrupted the sweep)."""
     def on_result(res) -> None:
         run = todo[res.index]["index"]  # the executor counts items of todo; runs keep their own index
         if res.ok:
@@ -436,27 +477,7 @@ def run_cosim(p: CompiledProgram, cfg: CosimConfig, out: str | Path, *, digits=N
                 ex.map(spice_job, todo, progress=progress, desc="SPICE runs", on_result=on_result)
         except (Interrupted, KeyboardInterrupt):
             interrupted = True
-    spice_seconds = time.perf_counter() - t0
-    if interrupted and len(results) < 2:
-        raise KeyboardInterrupt
-    if len(results) < 2:
-        why = f"; first failure (run {failures[0]['run']}): {failures[0]['error']}" if failures else ""
-        raise InputError(f"only {len(results)} of {len(specs)} SPICE runs finished{why}; fix the cause and "
-                         "rerun with --resume (finished runs are kept)")
-    missing = sorted(set(range(cfg.runs)) - {r["index"] for r in results})
-    report = compare(p, cfg, results, x0, noise, out, digits=digits, chip=chip)
-    report.update(spice_seconds=spice_seconds, runs_requested=cfg.runs, resumed_runs=len(saved),
-                  new_runs=len(results) - len(saved), missing_runs=missing, complete=not missing,
-                  spice_failures=failures, interrupted=interrupted, **meta)
-    from .provenance import provenance
-
-    report["provenance"] = provenance(ngspice=True, seeds={
-        "cosim": cfg.seed, "spice_run_seeds": "seed * 100003 + run + 1",
-        "chip": (chip.meta or {}).get("errors_seed") if chip is not None else None})
-    write_json(out / "cosim.json", report)
-    if interrupted:
-        raise KeyboardInterrupt
-    return report
+    return time.perf_counter() - t0, interrupted
 
 
 # ---------------------------------------------------------------------------------------------
@@ -503,8 +524,6 @@ def compare(p: CompiledProgram, cfg: CosimConfig, results: list[dict], x0: np.nd
     ``digits``: the training Digits, to score generated images (optional). ``chip``: the
     circuit SPICE ran, if not the program's; the paired (pwl) comparison then uses its model,
     so it checks the netlist, and the unpaired ones measure the chip against the program."""
-    from . import plots
-    from .metrics import digit_scores
 
     if len(results) < 2:
         raise InputError(f"only {len(results)} SPICE runs finished; need at least 2 for a comparison")
@@ -541,49 +560,61 @@ def compare(p: CompiledProgram, cfg: CosimConfig, results: list[dict], x0: np.nd
         "mu C V_s^2 per unit) is larger by orders of magnitude")
     rep["unit_moments"] = unit_moments_test(xs, ideal["realised"].x_final)
     if digits is not None and p.source.n_visible == digits.n_pixels:
-        from .data import reference_set
-
-        nv = p.source.n_visible
-        ref = reference_set(digits)
-        sc = {"spice": digit_scores(xs[:, :nv], digits.patterns, digits.labels, reference=ref)}
-        for k, tr in ideal.items():
-            sc[f"ideal_{k}"] = digit_scores(tr.x_final[:, :nv], digits.patterns, digits.labels, reference=ref)
-        sp, re_ = sc["spice"]["per_sample"], sc["ideal_realised"]["per_sample"]
-        t = _mean_test(sp["best_abs_corr"], re_["best_abs_corr"])
-        tm = _mean_test(sp["margin"], re_["margin"])
-        for v in sc.values():
-            v.pop("per_sample")
-        rep["digits"] = {**sc, "test_spice_vs_realised": t, "test_margin_spice_vs_realised": tm,
-                         "agree": bool(t["p"] > 0.01 and tm["p"] > 0.01)}
+        rep["digits"] = _digit_comparison(p, digits, xs, ideal)
     if noise is not None:
-        # paired: the realised ideal model (or the chip's) driven by the very same noise samples, dt = NT
-        k = noise.shape[0]
-        pr = simulate(p.realised if chip is None else chip.model, x0, n_steps=k, dt=cfg.t_f / k, noise=noise,
-                      stratonovich=False)
-        d = xs - pr.x_final[idx]
-        spread = float(np.std(pr.x_final))
-        rep["paired"] = {"rms_state_difference": float(np.sqrt(np.mean(d * d))), "state_spread": spread,
-                         "relative": float(np.sqrt(np.mean(d * d)) / spread),
-                         "heat_difference_kT": mean_ci((q_sp - pr.heat[idx]) / kT),
-                         "note": f"SPICE minus {'realised' if chip is None else 'the chip model'}-ideal driven by "
-                                 "the same noise; the rest is the Euler discretisation (dt = NT) and SPICE's "
-                                 "integration error"}
+        rep["paired"] = _paired_comparison(p, cfg, chip, x0, noise, xs, idx, q_sp, kT)
     if chip is not None:
         rep["chip"] = chip.describe()
     rep["verdicts"] = _verdicts(rep)
-    pdir = out / "plots"
+    _cosim_plots(p, rep, ideal, xs, q_sp / kT, out / "plots")
+    return rep
+
+
+def _digit_comparison(p: CompiledProgram, digits, xs: np.ndarray, ideal: dict) -> dict:
+    """Digit scores of the SPICE and ideal samples; SPICE tested against the realised model."""
+    nv = p.source.n_visible
+    ref = reference_set(digits)
+    sc = {"spice": digit_scores(xs[:, :nv], digits.patterns, digits.labels, reference=ref)}
+    for k, tr in ideal.items():
+        sc[f"ideal_{k}"] = digit_scores(tr.x_final[:, :nv], digits.patterns, digits.labels, reference=ref)
+    sp, re_ = sc["spice"]["per_sample"], sc["ideal_realised"]["per_sample"]
+    t = _mean_test(sp["best_abs_corr"], re_["best_abs_corr"])
+    tm = _mean_test(sp["margin"], re_["margin"])
+    for v in sc.values():
+        v.pop("per_sample")
+    return {**sc, "test_spice_vs_realised": t, "test_margin_spice_vs_realised": tm,
+            "agree": bool(t["p"] > 0.01 and tm["p"] > 0.01)}
+
+
+def _paired_comparison(p: CompiledProgram, cfg: CosimConfig, chip: ChipUnderTest | None, x0: np.ndarray,
+                       noise: np.ndarray, xs: np.ndarray, idx: np.ndarray, q_sp: np.ndarray, kT: float) -> dict:
+    """Paired: the realised ideal model (or the chip's) driven by the very same noise samples, dt = NT."""
+    k = noise.shape[0]
+    pr = simulate(p.realised if chip is None else chip.model, x0, n_steps=k, dt=cfg.t_f / k, noise=noise,
+                  stratonovich=False)
+    d = xs - pr.x_final[idx]
+    spread = float(np.std(pr.x_final))
+    return {"rms_state_difference": float(np.sqrt(np.mean(d * d))), "state_spread": spread,
+            "relative": float(np.sqrt(np.mean(d * d)) / spread),
+            "heat_difference_kT": mean_ci((q_sp - pr.heat[idx]) / kT),
+            "note": f"SPICE minus {'realised' if chip is None else 'the chip model'}-ideal driven by "
+                    "the same noise; the rest is the Euler discretisation (dt = NT) and SPICE's "
+                    "integration error"}
+
+
+def _cosim_plots(p: CompiledProgram, rep: dict, ideal: dict, xs: np.ndarray, heat_spice_kT: np.ndarray,
+                 pdir: Path) -> None:
     if p.source.image_shape:
         nv = p.source.n_visible
         plots.side_by_side({"float ideal": ideal["float"].x_final[:8, :nv],
                             "realised ideal": ideal["realised"].x_final[:8, :nv], "SPICE": xs[:8, :nv]},
                            p.source.image_shape, pdir / "digits_side_by_side.png")
-    plots.heat_histogram({"SPICE": q_sp / kT, "realised ideal": ideal["realised"].heat_kT,
+    plots.heat_histogram({"SPICE": heat_spice_kT, "realised ideal": ideal["realised"].heat_kT,
                           "float ideal": ideal["float"].heat_kT}, pdir / "heat.png",
                          title="heat per generated sample: SPICE vs ideal (densities)")
     um = rep["unit_moments"]
     plots.unit_moments(np.array(um["mean_ideal"]), np.array(um["mean_spice"]), np.array(um["var_ideal"]),
-                       np.array(um["var_spice"]), len(results), pdir / "unit_moments.png")
-    return rep
+                       np.array(um["var_spice"]), len(xs), pdir / "unit_moments.png")
 
 
 def _verdicts(rep: dict) -> list[str]:

@@ -13,6 +13,7 @@ import numpy as np
 
 from .errors import InputError
 from .io import load_record, numeric_array, save_record
+from .metrics import Reference
 
 DIGITS_SCHEMA = "thermohw.digits/1"
 
@@ -249,7 +250,6 @@ def reference_set(d: Digits, images: str | Path | None = None, *, per_label: int
     ``per_label``: keep at most this many of each). None when ``d.origin`` cannot be found
     (say, a model trained on a file that is not here); an ``images`` file that cannot be used
     is an error."""
-    from .metrics import Reference
 
     if images is None and d.origin == "sklearn":
         x, y = bundled_digits()

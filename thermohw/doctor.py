@@ -11,6 +11,10 @@ import platform
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from .download import MNIST_FILES
+from .provenance import provenance, ngspice_version
+from .spice.ngspice import NgspiceError, run_batch
+from .spice.shared import library_path
 
 MNIST_ENV = "THERMOHW_MNIST_DIR"
 MNIST_DEFAULT = Path("data") / "mnist"
@@ -30,8 +34,6 @@ class Check:
 
 
 def _versions() -> Check:
-    from .provenance import provenance
-
     p = provenance()
     git = f", git {p['git_commit'][:12]}{' (modified)' if p['git_dirty'] else ''}" if p["git_commit"] else ""
     return Check("thermohw", "ok", f"{p['thermohw']}{git}; Python {p['python']} ({platform.machine()}), "
@@ -39,8 +41,6 @@ def _versions() -> Check:
 
 
 def _ngspice() -> Check:
-    from .provenance import ngspice_version
-    from .spice.ngspice import NgspiceError, run_batch
 
     exe = shutil.which("ngspice")
     if exe is None:
@@ -57,14 +57,11 @@ def _ngspice() -> Check:
 
 
 def _libngspice() -> Check:
-    from .spice.ngspice import NgspiceError
-
     try:
         import PySpice
     except ImportError:
         return Check("libngspice (shared)", "optional", "PySpice not installed: --engine shared unavailable "
                      "(the default batch engine does not need it)", "pip install PySpice")
-    from .spice.shared import library_path
 
     try:
         lib = library_path()
@@ -116,8 +113,6 @@ def mnist_location() -> Path:
 
 
 def _mnist() -> Check:
-    from .download import MNIST_FILES
-
     folder = mnist_location()
     where = f"{folder} ({'$' + MNIST_ENV if os.environ.get(MNIST_ENV) else 'default; set $' + MNIST_ENV})"
     names = [f.name for f in MNIST_FILES["test"] + MNIST_FILES["train"]]

@@ -18,6 +18,9 @@ import numpy as np
 
 from .compile import CompiledProgram
 from .errors import InputError
+from .langevin import generate
+from .spice.cost import predict
+from .spice.netlist import eng_unit
 
 _SUFFIX = {"t": 1e12, "g": 1e9, "meg": 1e6, "k": 1e3, "m": 1e-3, "u": 1e-6, "n": 1e-9, "p": 1e-12, "f": 1e-15,
            "a": 1e-18}
@@ -120,8 +123,6 @@ def estimate(p: CompiledProgram, folder: str | Path | None = None, *, runs: int 
     """The estimate as a JSON-ready dict (see the module docstring). ``folder``: the program's
     folder, for its netlist (element counts, noise samples); ``runs``/``seed``/``dt``: the quick
     ideal generation that gives the model heat."""
-    from .langevin import generate
-    from .spice.cost import predict
 
     c = p.realised
     tau = float(p.scales.get("tau_s") or p.target.physics.tau_s)
@@ -173,14 +174,10 @@ def estimate(p: CompiledProgram, folder: str | Path | None = None, *, runs: int 
 
 
 def _fmt_s(v: float) -> str:
-    from .spice.netlist import eng_unit
-
     return eng_unit(v, "s")
 
 
 def estimate_text(est: dict) -> str:
-    from .spice.netlist import eng_unit
-
     lines = [f"thermohw estimate: {est['program']} -> target {est['target']} ({est['kind']}), {est['units']} units "
              f"({est['visible_units']} visible), {est['couplings']} couplings"]
     lines.append(f"time per sample: {_fmt_s(est['time_per_sample_s'])} (t_f = {est['t_f_model_units']:g} model time "

@@ -24,7 +24,7 @@ import numpy as np
 
 from .computer import Computer
 from .errors import DivergenceError, InputError
-from .io import load_record, save_record
+from .io import load_record, save_record, numeric_array
 from .resources import check_memory
 
 TRAJECTORY_SCHEMA = "thermohw.trajectory/1"
@@ -155,7 +155,6 @@ class Trajectory:
     def _checked(self, src: Any) -> "Trajectory":
         """Self, after checking what a file could get wrong: real arrays of matching shapes,
         finite states and heats, dt and kT positive."""
-        from .io import numeric_array
 
         x0, xf = numeric_array(src, "x0", self.x0), numeric_array(src, "x_final", self.x_final)
         if xf.ndim != 2 or 0 in xf.shape or x0.shape != xf.shape:
@@ -291,6 +290,48 @@ def simulate(computer: Computer, x0: np.ndarray, *, n_steps: int, dt: float, see
 
     c = computer
     dtype = _dtype(dtype)
+    x0, n_steps, h, xmax, noise = _checked_run(c, x0, n_steps, dt, record_every, protocol, noise)
+    R, N = x0.shape
+    couple, coupled = _coupling_product(c, dtype, sparse)
+    if threads is None:
+        threads = _default_threads(R, N, coupled)
+    keys = _block_keys(seed, R, first_block)
+    rec_idx = None
+    if record_every:
+        rec_idx = sorted(set(range(0, n_steps + 1, int(record_every))) | {n_steps})
+    run = _Run(c, x0, h, noise, n_steps, dt, float(xmax), dtype, protocol, rec_idx, keys, couple, stratonovich,
+               progress, (em_step, heat_tail))
+    threads = max(1, min(int(threads), len(keys)))
+    if threads == 1:
+        run.run_slice(0, R, True)
+    else:
+        from threadpoolctl import threadpool_limits
+
+        # the noise is a function of (block key, row in block, step, unit), so the threads may
+        # split the runs evenly, not at block boundaries (512 + 488 runs cost 2.4 % at 1000)
+        edges = np.linspace(0, R, threads + 1).round().astype(int)
+        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as ex:
+            futs = [ex.submit(run.run_slice, edges[i], edges[i + 1], i == 0) for i in range(threads)]
+            for f in futs:
+                f.result()
+
+    env, xf, work = run.env, run.xf, run.work
+    e_end = env(n_steps * dt)
+    v0 = c.energy(x0, None if h is None else env(0.0) * h)
+    vf = c.energy(xf, None if h is None else e_end * h)
+    heat = work - (vf - v0)
+    times = np.asarray(rec_idx, dtype=np.float64) * dt if rec_idx else np.empty(0)
+    return Trajectory(times=times, x=run.xs, x0=x0, x_final=xf, heat=heat,
+                      heat_strat=run.qs if stratonovich else np.full(R, np.nan), work=work, dt=float(dt),
+                      n_steps=n_steps, kT=c.kT_ref, seed=_jsonable_seed(seed),
+                      protocol=protocol.describe() if protocol is not None else {}, dtype=dtype.name)
+
+
+def _checked_run(c: Computer, x0: Any, n_steps: Any, dt: Any, record_every: Any, protocol: Protocol | None,
+                 noise: Any) -> tuple[np.ndarray, int, np.ndarray | None, float, np.ndarray | None]:
+    """simulate's inputs checked, each failure one InputError (DivergenceError for dt beyond the
+    Euler limit): (x0 as float64 (runs, N), n_steps, the protocol's bias or None, the runaway
+    bound xmax, the noise as contiguous float64 or None)."""
     x0 = np.array(x0, dtype=np.float64, ndmin=2)
     R, N = x0.shape
     if N != c.n_units:
@@ -323,6 +364,11 @@ def simulate(computer: Computer, x0: np.ndarray, *, n_steps: int, dt: float, see
         noise = np.ascontiguousarray(noise, dtype=np.float64)
         if noise.shape != (n_steps, R, N):
             raise InputError(f"noise has shape {noise.shape}; expected (n_steps, runs, N) = {(n_steps, R, N)}")
+    return x0, n_steps, h, xmax, noise
+
+
+def _coupling_product(c: Computer, dtype: np.dtype, sparse: bool | None) -> tuple[Callable, bool]:
+    """(couple, coupled): couple(out, x) sets out <- x J in place; coupled: J has a nonzero."""
     coupled = bool(np.any(c.J))
     # sparse chips (lattices, local graphs): a CSR product costs O(nnz runs) instead of O(N^2 runs)
     density = np.count_nonzero(c.J) / c.J.size if coupled else 0.0
@@ -333,25 +379,7 @@ def simulate(computer: Computer, x0: np.ndarray, *, n_steps: int, dt: float, see
         J_csr = csr_matrix(c.J.astype(dtype))
     elif coupled:
         plan = _coupling_plan(c, dtype)
-    if threads is None:
-        threads = _default_threads(R, N, coupled)
-    keys = _block_keys(seed, R, first_block)
-    rec_idx = None
-    if record_every:
-        rec_idx = sorted(set(range(0, n_steps + 1, int(record_every))) | {n_steps})
-    n_rec = len(rec_idx) if rec_idx else 0
-    xs = np.empty((n_rec, R, N)) if rec_idx else None
-    xf = np.empty((R, N))
-    qs = np.zeros(R)
-    work = np.zeros(R)
-    unit = {k: np.ascontiguousarray(np.broadcast_to(v, (N,)), dtype=dtype) for k, v in dict(
-        a2=2.0 * c.J2, a4=4.0 * c.J4, b=c.b, mudt=c.mu * dt, sigma=np.sqrt(2.0 * c.mu * c.kT * dt)).items()}
-    env = (lambda t: protocol.envelope(t)) if protocol is not None else (lambda t: 0.0)
-    tdep = protocol is not None and protocol.time_dependent
-    rec_set = {k: i for i, k in enumerate(rec_idx)} if rec_idx else {}
-    no_noise = np.empty((0, N))
-    rows_in_block = np.arange(R, dtype=np.int64) % BLOCK
-    row_keys = keys[np.arange(R) // BLOCK]
+    N = c.n_units
     covered = sorted((o0, o1) for _, _, o0, o1, _ in plan)
     gaps = [(a, b_) for a, b_ in zip([0] + [o1 for _, o1 in covered], [o0 for o0, _ in covered] + [N]) if b_ > a]
 
@@ -365,65 +393,77 @@ def simulate(computer: Computer, x0: np.ndarray, *, n_steps: int, dt: float, see
         for a, b_ in gaps:
             out[:, a:b_] = 0.0
 
-    def run_slice(r0: int, r1: int, report: bool) -> None:
+    return couple, coupled
+
+
+class _Run:
+    """One simulate() call's state: the fixed inputs, and the outputs the threads fill, each
+    thread its own slice of runs (x_final, heat sums, work, snapshots)."""
+
+    def __init__(self, c: Computer, x0: np.ndarray, h: np.ndarray | None, noise: np.ndarray | None,
+                 n_steps: int, dt: float, xmax: float, dtype: np.dtype, protocol: Protocol | None,
+                 rec_idx: list[int] | None, keys: np.ndarray, couple: Callable, stratonovich: bool,
+                 progress: Callable[[int], None] | None, kernels: tuple[Callable, Callable]) -> None:
+        R, N = x0.shape
+        self.N = N
+        self.x0, self.h, self.noise, self.n_steps, self.dt, self.xmax = x0, h, noise, n_steps, dt, xmax
+        self.dtype, self.couple, self.stratonovich, self.progress = dtype, couple, stratonovich, progress
+        self.em_step, self.heat_tail = kernels
+        n_rec = len(rec_idx) if rec_idx else 0
+        self.xs = np.empty((n_rec, R, N)) if rec_idx else None
+        self.xf = np.empty((R, N))
+        self.qs = np.zeros(R)
+        self.work = np.zeros(R)
+        self.unit = {k: np.ascontiguousarray(np.broadcast_to(v, (N,)), dtype=dtype) for k, v in dict(
+            a2=2.0 * c.J2, a4=4.0 * c.J4, b=c.b, mudt=c.mu * dt, sigma=np.sqrt(2.0 * c.mu * c.kT * dt)).items()}
+        self.env = (lambda t: protocol.envelope(t)) if protocol is not None else (lambda t: 0.0)
+        self.tdep = protocol is not None and protocol.time_dependent
+        self.rec_set = {k: i for i, k in enumerate(rec_idx)} if rec_idx else {}
+        self.no_noise = np.empty((0, N))
+        self.rows_in_block = np.arange(R, dtype=np.int64) % BLOCK
+        self.row_keys = keys[np.arange(R) // BLOCK]
+
+    def run_slice(self, r0: int, r1: int, report: bool) -> None:
         # overflow is detected below and reported as DivergenceError, not as numpy warnings
         with np.errstate(over="ignore", invalid="ignore"):
-            xf[r0:r1] = advance(r0, r1, report)
+            self.xf[r0:r1] = self.advance(r0, r1, report)
 
-    def advance(r0: int, r1: int, report: bool) -> np.ndarray:
-        x = x0[r0:r1].astype(dtype)
-        hs = np.zeros((1, N), dtype) if h is None else np.ascontiguousarray(
+    def advance(self, r0: int, r1: int, report: bool) -> np.ndarray:
+        """Runs r0..r1 through all steps; returns their final state."""
+        h, dt, dtype, unit, env, rec_set, xs = self.h, self.dt, self.dtype, self.unit, self.env, self.rec_set, self.xs
+        x = self.x0[r0:r1].astype(dtype)
+        hs = np.zeros((1, self.N), dtype) if h is None else np.ascontiguousarray(
             h[None] if h.ndim == 1 else h[r0:r1], dtype=dtype)
         g, dxp = np.empty_like(x), np.zeros_like(x)
-        ks, rin = row_keys[r0:r1], rows_in_block[r0:r1]
-        q, w = qs[r0:r1], work[r0:r1]  # views: the kernel accumulates in place
-        for k in range(n_steps):
+        ks, rin = self.row_keys[r0:r1], self.rows_in_block[r0:r1]
+        q, w = self.qs[r0:r1], self.work[r0:r1]  # views: the kernel accumulates in place
+        for k in range(self.n_steps):
             if k in rec_set:
                 xs[rec_set[k], r0:r1] = x
-            couple(g, x)
+            self.couple(g, x)
             e = env(k * dt)
-            de = env((k + 1) * dt) - e if tdep else 0.0
-            bad = em_step(x, g, dxp, no_noise if noise is None else noise[k, r0:r1], ks, rin, k, BLOCK,
-                          unit["a2"], unit["a4"], unit["b"], unit["mudt"], unit["sigma"], hs, dtype.type(e),
-                          float(de), q, w, stratonovich, float(xmax))
+            de = env((k + 1) * dt) - e if self.tdep else 0.0
+            bad = self.em_step(x, g, dxp, self.no_noise if self.noise is None else self.noise[k, r0:r1], ks, rin,
+                               k, BLOCK, unit["a2"], unit["a4"], unit["b"], unit["mudt"], unit["sigma"], hs,
+                               dtype.type(e), float(de), q, w, self.stratonovich, self.xmax)
             if bad:
-                m = float(np.max(np.abs(x)))
-                raise DivergenceError(
-                    f"the simulation ran away at step {k + 1} (t = {(k + 1) * dt:g}): max |x| = {m:.3g} "
-                    f"exceeds {xmax:.3g}, beyond which Euler steps of dt = {dt:g} overshoot ever further "
-                    f"on the quartic term; reduce dt (e.g. to {dt / 4:g}) or check the couplings/biases")
-            if report and progress is not None and ((k + 1) % _CHECK_EVERY == 0 or k + 1 == n_steps):
-                progress(k + 1)
-        if stratonovich and n_steps:
-            couple(g, x)
-            heat_tail(x, g, dxp, unit["a2"], unit["a4"], unit["b"], hs, dtype.type(env(n_steps * dt)), q)
-        if n_steps in rec_set:
-            xs[rec_set[n_steps], r0:r1] = x
+                self._ran_away(x, k)
+            if report and self.progress is not None and ((k + 1) % _CHECK_EVERY == 0 or k + 1 == self.n_steps):
+                self.progress(k + 1)
+        if self.stratonovich and self.n_steps:
+            self.couple(g, x)
+            self.heat_tail(x, g, dxp, unit["a2"], unit["a4"], unit["b"], hs, dtype.type(env(self.n_steps * dt)), q)
+        if self.n_steps in rec_set:
+            xs[rec_set[self.n_steps], r0:r1] = x
         return x
 
-    threads = max(1, min(int(threads), len(keys)))
-    if threads == 1:
-        run_slice(0, R, True)
-    else:
-        from threadpoolctl import threadpool_limits
-
-        # the noise is a function of (block key, row in block, step, unit), so the threads may
-        # split the runs evenly, not at block boundaries (512 + 488 runs cost 2.4 % at 1000)
-        edges = np.linspace(0, R, threads + 1).round().astype(int)
-        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as ex:
-            futs = [ex.submit(run_slice, edges[i], edges[i + 1], i == 0) for i in range(threads)]
-            for f in futs:
-                f.result()
-
-    e_end = env(n_steps * dt)
-    v0 = c.energy(x0, None if h is None else env(0.0) * h)
-    vf = c.energy(xf, None if h is None else e_end * h)
-    heat = work - (vf - v0)
-    times = np.asarray(rec_idx, dtype=np.float64) * dt if rec_idx else np.empty(0)
-    return Trajectory(times=times, x=xs, x0=x0, x_final=xf, heat=heat,
-                      heat_strat=qs if stratonovich else np.full(R, np.nan), work=work, dt=float(dt),
-                      n_steps=n_steps, kT=c.kT_ref, seed=_jsonable_seed(seed),
-                      protocol=protocol.describe() if protocol is not None else {}, dtype=dtype.name)
+    def _ran_away(self, x: np.ndarray, k: int) -> None:
+        dt, xmax = self.dt, self.xmax
+        m = float(np.max(np.abs(x)))
+        raise DivergenceError(
+            f"the simulation ran away at step {k + 1} (t = {(k + 1) * dt:g}): max |x| = {m:.3g} "
+            f"exceeds {xmax:.3g}, beyond which Euler steps of dt = {dt:g} overshoot ever further "
+            f"on the quartic term; reduce dt (e.g. to {dt / 4:g}) or check the couplings/biases")
 
 
 # ---------------------------------------------------------------------------------------------

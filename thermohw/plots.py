@@ -16,6 +16,8 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from .errors import InputError
+from .io import atomic_write
+from .metrics import t_quantile
 
 FORMATS = ("png", "svg", "pdf")
 _FORMAT: contextvars.ContextVar[str] = contextvars.ContextVar("thermohw_plot_format", default="png")
@@ -54,7 +56,6 @@ def t95(n: int) -> float:
     """Half-width factor of a two-sided 95 % confidence interval of a mean of ``n`` values:
     Student's t quantile with n - 1 degrees of freedom (2.13 for n = 16, where the normal 1.96
     would make the interval 8 % too narrow); NaN for n < 2."""
-    from .metrics import t_quantile
 
     return t_quantile(n)
 
@@ -71,8 +72,6 @@ def _plt():
 
 
 def _save(fig, path: str | Path) -> Path:
-    from .io import atomic_write
-
     fmt = _FORMAT.get()
     path = Path(path).with_suffix("." + fmt)
     # no creation dates in vector files: the same data give the same bytes

@@ -17,6 +17,10 @@ from .data import Digits, reference_set
 from .errors import InputError
 from .io import write_json
 from .spice.ngspice import NgspiceError, read_raw
+from . import plots
+from .backends import pwl, lc, mechanical, josephson
+from .metrics import digit_scores
+from .provenance import provenance
 
 
 def states(p: CompiledProgram, raw) -> tuple[np.ndarray, np.ndarray]:
@@ -33,18 +37,12 @@ def states(p: CompiledProgram, raw) -> tuple[np.ndarray, np.ndarray]:
             x = np.stack([raw[f"v(u{i})"] for i in range(n)], axis=1) / circ.V_s
             return np.asarray(raw["time"]) / circ.tau, x
         if p.target.kind == "lc":
-            from .backends import lc
-
             st = lc.states(raw, circ)
             return st["s"], st["x"]
         if p.target.kind == "mechanical":
-            from .backends import mechanical
-
             st = mechanical.states(raw, circ)
             return st["s"], st["x"]
         if p.target.kind == "josephson":
-            from .backends import josephson
-
             st = josephson.states(raw, circ)
             return st["s"], st["x"]
     except KeyError as e:
@@ -85,8 +83,6 @@ def read_run(p: CompiledProgram, raw_path: str | Path, *, digits: Digits | None 
                  "heat_kT_from_first_stored_point": float((c.energy(x[0]) - c.energy(x[-1])) / c.kT_ref),
                  "x_final": x[-1].tolist()}
     if digits is not None and digits.n_pixels == c.n_visible:
-        from .metrics import digit_scores
-
         ref = reference_set(digits, reference)
         sc = digit_scores(x[-1:, :c.n_visible], digits.patterns, digits.labels, reference=ref)
         per = sc.pop("per_sample")
@@ -98,12 +94,8 @@ def read_run(p: CompiledProgram, raw_path: str | Path, *, digits: Digits | None 
             rep["digit"]["classifier_note"] = ("k-NN check skipped: the images the digits came from were not found "
                                                f"({digits.origin}); pass --reference IMAGES")
     if noise is not None:
-        from .backends import pwl
-
         rep["paired"] = pwl.compare(p, s, x, noise)
     if out is not None:
-        from . import plots
-
         out = Path(out)
         if c.image_shape:
             cap = None
@@ -119,7 +111,6 @@ def read_run(p: CompiledProgram, raw_path: str | Path, *, digits: Digits | None 
                             title=f"ngspice run of {p.target.name}: node voltages",
                             note="x_i = v(u<i>) / V_s" if p.target.kind == "rc" else
                             "LC: node voltage = velocity; position x_i = L_i i(VL<i>) / Phi_s")
-        from .provenance import provenance
 
         rep["provenance"] = provenance(seeds={"netlist": int(p.options.netlist_seed)})
         write_json(out / "readout.json", rep)

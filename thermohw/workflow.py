@@ -20,6 +20,8 @@ from .metrics import digit_scores, heat_stats, mlp_denoiser_advantage, thermodyn
 from .resources import check_memory
 from .provenance import provenance
 from .train import TrainConfig, TrainState, imposed_field, new_state, train
+from .chipaware import chip_spec, layout_stats, restrict, target_mask, deployed, quant_spec
+from .target import resolve
 
 PAPER_HEAT_KT = (2.9e3, 3.5e2)  # Whitelam 2025: <Q> and s.d. over 1000 generated trajectories
 
@@ -143,8 +145,6 @@ def _changed_run_settings(st: TrainState, given: dict) -> list[str]:
         if not same:
             out.append(f"mnist ({stored!r} in the checkpoint, {str(given['mnist'])!r} asked)")
     if "target" in given:
-        from .target import resolve
-
         stored = (chip.get("target") or {}).get("name")
         differs("target", stored, resolve(given["target"]).name)
     for name in ("qat", "bits", "mismatch"):
@@ -167,8 +167,6 @@ def _train_and_finish(out: Path, st: TrainState, progress: bool) -> dict:
                         **({"averaged_iterates": st.avg_count} if st.avg_count else {})})
     chip_info = None
     if st.chip is not None:
-        from .chipaware import deployed, quant_spec
-
         chip_info = {k: st.chip[k] for k in ("qat", "bits", "bias_bits", "range", "mismatch", "mismatch_scale")}
         chip_info["target"] = st.chip["target"]["name"]
         q = quant_spec(st.chip)
@@ -225,8 +223,6 @@ def _initial_state(d: Digits, config: TrainConfig, *, n_hidden: int, connectivit
         st = new_state(d, config, n_hidden=n_hidden, connectivity=connectivity, J2=J2, J4=J4, mu=mu, kT=kT)
     if target is None:
         return st
-    from .chipaware import chip_spec, layout_stats, restrict, target_mask
-    from .target import resolve
 
     t = resolve(target)
     c = st.computer

@@ -21,6 +21,8 @@ import numpy as np
 import yaml
 from ..energy import K_B
 from ..io import atomic_write
+from ..errors import InputError
+from ..provenance import header_text
 
 
 def kT_reference(kT: np.ndarray) -> float:
@@ -51,7 +53,6 @@ def freeze_fields(obj: Any, lead: str, vectors: tuple, matrices: tuple, positive
     """Validate and freeze an artefact's per-unit arrays in place: ``lead`` and ``vectors`` are
     (n,), ``matrices`` and the boolean ``coupled`` are (n, n), all finite, ``positive`` > 0.
     Returns n. ``what`` names one element of ``lead`` for the error message."""
-    from ..errors import InputError
 
     n = np.shape(getattr(obj, lead))[0] if np.ndim(getattr(obj, lead)) == 1 else -1
     if n < 1:
@@ -83,7 +84,6 @@ def yaml_text(header_lines: list[str], data: dict) -> str:
     """A '# '-commented header followed by ``yaml.safe_dump(data)``. PyYAML writes floats
     with repr(), so ``yaml.safe_load`` reads back the identical numbers. The libyaml emitter
     (CSafeDumper: same safe representer, same text, ~4x faster) is used when available."""
-    from ..provenance import header_text
 
     head = "".join("# " + "".join(ch if ch.isprintable() else " " for ch in line) + "\n"
                    for line in [*header_lines, "provenance: " + header_text()])

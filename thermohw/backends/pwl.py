@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import InputError
 from ..io import atomic_write, load_record, save_record
 from .common import generation_start
+from ..langevin import simulate
 
 NOISE_MODES = ("trrandom", "pwl", "none")
 NOISE_INCLUDE = "noise.inc"
@@ -112,7 +113,6 @@ def paired_ideal(p, noise: dict) -> tuple[np.ndarray, np.ndarray]:
     """(model times (K+1,), states (K+1, N)) of the realised ideal model (RC) driven by the
     netlist's own noise from its written start state: Euler steps of dt = NT, one per held
     sample, which is the process the netlist integrates exactly (differences are O(NT))."""
-    from ..langevin import simulate
 
     if p.target.kind != "rc":
         raise InputError(f"the paired ideal run needs an rc program (overdamped); {p.target.name!r} is "

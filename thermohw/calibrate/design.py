@@ -24,10 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from ..compile import CompiledProgram
+from ..compile import CompiledProgram, lower
 from ..errors import InputError
 from ..langevin import Protocol
 from .params import ChipParameters
+from .device import HiddenErrors, IdealVirtualChip
+from .fit import fit
 
 
 def bias_steps(n_units: int, runs: int, amplitude: float = 1.0, seed: int = 0) -> Protocol:
@@ -63,7 +65,6 @@ def pairwise(mask: np.ndarray, amplitude: float = 1.0, repeats: int = 1) -> Prot
 
 def zero_couplings(p: CompiledProgram) -> CompiledProgram:
     """The same program with every coupling code zero (on-site calibration)."""
-    from ..compile import lower
 
     prog = p.programmed.replace(J=np.zeros_like(p.programmed.J))
     codes = {**p.codes, "J": np.zeros_like(np.asarray(p.codes["J"]))}
@@ -78,8 +79,6 @@ def predicted_errors(p: CompiledProgram, protocol: Protocol | None, duration: fl
     information at the truth, for the couplings in ``mask`` (default: the program's; pass an
     all-False mask for an on-site design on a ``zero_couplings`` program). Returns {"names",
     "crb", "rms_by_kind", "condition"}."""
-    from .device import HiddenErrors, IdealVirtualChip
-    from .fit import fit
 
     chip = IdealVirtualChip(HiddenErrors.none(p.realised.n_units))
     chip.program(p)

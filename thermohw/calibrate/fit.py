@@ -576,6 +576,34 @@ def fit(data: "Recording | Sequence[Recording] | Statistics", *, mask: np.ndarra
     least squares followed by the first-order Ito-Taylor correction of its O(dt) bias (module
     docstring), leaving an O(dt^2) bias; it makes a second pass over the recordings, so it
     needs them (not just Statistics)."""
+    g, recs, mask, mu_ref = _checked_fit_inputs(data, mask, mobility, mu, discretisation)
+    N = g.n_units
+    varies, const = g.varies, g.constant_bias
+    dt = g.sample_interval
+    conds = np.zeros(N)
+    notes = []
+    # pass 1: per-unit least squares
+    units = [_unit_least_squares(g, i, mask, mu_ref, varies, const, conds, notes) for i in range(N)]
+    # pass 2 (continuous-time chips): first-order Ito-Taylor correction of the Euler bias
+    if discretisation == "continuous":
+        _ito_taylor_correct(recs, units, mask, mu_ref, const, N, g.n)
+    f = _assemble_fit(units, g, mask, mobility, mu_ref, varies, conds)
+    # discretisation: fastest local relaxation rate at the typical amplitude
+    e = f.estimate
+    lam = e["mu"] * (np.abs(2 * e["J2"] + 12 * e["J4"] * g.x2 / g.n) + np.sum(np.abs(e["K"]), axis=1))
+    worst = float(np.max(lam * dt))
+    if worst > _EULER_WARN * (1 if discretisation == "euler" else 4):
+        notes.append(f"the sample interval is long against the fastest relaxation (lambda dt = {worst:.3g}): "
+                     f"the Euler likelihood's bias (~{100 * worst / 2:.2g} % of the drift parameters) may exceed "
+                     "the standard errors; record with a shorter sample interval")
+    if notes:
+        object.__setattr__(f, "notes", tuple(notes))
+    return f
+
+
+def _checked_fit_inputs(data, mask, mobility: str, mu: Any, discretisation: str) -> tuple:
+    """fit's arguments checked, each fault one InputError: (pooled statistics, the recordings
+    (empty for Statistics), the coupling mask, the nominal mobility per unit or None)."""
     if discretisation not in DISCRETISATIONS:
         raise InputError(f"discretisation = {discretisation!r}; use 'euler' (Euler-stepped recordings) or "
                          "'continuous' (continuous-time chips: SPICE, hardware)")
@@ -598,43 +626,50 @@ def fit(data: "Recording | Sequence[Recording] | Statistics", *, mask: np.ndarra
             raise InputError("mu must be positive")
     elif mu is not None:
         raise InputError("mu is fitted when mobility='bias'; do not pass it")
-    varies, const = g.varies, g.constant_bias
+    varies = g.varies
     if mobility == "bias" and not np.all(varies):
         bad = np.nonzero(~varies)[0].tolist()
         raise InputError(f"mobility='bias' needs each unit's imposed bias to differ between runs; it does not for "
                          f"unit(s) {bad[:8]} (use calibrate.design.bias_steps, or mobility='nominal')")
-    dt = g.sample_interval
+    return g, recs, mask, mu_ref
+
+
+def _unit_least_squares(g: "Statistics", i: int, mask: np.ndarray, mu_ref, varies: np.ndarray, const: np.ndarray,
+                        conds: np.ndarray, notes: list) -> dict:
+    """Pass 1 for unit i: the least-squares drift coefficients and the noise variance (sets
+    conds[i]; a constant imposed bias is removed with the nominal mobility, noted)."""
+    N, dt = g.n_units, g.sample_interval
+    with_h = bool(varies[i])
+    cols, sc, nm = _unit_design(i, N, mask, with_h)
+    A = sc[:, None] * g.ZZ[np.ix_(cols, cols)] * sc[None, :]
+    zy, yy = g.ZY[:, i], float(g.YY[i])
+    if const[i]:   # y' = y + mu_ref h: the known imposed drift removed with the nominal mobility
+        m = float(mu_ref[i] * g.h_first[i])
+        zy = zy + m * g.ZZ[:, 2 * N]
+        yy = yy + 2 * m * float(g.ZY[2 * N, i]) + m * m * g.n
+        notes.append(f"unit {i}: the imposed bias is the same in every run; it was removed assuming the "
+                     "nominal mobility")
+    c = sc * zy[cols]
+    Ainv, conds[i] = _inverse(A, nm, i)
+    beta = Ainv @ c
+    p = beta.size
+    dof = g.n - p
+    if dof < 10 * p:
+        raise InputError(f"only {g.n} recorded steps for {p} parameters per unit; record longer or more runs")
+    rss = max(yy - float(beta @ c), 0.0)
+    s2 = rss / dof                       # variance of y = dx/dt: 2 D / dt
+    return {"cols": cols, "sc": sc, "names": nm, "with_h": with_h, "Ainv": Ainv, "beta": beta,
+            "s2": s2, "D": s2 * dt / 2.0, "dof": dof}
+
+
+def _assemble_fit(units: list[dict], g: "Statistics", mask: np.ndarray, mobility: str, mu_ref, varies: np.ndarray,
+                  conds: np.ndarray) -> "Fit":
+    """The units' coefficients transformed to the model's parameters (J2, J4, b, K, kT, mu) and
+    their covariances, as one Fit."""
+    N, dt = g.n_units, g.sample_interval
     names: list[str] = []
     values, ses, covs, slices, infos = [], [], [], [], []
-    conds, noise_sd, mus = np.zeros(N), np.zeros(N), np.zeros(N)
-    notes = []
-    # pass 1: per-unit least squares
-    units = []
-    for i in range(N):
-        with_h = bool(varies[i])
-        cols, sc, nm = _unit_design(i, N, mask, with_h)
-        A = sc[:, None] * g.ZZ[np.ix_(cols, cols)] * sc[None, :]
-        zy, yy = g.ZY[:, i], float(g.YY[i])
-        if const[i]:   # y' = y + mu_ref h: the known imposed drift removed with the nominal mobility
-            m = float(mu_ref[i] * g.h_first[i])
-            zy = zy + m * g.ZZ[:, 2 * N]
-            yy = yy + 2 * m * float(g.ZY[2 * N, i]) + m * m * g.n
-            notes.append(f"unit {i}: the imposed bias is the same in every run; it was removed assuming the "
-                         "nominal mobility")
-        c = sc * zy[cols]
-        Ainv, conds[i] = _inverse(A, nm, i)
-        beta = Ainv @ c
-        p = beta.size
-        dof = g.n - p
-        if dof < 10 * p:
-            raise InputError(f"only {g.n} recorded steps for {p} parameters per unit; record longer or more runs")
-        rss = max(yy - float(beta @ c), 0.0)
-        s2 = rss / dof                       # variance of y = dx/dt: 2 D / dt
-        units.append({"cols": cols, "sc": sc, "names": nm, "with_h": with_h, "Ainv": Ainv, "beta": beta,
-                      "s2": s2, "D": s2 * dt / 2.0, "dof": dof})
-    # pass 2 (continuous-time chips): first-order Ito-Taylor correction of the Euler bias
-    if discretisation == "continuous":
-        _ito_taylor_correct(recs, units, mask, mu_ref, const, N, g.n)
+    noise_sd, mus = np.zeros(N), np.zeros(N)
     for i, u in enumerate(units):
         D, dof, nm, with_h = u["D"], u["dof"], u["names"], u["with_h"]
         noise_sd[i] = math.sqrt(2.0 * D * dt)
@@ -654,20 +689,9 @@ def fit(data: "Recording | Sequence[Recording] | Statistics", *, mask: np.ndarra
         covs.append(cov)
         infos.append(u["Ainv"])
     value = np.concatenate(values)
-    f = Fit(names=tuple(names), value=value, se=np.concatenate(ses), cov=tuple(covs), slices=tuple(slices),
-            mobility=mobility, mu=mus, mask=mask, sample_interval=dt, n_transitions=g.n,
-            condition=conds, noise_sd=noise_sd, _info_inv=tuple(infos), _with_h=tuple(bool(v) for v in varies))
-    # discretisation: fastest local relaxation rate at the typical amplitude
-    e = f.estimate
-    lam = e["mu"] * (np.abs(2 * e["J2"] + 12 * e["J4"] * g.x2 / g.n) + np.sum(np.abs(e["K"]), axis=1))
-    worst = float(np.max(lam * dt))
-    if worst > _EULER_WARN * (1 if discretisation == "euler" else 4):
-        notes.append(f"the sample interval is long against the fastest relaxation (lambda dt = {worst:.3g}): "
-                     f"the Euler likelihood's bias (~{100 * worst / 2:.2g} % of the drift parameters) may exceed "
-                     "the standard errors; record with a shorter sample interval")
-    if notes:
-        object.__setattr__(f, "notes", tuple(notes))
-    return f
+    return Fit(names=tuple(names), value=value, se=np.concatenate(ses), cov=tuple(covs), slices=tuple(slices),
+               mobility=mobility, mu=mus, mask=mask, sample_interval=dt, n_transitions=g.n,
+               condition=conds, noise_sd=noise_sd, _info_inv=tuple(infos), _with_h=tuple(bool(v) for v in varies))
 
 
 def negative_log_likelihood(rec: Recording, chip: ChipParameters) -> float:

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .recording import SCHEMA, Recording, _to_model, check_time_base, si_scales
+from .trajectories import SCHEMA, Recording, _to_model, check_time_base, si_scales
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
 MAP_KEYS = {"time", "x", "run", "h", "bias", "time_unit", "x_unit", "V_s_V", "tau_s", "sample_interval",
@@ -244,19 +244,58 @@ def read_mapped_csv(path: str | Path, columns: dict | str | Path | None = None) 
     src = str(path)
     if not path.is_file():
         raise InputError(f"{src}: no such file")
-    if columns is None:
-        mp = column_map_for(path)
-        if mp is None:
-            raise InputError(f"{src}: no column map; write {path.stem}.columns.yaml (or columns.yaml) beside it")
-        m, where = load_column_map(mp), str(mp)
-    elif isinstance(columns, (str, Path)):
-        m, where = load_column_map(columns), str(columns)
-    else:
-        m, where = check_column_map(columns), "column map"
+    m, where = _the_column_map(path, columns)
     try:
         lines = path.read_text().splitlines()
     except UnicodeDecodeError:
         raise InputError(f"{src}: not a text file; a CSV capture is plain delimited text") from None
+    delim = m.get("delimiter", ",")
+    names, body = _mapped_rows(src, lines, m)
+    xi, ti, ri, hi, data, col = _mapped_table(src, m, where, names, body, delim)
+    n_rows = data.shape[0]
+    run = data[:, col[ri]] if ri is not None else np.zeros(n_rows)
+    if np.any(run != np.round(run)):
+        raise InputError(f"{src}: the run column must hold integer run ids")
+    dt = m.get("sample_interval")
+    ids = np.unique(run)
+    per = [np.nonzero(run == r)[0] for r in ids]
+    if len({len(s) for s in per}) > 1:
+        raise InputError(f"{src}: runs have different numbers of samples; trim them to a common length")
+    if ti is not None:
+        times, dt = _mapped_times(src, data[:, col[ti]], ids, per, dt)
+    else:
+        times = np.arange(len(per[0])) * dt
+    x = np.stack([data[s][:, [col[c] for c in xi]] for s in per], axis=1)
+    bias = None
+    if hi:
+        bias = np.empty((len(per), len(xi)))
+        for j, s in enumerate(per):
+            hr = data[s][:, [col[c] for c in hi]]
+            if np.any(hr != hr[0]):
+                raise InputError(f"{src}: the bias columns change within run {int(ids[j])}; split the trace at "
+                                 "each bias step into separate runs")
+            bias[j] = hr[0]
+    elif "bias" in m:
+        bias = np.tile(np.asarray(m["bias"], dtype=np.float64), (len(per), 1))
+    meta = {"format": "csv+column-map", "column_map": where, "runs": [int(r) for r in ids]}
+    return _to_model(src, x, times, float(dt), bias, str(m.get("time_unit", "model")), str(m.get("x_unit", "model")),
+                     m.get("V_s_V"), m.get("tau_s"), meta)
+
+
+def _the_column_map(path: Path, columns: dict | str | Path | None) -> tuple[dict, str]:
+    """(the checked map, where it came from): ``columns`` as given, or the map file beside ``path``."""
+    if columns is None:
+        mp = column_map_for(path)
+        if mp is None:
+            raise InputError(f"{path}: no column map; write {path.stem}.columns.yaml (or columns.yaml) beside it")
+        return load_column_map(mp), str(mp)
+    if isinstance(columns, (str, Path)):
+        return load_column_map(columns), str(columns)
+    return check_column_map(columns), "column map"
+
+
+def _mapped_rows(src: str, lines: list[str], m: dict) -> tuple[list[str], list[str]]:
+    """(the column names, or [] without a header line; the non-blank data lines)."""
     delim = m.get("delimiter", ",")
     k = int(m.get("skip_rows", 0))
     while k < len(lines) and not lines[k].strip():
@@ -270,6 +309,12 @@ def read_mapped_csv(path: str | Path, columns: dict | str | Path | None = None) 
     body = [ln for ln in lines[k:] if ln.strip()]
     if not body:
         raise InputError(f"{src}: no data rows")
+    return names, body
+
+
+def _mapped_table(src: str, m: dict, where: str, names: list[str], body: list[str], delim: str) -> tuple:
+    """The mapped columns: (x, time, run, h column indices in the file; the finite numeric table
+    of the used columns; file column -> table column)."""
     width = len(body[0].split(delim))
 
     def index(c, role: str) -> int:
@@ -298,41 +343,18 @@ def read_mapped_csv(path: str | Path, columns: dict | str | Path | None = None) 
         r, c = np.argwhere(bad)[0]
         raise InputError(f"{src}: NaN or inf in column {names[use[c]] if names else use[c]!r} at data row {r + 1}; "
                          "drop or repair those samples before calibrating")
-    n_rows = data.shape[0]
-    run = data[:, col[ri]] if ri is not None else np.zeros(n_rows)
-    if np.any(run != np.round(run)):
-        raise InputError(f"{src}: the run column must hold integer run ids")
-    dt = m.get("sample_interval")
-    ids = np.unique(run)
-    per = [np.nonzero(run == r)[0] for r in ids]
-    if len({len(s) for s in per}) > 1:
-        raise InputError(f"{src}: runs have different numbers of samples; trim them to a common length")
-    if ti is not None:
-        t_all = data[:, col[ti]]
-        t0 = t_all[per[0]]
-        if dt is None:
-            if t0.size < 2:
-                raise InputError(f"{src}: one sample per run; a recording needs at least 2")
-            dt = float(np.median(np.diff(t0)))
-            if not dt > 0:
-                raise InputError(f"{src}: time does not increase; sort the rows of each run by time")
-        for r, s in zip(ids, per):
-            check_time_base(t_all[s], dt, f"{src}: run {int(r)}")
-        times = t0
-    else:
-        times = np.arange(len(per[0])) * dt
-    x = np.stack([data[s][:, [col[c] for c in xi]] for s in per], axis=1)
-    bias = None
-    if hi:
-        bias = np.empty((len(per), len(xi)))
-        for j, s in enumerate(per):
-            hr = data[s][:, [col[c] for c in hi]]
-            if np.any(hr != hr[0]):
-                raise InputError(f"{src}: the bias columns change within run {int(ids[j])}; split the trace at "
-                                 "each bias step into separate runs")
-            bias[j] = hr[0]
-    elif "bias" in m:
-        bias = np.tile(np.asarray(m["bias"], dtype=np.float64), (len(per), 1))
-    meta = {"format": "csv+column-map", "column_map": where, "runs": [int(r) for r in ids]}
-    return _to_model(src, x, times, float(dt), bias, str(m.get("time_unit", "model")), str(m.get("x_unit", "model")),
-                     m.get("V_s_V"), m.get("tau_s"), meta)
+    return xi, ti, ri, hi, data, col
+
+
+def _mapped_times(src: str, t_all: np.ndarray, ids: np.ndarray, per: list, dt: float | None) -> tuple:
+    """(the first run's sample times, the sample interval: the map's, else the median step)."""
+    t0 = t_all[per[0]]
+    if dt is None:
+        if t0.size < 2:
+            raise InputError(f"{src}: one sample per run; a recording needs at least 2")
+        dt = float(np.median(np.diff(t0)))
+        if not dt > 0:
+            raise InputError(f"{src}: time does not increase; sort the rows of each run by time")
+    for r, s in zip(ids, per):
+        check_time_base(t_all[s], dt, f"{src}: run {int(r)}")
+    return t0, dt

@@ -33,12 +33,17 @@ from ..compile import CompiledProgram
 from ..errors import InputError
 from ..io import write_json
 from ..langevin import generate
-from ..metrics import mean_ci
+from ..metrics import mean_ci, digit_scores
 from . import design
 from .correct import CorrectionConfig, calibrate, correction_step, estimated_errors, parameter_errors
 from .device import Device, IdealVirtualChip, ReplayDevice
 from .fit import Fit, fit, standardized_residuals
 from .recording import Recording
+from .. import plots
+from ..cosim import CosimConfig, run_cosim
+from ..data import reference_set
+from ..provenance import provenance
+from .spice_chip import chip_under_test
 
 
 @dataclass(frozen=True)
@@ -112,10 +117,6 @@ def run_calibration(program: CompiledProgram, device: Device, out: str | Path,
     docstring) and return the report dict. ``intended``: the program whose realised model the
     chip should implement (default ``program`` itself; pass the original program when
     ``program`` is an already corrected one, e.g. to verify replayed captures of round 2)."""
-    from scipy import stats
-
-    from .. import plots
-
     out = Path(out)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -133,55 +134,14 @@ def run_calibration(program: CompiledProgram, device: Device, out: str | Path,
     virtual = hasattr(device, "reveal")
     truths: list = []
     first: dict[str, Any] = {}
-
-    def on_iteration(k, q, f, rec) -> None:
-        if k == 0 and rec is not None:
-            first["rec"] = rec
-            rec.save(out / "recording_initial.npz")
-        if virtual:
-            truths.append(device.reveal())
-
     rep: dict[str, Any] = {"schema": "thermohw.calibration/1", "device": type(device).__name__,
                            "target": program.target.name, "units": n, "setup": asdict(setup),
                            "discretisation": disc, "mobility": setup.mobility}
     if isinstance(device, ReplayDevice):
-        device.program(program)
-        rec = device.run(None)
-        first["rec"] = rec
-        f0 = fit(rec, mask=intended.mask, mobility=setup.mobility, discretisation=disc,
-                 mu=intended.mu if setup.mobility == "nominal" else None)
-        corr = correction_step([(program, f0)], intended, config)
-        final_program, fits = corr.program, {"measured": f0}
-        rep["correction"] = {"recommended": True, "out_of_range": corr.out_of_range, "untrimmable": corr.untrimmable,
-                             "estimated_errors": corr.estimated_errors,
-                             "note": "replayed traces cannot be re-measured: program the chip with out/corrected, "
-                                     "record again and replay to verify"}
-        history = [{"iteration": 0, "estimated_errors": corr.estimated_errors,
-                    "estimated_true_errors": corr.estimated_true_errors, "codes_changed": corr.codes_changed,
-                    "out_of_range": len(corr.out_of_range)}]
-        rep["recording"] = {"runs": rec.n_runs, "samples": rec.n_samples, "sample_interval": rec.sample_interval,
-                            "source": rec.meta.get("source", "")}
+        final_program, f0, fits, history = _replay_fit(device, program, intended, setup, disc, config, rep, first)
     else:
-        res = calibrate(device, program, protocol=protocol, duration=setup.duration,
-                        sample_interval=setup.sample_interval, seed=setup.seed, config=config,
-                        on_iteration=on_iteration, intended=intended, chunk_runs=setup.chunk_runs,
-                        progress=progress, checkpoint=out / "measurements")
-        final_program, f0 = res.program, res.initial_fit
-        fits = {"before": f0, "after": res.final_fit}
-        history = res.history + [{"iteration": len(res.history), "estimated_errors":
-                                  parameter_errors(res.final_fit.params, intended),
-                                  "estimated_true_errors": {k: v["excess"] for k, v in
-                                                            estimated_errors(res.final_fit, intended).items()},
-                                  "codes_changed": 0, "out_of_range": len(res.out_of_range)}]
-        rep["correction"] = {"converged": res.converged, "out_of_range": res.out_of_range,
-                             "untrimmable": res.untrimmable, "notes": res.notes}
-        if virtual:
-            rep["virtual_truth"] = {"errors_before": parameter_errors(truths[0], intended),
-                                    "errors_after": parameter_errors(truths[-1], intended),
-                                    "initial_fit_vs_truth": _truth_checks(f0, truths[0]),
-                                    "final_fit_vs_truth": _truth_checks(res.final_fit, truths[-1])}
-            eb, ea = rep["virtual_truth"]["errors_before"]["J"], rep["virtual_truth"]["errors_after"]["J"]
-            rep["virtual_truth"]["coupling_error_reduction"] = eb / ea if ea > 0 else math.inf
+        final_program, f0, fits, history = _measure_and_correct(device, program, intended, setup, config, protocol,
+                                                                out, rep, first, truths, progress)
     rep["history"] = history
     rep["fits"] = {k: {**f.summary(), "estimated_errors": estimated_errors(f, intended)} for k, f in fits.items()}
     if "rec" not in first:      # resumed: the first measurement came from the checkpoint
@@ -191,58 +151,7 @@ def run_calibration(program: CompiledProgram, device: Device, out: str | Path,
 
     # generation: intended vs fitted (what a lab knows) and, on virtual chips, the hidden truth
     if setup.generate_runs:
-        models = {"intended (realised)": intended}
-        for k, f in fits.items():
-            models[f"fitted {k}"] = f.to_computer(like=intended)
-        if virtual and truths:
-            models["chip before (hidden truth)"] = truths[0].to_computer(symmetrise=True, n_visible=intended.n_visible,
-                                                                         image_shape=intended.image_shape)
-            models["chip after (hidden truth)"] = truths[-1].to_computer(symmetrise=True, n_visible=intended.n_visible,
-                                                                        image_shape=intended.image_shape)
-        gens = {k: generate(c, setup.generate_runs, dt=setup.generate_dt, seed=setup.seed + 17, stratonovich=False)
-                for k, c in models.items()}
-        # heat in one fixed energy unit, the intended kT (the program's kT x its energy scale, in
-        # joules): a chip's own noise level is one of its errors, so "units of its own kT" would
-        # move with the error being measured. Every model is driven by the same seed (common
-        # random numbers), so the per-run differences from the intended model are paired.
-        kT0 = intended.kT_ref
-        heat = {k: g.heat / kT0 for k, g in gens.items()}
-        ref = heat["intended (realised)"]
-        rep["generation"] = {}
-        for k, g in gens.items():
-            row = {"heat_kT": mean_ci(heat[k]), "heat_own_kT": mean_ci(g.heat_kT), "welch_t_vs_intended": 0.0}
-            if k != "intended (realised)":
-                row["welch_t_vs_intended"] = float(stats.ttest_ind(heat[k], ref, equal_var=False).statistic)
-                d = mean_ci(heat[k] - ref)
-                row["paired_heat_difference_kT"] = {**d, "t": d["mean"] / d["sem"] if d["sem"] > 0 else 0.0}
-            rep["generation"][k] = row
-        rep["generation_note"] = ("heat in units of the intended model's kT (a fixed energy: "
-                                  f"{kT0:g} model units); heat_own_kT divides by each model's own mean kT; "
-                                  "all models share the noise seed, so paired differences are given")
-        plots.heat_histogram(heat, out / "plots" / "heat_before_after.png",
-                             title="heat per generated sample (intended kT): intended vs chip")
-        nv = intended.n_visible
-        if intended.image_shape and nv:
-            plots.side_by_side({k: g.x_final[:8, :nv] for k, g in gens.items()}, intended.image_shape,
-                                    out / "plots" / "digits_before_after.png")
-            if digits is not None and digits.n_pixels == nv:
-                from ..data import reference_set
-                from ..metrics import digit_scores
-
-                per = {}
-                held_out = reference_set(digits)
-                for k, g in gens.items():
-                    sc = digit_scores(g.x_final[:, :nv], digits.patterns, digits.labels, reference=held_out)
-                    per[k] = np.asarray(sc.pop("per_sample")["best_abs_corr"])
-                    if k != "intended (realised)":
-                        d = mean_ci(per[k] - per["intended (realised)"])
-                        sc["paired_difference"] = {**d, "t": d["mean"] / d["sem"] if d["sem"] > 0 else 0.0}
-                    rep["generation"][k]["digits"] = sc
-                paired = {"heat [intended kT]": {k: heat[k] - ref for k in heat if k != "intended (realised)"},
-                          "mean best |corr|": {k: per[k] - per["intended (realised)"] for k in per
-                                               if k != "intended (realised)"}}
-                plots.paired_differences(paired, out / "plots" / "paired_differences.png",
-                                         title="generation vs the intended model (same noise)")
+        _generation(rep, intended, fits, truths if virtual else [], setup, digits, out)
     if setup.verify_runs and virtual and not isinstance(device, ReplayDevice):
         rep["spice_verification"] = _spice_verification(program, final_program, device, out, setup, digits,
                                                         intended_program or program, progress)
@@ -255,7 +164,6 @@ def run_calibration(program: CompiledProgram, device: Device, out: str | Path,
     rep["corrected_files"] = len(files)
     rep["seconds"] = time.perf_counter() - t0
     rep["verdicts"] = verdicts(rep)
-    from ..provenance import provenance
 
     rep["provenance"] = provenance(ngspice=bool(rep.get("spice_verification")) or "spice" in type(device).__name__.lower(),
                                    seeds={"calibration": setup.seed, "chip": getattr(device, "_chip_seed", None)})
@@ -263,12 +171,132 @@ def run_calibration(program: CompiledProgram, device: Device, out: str | Path,
     return rep
 
 
+def _replay_fit(device: ReplayDevice, program: CompiledProgram, intended, setup: CalibrationSetup, disc: str,
+                config: CorrectionConfig, rep: dict, first: dict) -> tuple:
+    """Replayed traces: one fit and the recommended correction (they cannot be re-measured).
+    Returns (corrected program, the fit, {"measured": fit}, history); fills rep and first["rec"]."""
+    device.program(program)
+    rec = device.run(None)
+    first["rec"] = rec
+    f0 = fit(rec, mask=intended.mask, mobility=setup.mobility, discretisation=disc,
+             mu=intended.mu if setup.mobility == "nominal" else None)
+    corr = correction_step([(program, f0)], intended, config)
+    rep["correction"] = {"recommended": True, "out_of_range": corr.out_of_range, "untrimmable": corr.untrimmable,
+                         "estimated_errors": corr.estimated_errors,
+                         "note": "replayed traces cannot be re-measured: program the chip with out/corrected, "
+                                 "record again and replay to verify"}
+    history = [{"iteration": 0, "estimated_errors": corr.estimated_errors,
+                "estimated_true_errors": corr.estimated_true_errors, "codes_changed": corr.codes_changed,
+                "out_of_range": len(corr.out_of_range)}]
+    rep["recording"] = {"runs": rec.n_runs, "samples": rec.n_samples, "sample_interval": rec.sample_interval,
+                        "source": rec.meta.get("source", "")}
+    return corr.program, f0, {"measured": f0}, history
+
+
+def _measure_and_correct(device: Device, program: CompiledProgram, intended, setup: CalibrationSetup,
+                         config: CorrectionConfig, protocol, out: Path, rep: dict, first: dict, truths: list,
+                         progress: bool) -> tuple:
+    """A chip that can be re-measured: the correction loop (correct.calibrate). Returns (corrected
+    program, first fit, {"before", "after"} fits, history); fills rep, first["rec"] and, on
+    virtual chips, truths (the hidden parameters after each round)."""
+    virtual = hasattr(device, "reveal")
+
+    def on_iteration(k, q, f, rec) -> None:
+        if k == 0 and rec is not None:
+            first["rec"] = rec
+            rec.save(out / "recording_initial.npz")
+        if virtual:
+            truths.append(device.reveal())
+
+    res = calibrate(device, program, protocol=protocol, duration=setup.duration,
+                    sample_interval=setup.sample_interval, seed=setup.seed, config=config,
+                    on_iteration=on_iteration, intended=intended, chunk_runs=setup.chunk_runs,
+                    progress=progress, checkpoint=out / "measurements")
+    f0 = res.initial_fit
+    history = res.history + [{"iteration": len(res.history), "estimated_errors":
+                              parameter_errors(res.final_fit.params, intended),
+                              "estimated_true_errors": {k: v["excess"] for k, v in
+                                                        estimated_errors(res.final_fit, intended).items()},
+                              "codes_changed": 0, "out_of_range": len(res.out_of_range)}]
+    rep["correction"] = {"converged": res.converged, "out_of_range": res.out_of_range,
+                         "untrimmable": res.untrimmable, "notes": res.notes}
+    if virtual:
+        rep["virtual_truth"] = {"errors_before": parameter_errors(truths[0], intended),
+                                "errors_after": parameter_errors(truths[-1], intended),
+                                "initial_fit_vs_truth": _truth_checks(f0, truths[0]),
+                                "final_fit_vs_truth": _truth_checks(res.final_fit, truths[-1])}
+        eb, ea = rep["virtual_truth"]["errors_before"]["J"], rep["virtual_truth"]["errors_after"]["J"]
+        rep["virtual_truth"]["coupling_error_reduction"] = eb / ea if ea > 0 else math.inf
+    return res.program, f0, {"before": f0, "after": res.final_fit}, history
+
+
+def _generation(rep: dict, intended, fits: dict, truths: list, setup: CalibrationSetup, digits, out: Path) -> None:
+    """Generate with the intended model, each fitted model and (virtual chips: ``truths``) the
+    hidden chip before and after; rep["generation"] gets their heat (and digit scores), paired
+    against the intended model, and the plots are drawn."""
+    from scipy import stats
+
+    models = {"intended (realised)": intended}
+    for k, f in fits.items():
+        models[f"fitted {k}"] = f.to_computer(like=intended)
+    if truths:
+        models["chip before (hidden truth)"] = truths[0].to_computer(symmetrise=True, n_visible=intended.n_visible,
+                                                                     image_shape=intended.image_shape)
+        models["chip after (hidden truth)"] = truths[-1].to_computer(symmetrise=True, n_visible=intended.n_visible,
+                                                                    image_shape=intended.image_shape)
+    gens = {k: generate(c, setup.generate_runs, dt=setup.generate_dt, seed=setup.seed + 17, stratonovich=False)
+            for k, c in models.items()}
+    # heat in one fixed energy unit, the intended kT (the program's kT x its energy scale, in
+    # joules): a chip's own noise level is one of its errors, so "units of its own kT" would
+    # move with the error being measured. Every model is driven by the same seed (common
+    # random numbers), so the per-run differences from the intended model are paired.
+    kT0 = intended.kT_ref
+    heat = {k: g.heat / kT0 for k, g in gens.items()}
+    ref = heat["intended (realised)"]
+    rep["generation"] = {}
+    for k, g in gens.items():
+        row = {"heat_kT": mean_ci(heat[k]), "heat_own_kT": mean_ci(g.heat_kT), "welch_t_vs_intended": 0.0}
+        if k != "intended (realised)":
+            row["welch_t_vs_intended"] = float(stats.ttest_ind(heat[k], ref, equal_var=False).statistic)
+            d = mean_ci(heat[k] - ref)
+            row["paired_heat_difference_kT"] = {**d, "t": d["mean"] / d["sem"] if d["sem"] > 0 else 0.0}
+        rep["generation"][k] = row
+    rep["generation_note"] = ("heat in units of the intended model's kT (a fixed energy: "
+                              f"{kT0:g} model units); heat_own_kT divides by each model's own mean kT; "
+                              "all models share the noise seed, so paired differences are given")
+    plots.heat_histogram(heat, out / "plots" / "heat_before_after.png",
+                         title="heat per generated sample (intended kT): intended vs chip")
+    nv = intended.n_visible
+    if intended.image_shape and nv:
+        plots.side_by_side({k: g.x_final[:8, :nv] for k, g in gens.items()}, intended.image_shape,
+                           out / "plots" / "digits_before_after.png")
+        if digits is not None and digits.n_pixels == nv:
+            _generation_digits(rep, gens, heat, digits, nv, out)
+
+
+def _generation_digits(rep: dict, gens: dict, heat: dict, digits, nv: int, out: Path) -> None:
+    """Digit scores of each model's samples, paired against the intended model's."""
+    ref = heat["intended (realised)"]
+    per = {}
+    held_out = reference_set(digits)
+    for k, g in gens.items():
+        sc = digit_scores(g.x_final[:, :nv], digits.patterns, digits.labels, reference=held_out)
+        per[k] = np.asarray(sc.pop("per_sample")["best_abs_corr"])
+        if k != "intended (realised)":
+            d = mean_ci(per[k] - per["intended (realised)"])
+            sc["paired_difference"] = {**d, "t": d["mean"] / d["sem"] if d["sem"] > 0 else 0.0}
+        rep["generation"][k]["digits"] = sc
+    paired = {"heat [intended kT]": {k: heat[k] - ref for k in heat if k != "intended (realised)"},
+              "mean best |corr|": {k: per[k] - per["intended (realised)"] for k in per
+                                   if k != "intended (realised)"}}
+    plots.paired_differences(paired, out / "plots" / "paired_differences.png",
+                             title="generation vs the intended model (same noise)")
+
+
 def _spice_verification(program: CompiledProgram, final: CompiledProgram, device, out: Path,
                         setup: CalibrationSetup, digits, reference: CompiledProgram, progress: bool) -> dict:
     """Co-simulate the chip's mismatched netlist in ngspice as programmed and as corrected
     (the generation protocol), each against the intended realised model."""
-    from ..cosim import CosimConfig, run_cosim
-    from .spice_chip import chip_under_test
 
     errors = device.reveal_errors()
     cfg = CosimConfig(runs=setup.verify_runs, workers=setup.verify_workers, seed=setup.seed % 20001)

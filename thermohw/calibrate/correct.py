@@ -224,159 +224,199 @@ def _pooled_offset(P: np.ndarray, M: np.ndarray, S: np.ndarray) -> np.ndarray:
     return d * _shrink(d, 1.0 / np.sqrt(np.sum(w, axis=0)))
 
 
+class _Step:
+    """The state one correction step builds up, class by class: the pooled measurements, the
+    new codes, what was requested, clipped and left untrimmed, and the new element values."""
+
+    def __init__(self, history: list[tuple[CompiledProgram, Fit]], intended: Computer,
+                 config: CorrectionConfig) -> None:
+        self.p = history[-1][0]
+        self.prog = self.p.programmed
+        self.intended, self.config = intended, config
+        self.ii, self.jj = _pairs(intended.mask)
+        self.hist = [(q.programmed, _fit_arrays(f)) for q, f in history]
+        self.last = self.hist[-1][1]
+        self.errors = parameter_errors(history[-1][1].params, intended)
+        self.excess = {k: v["excess"] for k, v in estimated_errors(history[-1][1], intended).items()}
+        self.out: list[dict] = []
+        self.requested: dict[str, Any] = {}
+        self.codes = {k: np.array(v, copy=True) for k, v in self.p.codes.items()}
+        self.untrim: dict[str, float] = {"J_antisymmetric": self.excess.get("J_antisymmetric", 0.0)}
+        self.new = {k: getattr(self.prog, k).copy() for k in ("J", "b", "J2", "J4", "kT", "mu")}
+        self.J4_continuous = False
+
+    def stack(self, key: str, getp: Callable[[Computer], np.ndarray]):
+        P = np.stack([getp(q) for q, _ in self.hist])
+        M = np.stack([a[key][0] for _, a in self.hist])
+        S = np.stack([a[key][1] for _, a in self.hist])
+        return P, M, S
+
+    def clip_report(self, name: str, req: np.ndarray, lo: float, hi: float, idx) -> None:
+        for k in np.nonzero((req < lo) | (req > hi))[0]:
+            self.out.append({"element": name.format(*idx(k)), "requested": float(req[k]),
+                             "limit": float(lo if req[k] < lo else hi)})
+
+
+def _correct_couplings(st: _Step) -> None:
+    """One code per pair: the symmetric part, through the pooled gain of each pair."""
+    ii, jj, n = st.ii, st.jj, st.prog.n_units
+    P, M, S = st.stack("J", lambda c: c.J)
+    gam = _pooled_gain(P[:, ii, jj], M[:, ii, jj], S[:, ii, jj])
+    prog_ok = np.abs(P[-1, ii, jj]) > 0
+    gam = np.where(prog_ok & (gam > 0.2), gam, 1.0)   # a zero or sign-flipped element: do not invert
+    req = st.intended.J[ii, jj] / gam
+    st.requested["J"] = req
+    qj = dataclasses.replace(st.p.coupling_quant, rounding="nearest")
+    st.clip_report("J[{},{}]", req, qj.min, qj.max, lambda k: (ii[k], jj[k]))
+    cj = qj.encode(req)
+    cmat = np.zeros((n, n), dtype=np.int64)
+    cmat[ii, jj] = cj
+    cmat = cmat + cmat.T
+    st.codes["J"] = cmat
+    st.new["J"] = np.where(st.intended.mask, qj.decode(cmat), 0.0)
+
+
+def _correct_biases(st: _Step) -> None:
+    """Offsets: the pooled additive error of each bias."""
+    P, M, S = st.stack("b", lambda c: c.b)
+    req = st.intended.b - _pooled_offset(P, M, S)
+    st.requested["b"] = req
+    qb = dataclasses.replace(st.p.bias_quant, rounding="nearest")
+    st.clip_report("b[{}]", req, qb.min, qb.max, lambda k: (k,))
+    st.codes["b"] = qb.encode(req)
+    st.new["b"] = qb.decode(st.codes["b"])
+
+
+def _correct_J2(st: _Step) -> None:
+    """The diagonal trims: gains."""
+    P, M, S = st.stack("J2", lambda c: c.J2)
+    req = st.intended.J2 / _pooled_gain(P, M, S)
+    st.requested["J2"] = req
+    tr = st.p.target.diagonal
+    st.clip_report("J2[{}]", req, tr.min, tr.max, lambda k: (k,))
+    st.codes["J2_trim"] = tr.encode(req)
+    st.new["J2"] = tr.decode(st.codes["J2_trim"])
+
+
+def _correct_relative_trims(st: _Step) -> None:
+    """Cubic gain and time constant: relative trims of the target (``cubic``, ``mobility``),
+    coded against the intended (compiled) value, so code 0 is the uncorrected element."""
+    t, cfg = st.p.target, st.config
+    rel_trims = (("J4", t.cubic, "J4_trim", cfg.trim_J4),
+                 ("mu", t.mobility, "mu_trim", cfg.trim_mu and cfg.mobility == "bias"))
+    for key, tr, code_key, usable in rel_trims:
+        if tr is None or not usable:
+            if key == "mu":     # no trim: the speed of each unit stays as built
+                st.untrim["mu"] = st.excess.get("mu", 0.0)
+            continue
+        P, M, S = st.stack(key, lambda c, key=key: getattr(c, key))
+        ref = getattr(st.intended, key)
+        req = ref / _pooled_gain(P, M, S)
+        st.requested[key] = req
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where(ref != 0, req / ref - 1.0, 0.0)
+        st.clip_report(key + "[{}]", rel, tr.min, tr.max, lambda k: (k,))
+        st.codes[code_key] = np.where(ref != 0, tr.encode(rel), 0)
+        st.new[key] = ref * tr.factor(st.codes[code_key])
+
+
+def _correct_J4_continuous(st: _Step) -> None:
+    """A cubic trim the target does not describe (``CorrectionConfig.J4_trim_step``)."""
+    P, M, S = st.stack("J4", lambda c: c.J4)
+    req = st.intended.J4 / _pooled_gain(P, M, S)
+    st.requested["J4"] = req
+    step = st.config.J4_trim_step
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(st.intended.J4 > 0, req / st.intended.J4, 1.0)
+    st.new["J4"] = np.where(st.intended.J4 > 0, (np.round((rel - 1) / step) * step + 1) * st.intended.J4,
+                            st.prog.J4)
+
+
+def _correct_noise(st: _Step) -> None:
+    """The injected noise amplitude per unit (continuous, or on a relative grid)."""
+    P, M, S = st.stack("kT", lambda c: c.kT)
+    req = st.intended.kT / _pooled_gain(P, M, S)
+    st.requested["kT"] = req
+    if st.config.noise_trim_step is not None:   # the amplitude s ~ sqrt(kT) is set on a relative grid
+        step = st.config.noise_trim_step
+        req = (np.round((np.sqrt(req / st.intended.kT) - 1) / step) * step + 1) ** 2 * st.intended.kT
+    st.new["kT"] = req
+
+
+def _compensate_in_generation(st: _Step) -> dict:
+    """``match_generation``: the J2 trims aim at the chip whose generation matches the intended
+    model's, given the elements that cannot be trimmed (:func:`_match_generation`)."""
+    laws = _element_laws(st.hist, st.intended)
+    clipped = any(not o["element"].startswith("J2[") for o in st.out)   # a clipped element has no trim left
+    vals = {k: st.new[k] for k in ("J", "b", "J4", "kT", "mu")}
+    J2_aim, match = _match_generation(laws, st.intended, vals, st.untrim, st.config, clipped=clipped)
+    if match.get("applied"):
+        tr = st.p.target.diagonal
+        req = J2_aim / laws["J2"]
+        st.requested["J2"] = req
+        st.out[:] = [o for o in st.out if not o["element"].startswith("J2[")]
+        st.clip_report("J2[{}]", req, tr.min, tr.max, lambda k: (k,))
+        st.codes["J2_trim"] = tr.encode(req)
+        st.new["J2"] = tr.decode(st.codes["J2_trim"])
+    return match
+
+
+def _codes_changed(st: _Step) -> int:
+    """Codes that differ from the previous program (a trim code the previous program lacks was
+    at 0, the compiled value), plus continuous (or finely stepped) trims that moved by more than
+    the relative standard error of the estimate they were computed from."""
+    changed = sum(int(np.count_nonzero(np.asarray(st.codes[k]) != np.asarray(st.p.codes.get(k, 0))))
+                  for k in st.codes)
+    moving = (("kT", st.new["kT"], st.prog.kT),) + ((("J4", st.new["J4"], st.prog.J4),) if st.J4_continuous else ())
+    for key, new_v, old_v in moving:
+        val, se = st.last[key]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel_se = np.where(val != 0, np.abs(se / val), np.inf)
+            moved = np.abs(new_v / np.where(old_v != 0, old_v, 1.0) - 1) > rel_se
+        changed += int(np.count_nonzero(moved & (new_v != old_v)))
+    return changed
+
+
 def correction_step(history: list[tuple[CompiledProgram, Fit]], intended: Computer,
                     config: CorrectionConfig = CorrectionConfig()) -> Correction:
     """The next program from all (program, fit) measurements so far (the last one is current)."""
     if not history:
         raise InputError("correction needs at least one measurement")
     p = history[-1][0]
-    prog = p.programmed
-    n = prog.n_units
+    n = p.programmed.n_units
     if intended.n_units != n:
         raise InputError(f"the intended model has {intended.n_units} units, the program {n}")
     if p.target.kind not in ("rc", "lc"):
         raise InputError(f"correction maps onto the element trims of RC and LC chips; target {p.target.name!r} "
                          f"is {p.target.kind!r}")
-    mask = intended.mask
-    ii, jj = _pairs(mask)
-    hist = [(q.programmed, _fit_arrays(f)) for q, f in history]
-    last = hist[-1][1]
-    est = {k: v[0] for k, v in last.items()}
-    chip_est = history[-1][1].params
-    errors = parameter_errors(chip_est, intended)
-    excess = {k: v["excess"] for k, v in estimated_errors(history[-1][1], intended).items()}
-    out: list[dict] = []
-    requested: dict[str, Any] = {}
-    codes = {k: np.array(v, copy=True) for k, v in p.codes.items()}
-
-    def stack(key: str, getp: Callable[[Computer], np.ndarray]):
-        P = np.stack([getp(q) for q, _ in hist])
-        M = np.stack([a[key][0] for _, a in hist])
-        S = np.stack([a[key][1] for _, a in hist])
-        return P, M, S
-
-    def clip_report(name: str, req: np.ndarray, lo: float, hi: float, idx) -> None:
-        for k in np.nonzero((req < lo) | (req > hi))[0]:
-            out.append({"element": name.format(*idx(k)), "requested": float(req[k]),
-                        "limit": float(lo if req[k] < lo else hi)})
-
-    # couplings: one code per pair, symmetric part
-    J_new = prog.J.copy()
-    if config.trim_couplings and ii.size:
-        P, M, S = stack("J", lambda c: c.J)
-        gam = _pooled_gain(P[:, ii, jj], M[:, ii, jj], S[:, ii, jj])
-        prog_ok = np.abs(P[-1, ii, jj]) > 0
-        gam = np.where(prog_ok & (gam > 0.2), gam, 1.0)   # a zero or sign-flipped element: do not invert
-        req = intended.J[ii, jj] / gam
-        requested["J"] = req
-        qj = dataclasses.replace(p.coupling_quant, rounding="nearest")
-        clip_report("J[{},{}]", req, qj.min, qj.max, lambda k: (ii[k], jj[k]))
-        cj = qj.encode(req)
-        cmat = np.zeros((n, n), dtype=np.int64)
-        cmat[ii, jj] = cj
-        cmat = cmat + cmat.T
-        codes["J"] = cmat
-        J_new = np.where(mask, qj.decode(cmat), 0.0)
-    # biases: offsets
-    b_new = prog.b.copy()
+    st = _Step(history, intended, config)
+    if config.trim_couplings and st.ii.size:
+        _correct_couplings(st)
     if config.trim_biases:
-        P, M, S = stack("b", lambda c: c.b)
-        req = intended.b - _pooled_offset(P, M, S)
-        requested["b"] = req
-        qb = dataclasses.replace(p.bias_quant, rounding="nearest")
-        clip_report("b[{}]", req, qb.min, qb.max, lambda k: (k,))
-        codes["b"] = qb.encode(req)
-        b_new = qb.decode(codes["b"])
-    # J2 trims: gains
-    J2_new = prog.J2.copy()
-    untrim: dict[str, float] = {"J_antisymmetric": excess.get("J_antisymmetric", 0.0)}
-    if config.trim_J2 and p.target.diagonal is not None:
-        P, M, S = stack("J2", lambda c: c.J2)
-        req = intended.J2 / _pooled_gain(P, M, S)
-        requested["J2"] = req
-        tr = p.target.diagonal
-        clip_report("J2[{}]", req, tr.min, tr.max, lambda k: (k,))
-        codes["J2_trim"] = tr.encode(req)
-        J2_new = tr.decode(codes["J2_trim"])
+        _correct_biases(st)
+    J2_trimmed = config.trim_J2 and p.target.diagonal is not None
+    if J2_trimmed:
+        _correct_J2(st)
     else:
-        untrim["J2"] = excess["J2"]
-    # cubic gain and time constant: relative trims of the target (``cubic``, ``mobility``),
-    # coded against the intended (compiled) value, so code 0 is the uncorrected element
-    J4_new = prog.J4.copy()
-    mu_new = prog.mu.copy()
-    rel_trims = (("J4", p.target.cubic, "J4_trim", config.trim_J4),
-                 ("mu", p.target.mobility, "mu_trim", config.trim_mu and config.mobility == "bias"))
-    for key, tr, code_key, usable in rel_trims:
-        if tr is None or not usable:
-            if key == "mu":     # no trim: the speed of each unit stays as built
-                untrim["mu"] = excess.get("mu", 0.0)
-            continue
-        P, M, S = stack(key, lambda c, key=key: getattr(c, key))
-        ref = getattr(intended, key)
-        req = ref / _pooled_gain(P, M, S)
-        requested[key] = req
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rel = np.where(ref != 0, req / ref - 1.0, 0.0)
-        clip_report(key + "[{}]", rel, tr.min, tr.max, lambda k: (k,))
-        codes[code_key] = np.where(ref != 0, tr.encode(rel), 0)
-        val = ref * tr.factor(codes[code_key])
-        if key == "J4":
-            J4_new = val
-        else:
-            mu_new = val
-    J4_continuous = config.trim_J4 and p.target.cubic is None and config.J4_trim_step is not None
-    if J4_continuous:   # a trim the target does not describe (CorrectionConfig.J4_trim_step)
-        P, M, S = stack("J4", lambda c: c.J4)
-        req = intended.J4 / _pooled_gain(P, M, S)
-        requested["J4"] = req
-        st = config.J4_trim_step
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rel = np.where(intended.J4 > 0, req / intended.J4, 1.0)
-        J4_new = np.where(intended.J4 > 0, (np.round((rel - 1) / st) * st + 1) * intended.J4, prog.J4)
+        st.untrim["J2"] = st.excess["J2"]
+    _correct_relative_trims(st)
+    st.J4_continuous = config.trim_J4 and p.target.cubic is None and config.J4_trim_step is not None
+    if st.J4_continuous:
+        _correct_J4_continuous(st)
     elif p.target.cubic is None or not config.trim_J4:
-        untrim["J4"] = excess["J4"]
-    # noise amplitude
-    kT_new = prog.kT.copy()
+        st.untrim["J4"] = st.excess["J4"]
     if config.noise_trim:
-        P, M, S = stack("kT", lambda c: c.kT)
-        req = intended.kT / _pooled_gain(P, M, S)
-        requested["kT"] = req
-        if config.noise_trim_step is not None:   # the amplitude s ~ sqrt(kT) is set on a relative grid
-            st = config.noise_trim_step
-            req = (np.round((np.sqrt(req / intended.kT) - 1) / st) * st + 1) ** 2 * intended.kT
-        kT_new = req
+        _correct_noise(st)
     else:
-        untrim["kT"] = excess["kT"]
-    match: dict = {}
-    if config.match_generation and p.target.diagonal is not None and config.trim_J2:
-        laws = _element_laws(hist, intended)
-        clipped = any(not o["element"].startswith("J2[") for o in out)   # a clipped element has no trim left
-        J2_aim, match = _match_generation(laws, intended, dict(J=J_new, b=b_new, J4=J4_new, kT=kT_new, mu=mu_new),
-                                          untrim, config, clipped=clipped)
-        if match.get("applied"):
-            tr = p.target.diagonal
-            req = J2_aim / laws["J2"]
-            requested["J2"] = req
-            out[:] = [o for o in out if not o["element"].startswith("J2[")]
-            clip_report("J2[{}]", req, tr.min, tr.max, lambda k: (k,))
-            codes["J2_trim"] = tr.encode(req)
-            J2_new = tr.decode(codes["J2_trim"])
-    # a trim code the previous program lacks was at 0 (the compiled value)
-    changed = sum(int(np.count_nonzero(np.asarray(codes[k]) != np.asarray(p.codes.get(k, 0)))) for k in codes)
-    # continuous (or finely stepped) trims count as changed when they move by more than the
-    # relative standard error of the estimate they were computed from
-    for key, new_v, old_v in (("kT", kT_new, prog.kT),) + ((("J4", J4_new, prog.J4),) if J4_continuous else ()):
-        val, se = last[key]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rel_se = np.where(val != 0, np.abs(se / val), np.inf)
-            moved = np.abs(new_v / np.where(old_v != 0, old_v, 1.0) - 1) > rel_se
-        changed += int(np.count_nonzero(moved & (new_v != old_v)))
-    new_prog = prog.replace(J=J_new, b=b_new, J2=J2_new, J4=J4_new, kT=kT_new, mu=mu_new)
-    q = lower(p.with_(programmed=new_prog, codes=codes))
-    q = q.note("calibration", {"out_of_range": out, "estimated_errors_before": errors, "untrimmable": untrim,
-                               "generation_match": match})
-    return Correction(program=q, requested=requested, out_of_range=out, estimated_errors=errors,
-                      untrimmable=untrim, codes_changed=changed, estimated_true_errors=excess,
+        st.untrim["kT"] = st.excess["kT"]
+    match = _compensate_in_generation(st) if config.match_generation and J2_trimmed else {}
+    changed = _codes_changed(st)
+    new_prog = st.prog.replace(**st.new)
+    q = lower(p.with_(programmed=new_prog, codes=st.codes))
+    q = q.note("calibration", {"out_of_range": st.out, "estimated_errors_before": st.errors,
+                               "untrimmable": st.untrim, "generation_match": match})
+    return Correction(program=q, requested=st.requested, out_of_range=st.out, estimated_errors=st.errors,
+                      untrimmable=st.untrim, codes_changed=changed, estimated_true_errors=st.excess,
                       generation_match=match)
 
 

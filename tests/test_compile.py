@@ -16,7 +16,9 @@ def test_quantisation_error_is_within_half_an_lsb_and_realised_is_what_the_circu
     c = random_computer(4, 4, seed=3)
     p = compile_computer(c, "rc-8bit-dense")
     lsb = p.report["quantise"]["coupling_lsb"]
-    assert lsb == pytest.approx(np.abs(c.J).max() / 127)
+    # the default full scale leaves trim room for the preset's 2 % coupling gain mismatch
+    # (test_default_headroom_follows_the_gain_mismatch); max |J| sits exactly on a code
+    assert lsb == pytest.approx(np.abs(c.J).max() * p.report["scale"]["coupling_headroom"] / 127)
     assert np.max(np.abs(p.realised.J - c.J)) <= lsb / 2 * (1 + 1e-9)
     assert np.max(np.abs(p.realised.b - c.b)) <= p.report["quantise"]["bias_lsb"] / 2 * (1 + 1e-9)
     # the trim grid of the preset: 1024 levels over [0.5, 1.5]; J2 = 1 sits between two codes
@@ -244,6 +246,27 @@ def test_one_signed_coupling_range_and_stochastic_trim():
     assert np.max(np.abs(p.realised.J[neg] - c.J[neg])) <= lsb / 2 * (1 + 1e-9)
     assert p.report["scale"]["coupling_range"][1] == 0.0
     assert any(v["check"] == "range" for v in p.report["violations"])
+
+
+def test_default_headroom_follows_the_gain_mismatch():
+    """Without --coupling-headroom the coupling full scale is K/k x max |J| with K = 127 and
+    k = round(127 / (1 + 2.5 x 0.02)) = 121 on rc-8bit-dense (2 % OTA gain sd): a full-scale
+    coupling is out of trim range only for a 2.5 sd weak element. max |J| lands on code 121,
+    so compiling the realised model again gives the same codes. A target without gain
+    mismatch, range='full' and an explicit 1.0 keep the bare max |J|."""
+    c = random_computer(4, 4, seed=3)
+    p = compile_computer(c, "rc-8bit-dense")
+    sc = p.report["scale"]
+    assert sc["coupling_headroom"] == 127 / 121
+    assert sc["coupling_full_scale"] == pytest.approx(np.abs(c.J).max() * 127 / 121, rel=1e-12)
+    assert np.max(np.abs(p.codes["J"])) == 121
+    again = compile_computer(p.realised, "rc-8bit-dense")
+    np.testing.assert_array_equal(again.codes["J"], p.codes["J"])
+    np.testing.assert_allclose(again.realised.J, p.realised.J, rtol=1e-12, atol=0)
+    for opts in (CompileOptions(coupling_headroom=1.0), CompileOptions(range="full")):
+        assert compile_computer(c, "rc-8bit-dense", opts).report["scale"]["coupling_headroom"] == 1.0
+    ideal = Target.preset("rc-8bit-dense").replace(name="ideal-otas", components={"resistor_series": "E96"})
+    assert compile_computer(c, ideal).report["scale"]["coupling_headroom"] == 1.0   # no gain figure
 
 
 def test_trim_headroom_widens_the_auto_ranges_within_the_target():

@@ -28,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .computer import Computer, connectivity_mask
+from . import quantise
 from .errors import InputError
 from .target import Quant, Target, Trim
 
@@ -250,6 +251,9 @@ class QuantSpec:
         ``range = "auto"``: the smallest symmetric range holding the values, capped by the
         target's; ``"full"``: the target's range (fixed).
     trim : the unsigned J2 trim grid (model units), or None when the target has no trim.
+    gain_sd / coupling_headroom : the coupling headroom compile leaves for trims
+        (``quantise.headroom_for``: ``coupling_headroom`` if given, else the rule for couplings
+        with relative gain errors of sd ``gain_sd``, the target's ``components.gain_mismatch``).
     Rounding is always to nearest (stochastic rounding would make the forward model random).
     """
 
@@ -257,6 +261,8 @@ class QuantSpec:
     biases: Quant
     trim: Trim | None = None
     range: str = "auto"
+    gain_sd: float = 0.0
+    coupling_headroom: float | None = None
 
     def __post_init__(self) -> None:
         if self.range not in ("auto", "full"):
@@ -271,32 +277,27 @@ class QuantSpec:
     def from_target(cls, target: Target, *, bits: int | None = None, bias_bits: int | None = None,
                     range: str = "auto") -> "QuantSpec":
         """The target's codes, with optional coupling / bias bit-width overrides (2..16)."""
-        from .compile import CompileOptions, _quant
-
-        CompileOptions(bits=bits, bias_bits=bias_bits)  # validates the widths
-        return cls(couplings=_quant(target.couplings, bits, "nearest", None),
-                   biases=_quant(target.biases, bias_bits, "nearest", None),
-                   trim=target.diagonal, range=range)
+        quantise.check_bits(bits, "bits")
+        quantise.check_bits(bias_bits, "bias_bits")
+        return cls(couplings=quantise.with_settings(target.couplings, bits, "nearest", None),
+                   biases=quantise.with_settings(target.biases, bias_bits, "nearest", None),
+                   trim=target.diagonal, range=range,
+                   gain_sd=target.components.gain_mismatch if target.components is not None else 0.0)
 
     def ranges(self, c: Computer) -> tuple[tuple[float, float], tuple[float, float]]:
         """The (coupling, bias) ranges compile's ``scale`` pass would choose for ``c``."""
-        from .compile import _ranges
-
-        return _ranges(self.couplings, self.biases, c, self.range)[:2]
+        h = quantise.headroom_for(c, self.couplings, self.gain_sd, self.range, self.coupling_headroom)
+        return quantise.ranges(self.couplings, self.biases, c, self.range, h)[:2]
 
     def quantizers(self, c: Computer) -> tuple[Quant, Quant]:
-        from .compile import _quant
-
         rj, rb = self.ranges(c)
-        return _quant(self.couplings, None, None, rj), _quant(self.biases, None, None, rb)
+        return quantise.with_settings(self.couplings, None, None, rj), quantise.with_settings(self.biases, None, None, rb)
 
     def quantize(self, c: Computer) -> Computer:
         """The model the target's codes realise for ``c`` (same arithmetic as compile's
         ``scale`` + ``quantise``, so compiling the result again changes nothing)."""
-        from .compile import _codes
-
         qj, qb = self.quantizers(c)
-        codes_j, codes_b = _codes(c, qj, qb)
+        codes_j, codes_b = quantise.codes(c, qj, qb)
         J, b = qj.decode(codes_j), qb.decode(codes_b)
         J2 = c.J2 if self.trim is None else self.trim.quantize(c.J2)
         return c.replace(J=J, b=b, J2=J2)

@@ -233,8 +233,10 @@ def _add_compile(sub) -> None:
                    help="fail if any coupling cannot be hosted")
     cp.add_argument("--range", choices=["auto", "full"], default="auto",
                     help="auto: smallest full-scale holding the model (default); full: the target's whole range")
-    cp.add_argument("--coupling-headroom", type=_float(1.0, hi=1e6), default=1.0, dest="coupling_headroom",
-                    help="auto range: coupling full scale = FACTOR x max|J| (room for gain trims; default 1)")
+    cp.add_argument("--coupling-headroom", type=_float(1.0, hi=1e6), default=None, dest="coupling_headroom",
+                    help="auto range: coupling full scale = FACTOR x max|J| (room for gain trims; default: "
+                         "~1 + 2.5 x the target's coupling gain mismatch, so a full-scale coupling is out of "
+                         "trim range only for a 2.5 sd weak element; 1: none)")
     cp.add_argument("--bias-margin", type=_float(0.0, hi=1e6), default=0.0, dest="bias_margin",
                     help="auto range: bias full scale = max|b| + MARGIN, model units (room for offset trims; "
                     "default 0)")

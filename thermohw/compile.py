@@ -32,6 +32,7 @@ from .computer import Computer
 from .energy import EnergyScale, from_scales as energy_scale_from
 from .errors import InputError
 from .io import atomic_write, write_json, save_record, load_record, numeric_array
+from . import quantise as quantise_
 from .target import Target, resolve
 from .provenance import provenance
 from .spice.netlist import eng_unit
@@ -99,7 +100,9 @@ class CompileOptions:
     prune : "prune" | "refuse" couplings the topology cannot host (default: the target's).
     range : "auto" uses the smallest symmetric full-scale that holds the model's values (the
         target's min/max are the largest programmable range); "full" uses the target's range.
-    coupling_headroom : "auto" full scale of the couplings = this factor x max |J| (>= 1), and
+    coupling_headroom : "auto" full scale of the couplings = this factor x max |J| (>= 1; default
+        None: the smallest factor that leaves trim room for the target's gain mismatch,
+        ``quantise.headroom_for`` - 1 when the target lists none), and
     bias_margin : "auto" full scale of the biases = max |b| + this margin (model units) - room
         for calibration trims (gain errors scale a coupling, offsets shift a bias), within the
         target's range. A wider full scale costs resolution: every LSB grows with it.
@@ -122,7 +125,7 @@ class CompileOptions:
     range: str = "auto"
     seed: int = 0
     placement_effort: int = 20
-    coupling_headroom: float = 1.0
+    coupling_headroom: float | None = None
     bias_margin: float = 0.0
     netlist: str = "generate"
     netlist_seed: int = 1
@@ -130,18 +133,19 @@ class CompileOptions:
     noise: str = "trrandom"
 
     def __post_init__(self) -> None:
-        if self.bits is not None and not 2 <= int(self.bits) <= 16:
-            raise InputError(f"bits = {self.bits} is outside 2..16")
-        if self.bias_bits is not None and not 2 <= int(self.bias_bits) <= 16:
-            raise InputError(f"bias_bits = {self.bias_bits} is outside 2..16")
+        quantise_.check_bits(self.bits, "bits")
+        quantise_.check_bits(self.bias_bits, "bias_bits")
         if self.rounding not in (None, "nearest", "stochastic"):
             raise InputError(f"rounding = {self.rounding!r}; use 'nearest' or 'stochastic'")
         if self.prune not in (None, "prune", "refuse"):
             raise InputError(f"prune = {self.prune!r}; use 'prune' or 'refuse'")
         if self.range not in ("auto", "full"):
             raise InputError(f"range = {self.range!r}; use 'auto' or 'full'")
-        if not (math.isfinite(self.coupling_headroom) and self.coupling_headroom >= 1.0):
-            raise InputError(f"coupling_headroom = {self.coupling_headroom}; use a factor >= 1 (1: no headroom)")
+        if self.coupling_headroom is not None and not (isinstance(self.coupling_headroom, (int, float))
+                                                       and math.isfinite(self.coupling_headroom)
+                                                       and self.coupling_headroom >= 1.0):
+            raise InputError(f"coupling_headroom = {self.coupling_headroom}; use a factor >= 1 (1: no headroom) "
+                             "or None (from the target's gain mismatch)")
         if not (math.isfinite(self.bias_margin) and self.bias_margin >= 0.0):
             raise InputError(f"bias_margin = {self.bias_margin}; use a margin >= 0 in model units of b")
         if self.netlist not in ("generate", "free"):
@@ -154,6 +158,15 @@ class CompileOptions:
             raise InputError(f"t_f = {self.t_f!r}; the generation time must be > 0 model time units")
         if self.noise not in ("trrandom", "pwl", "none"):
             raise InputError(f"noise = {self.noise!r}; use 'trrandom', 'pwl' (portable files) or 'none'")
+
+    def coupling_headroom_for(self, c: Computer, target: Target) -> float:
+        """The coupling headroom for ``c`` on ``target``: the option, or (None) the smallest
+        factor that leaves room to trim the couplings of a chip with the target's
+        ``components.gain_mismatch`` (``quantise.headroom_for``: nine chips in ten have no
+        coupling out of range)."""
+        gain_sd = target.components.gain_mismatch if target.components is not None else 0.0
+        couplings = quantise_.with_settings(target.couplings, self.bits, None, None)
+        return quantise_.headroom_for(c, couplings, gain_sd, self.range, self.coupling_headroom)
 
     def generation_time(self, model: Computer) -> float:
         """t_f of the generation protocol: the option, else the model's training t_f, else 2.5."""
@@ -209,12 +222,12 @@ class CompiledProgram:
 
     @property
     def coupling_quant(self):
-        return _quant(self.target.couplings, self.options.bits, self.options.rounding,
+        return quantise_.with_settings(self.target.couplings, self.options.bits, self.options.rounding,
                       self.report.get("scale", {}).get("coupling_range"))
 
     @property
     def bias_quant(self):
-        return _quant(self.target.biases, self.options.bias_bits, self.options.rounding,
+        return quantise_.with_settings(self.target.biases, self.options.bias_bits, self.options.rounding,
                       self.report.get("scale", {}).get("bias_range"))
 
     # ---- files ---------------------------------------------------------------------------
@@ -344,17 +357,6 @@ def _check_scales(src: Path, scales: dict, scale: Any) -> None:
                              "- compile it again")
 
 
-def _quant(q, bits, rounding, value_range):
-    changes = {}
-    if bits is not None:
-        changes["bits"] = int(bits)
-    if rounding is not None:
-        changes["rounding"] = rounding
-    if value_range is not None:
-        changes["min"], changes["max"] = float(value_range[0]), float(value_range[1])
-    return dataclasses.replace(q, **changes) if changes else q
-
-
 def model_hash(c: Computer) -> str:
     """A short content hash of a model (for netlist headers and provenance)."""
     h = hashlib.sha256()
@@ -479,45 +481,14 @@ def place(p: CompiledProgram) -> CompiledProgram:
     return q
 
 
-def _range(q, vmax: float, mode: str) -> tuple[float, float]:
-    """The programmable range for values with max |v| = vmax: 'full' = the target's [min, max];
-    'auto' = the target's range shrunk to [-vmax, vmax] on each side it has (a one-signed
-    range, e.g. plain resistors giving J <= 0, stays one-signed)."""
-    if mode == "full" or vmax <= 0:
-        return q.min, q.max
-    lo, hi = max(q.min, -vmax), min(q.max, vmax)
-    if hi <= lo:  # all values on the side the hardware lacks: keep its range, clip them all
-        return q.min, q.max
-    return lo, hi
-
-
-def _ranges(couplings, biases, c: Computer, mode: str, coupling_headroom: float = 1.0,
-            bias_margin: float = 0.0) -> tuple[tuple[float, float], tuple[float, float], float, float]:
-    """(coupling range, bias range, max |J|, max |b|) the scale pass chooses for ``c`` (shared
-    with chip-aware training, whose quantiser must match compile's exactly)."""
-    jmax = float(np.max(np.abs(c.J[c.mask]))) if c.n_couplings else 0.0
-    bmax = float(np.max(np.abs(c.b))) if c.n_units else 0.0
-    return (_range(couplings, jmax * coupling_headroom, mode), _range(biases, bmax + bias_margin, mode),
-            jmax, bmax)
-
-
-def _codes(c: Computer, qj, qb, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric coupling codes (one per pair, zero where there is no coupling) and bias codes
-    (zero for fixed zero biases) of ``c`` (shared with chip-aware training)."""
-    iu = np.triu_indices(c.n_units, 1)
-    codes_j = np.zeros(c.J.shape, dtype=np.int64)
-    codes_j[iu] = np.where(c.mask[iu], qj.encode(c.J[iu], rng), 0)
-    codes_b = np.where(c.bias_trainable | (c.b != 0), qb.encode(c.b, rng), 0)
-    return codes_j + codes_j.T, codes_b
-
-
 def scale(p: CompiledProgram) -> CompiledProgram:
     """Choose the programmable ranges (smallest range holding the model, within the target's)
     and clip what exceeds them."""
     c = p.programmed
     o = p.options
-    (lo_j, hi_j), (lo_b, hi_b), jmax, bmax = _ranges(p.target.couplings, p.target.biases, c, o.range,
-                                                     o.coupling_headroom, o.bias_margin)
+    h = o.coupling_headroom_for(c, p.target)
+    (lo_j, hi_j), (lo_b, hi_b), jmax, bmax = quantise_.ranges(p.target.couplings, p.target.biases, c, o.range,
+                                                              h, o.bias_margin)
     J = np.where(c.mask, np.clip(c.J, lo_j, hi_j), 0.0)
     b = np.clip(c.b, lo_b, hi_b)
     n_cj = int(np.count_nonzero(np.triu(J != c.J, 1)))
@@ -525,7 +496,8 @@ def scale(p: CompiledProgram) -> CompiledProgram:
     q = p.with_(programmed=c.replace(J=J, b=b)).note("scale", {
         "coupling_range": [lo_j, hi_j], "bias_range": [lo_b, hi_b],
         "coupling_full_scale": max(abs(lo_j), abs(hi_j)), "bias_full_scale": max(abs(lo_b), abs(hi_b)),
-        "model_max_abs_J": jmax, "model_max_abs_b": bmax, "couplings_clipped": n_cj, "biases_clipped": n_cb})
+        "model_max_abs_J": jmax, "model_max_abs_b": bmax, "coupling_headroom": h,
+        "couplings_clipped": n_cj, "biases_clipped": n_cb})
     if n_cj or n_cb:
         q = q.violation("range", f"{n_cj} couplings and {n_cb} biases exceed the target's range and were clipped",
                         couplings=n_cj, biases=n_cb)
@@ -537,7 +509,7 @@ def quantise(p: CompiledProgram) -> CompiledProgram:
     c = p.programmed
     rng = np.random.default_rng(p.options.seed)
     qj, qb = p.coupling_quant, p.bias_quant
-    codes_j, codes_b = _codes(c, qj, qb, rng)
+    codes_j, codes_b = quantise_.codes(c, qj, qb, rng)
     J = qj.decode(codes_j)
     b = qb.decode(codes_b)
     codes = {"J": codes_j, "b": codes_b}

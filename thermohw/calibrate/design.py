@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..quantise import coupling_headroom  # noqa: F401  (the rule lives with the quantiser)
 from ..compile import CompiledProgram, lower
 from ..errors import InputError
 from ..langevin import Protocol
@@ -91,41 +92,3 @@ def predicted_errors(p: CompiledProgram, protocol: Protocol | None, duration: fl
             "rms_by_kind": {k: float(np.sqrt(np.mean(crb[kinds == k] ** 2))) for k in dict.fromkeys(kinds)}}
 
 
-def coupling_headroom(J: Any, mask: Any, gain_sd: float, expected: float = 0.1) -> float:
-    """The coupling headroom (``thermohw compile --coupling-headroom``) that leaves room to
-    trim the couplings of a chip whose coupling elements have relative gain errors
-    g ~ N(0, gain_sd): the smallest factor h >= 1 for which the expected number of couplings
-    needing a code beyond the full scale h max|J|, i.e. with |J_ij| / (1 + g_ij) > h max|J|,
-    is at most ``expected``:
-
-        sum_ij Phi((|J_ij| / (h max|J|) - 1) / gain_sd) <= expected
-
-    (0.1: nine chips in ten have no coupling out of range). Only the few largest couplings
-    count, so h depends on the top of the |J| distribution and on gain_sd, not on N. Every LSB
-    grows by h: headroom trades resolution for range."""
-    from scipy.stats import norm
-
-    J = np.asarray(J, dtype=np.float64)
-    m = np.asarray(mask, dtype=bool)
-    if J.ndim != 2 or J.shape != m.shape:
-        raise InputError(f"J {J.shape} and mask {m.shape} must be the same square shape")
-    if not (gain_sd >= 0 and np.isfinite(gain_sd)) or not expected > 0:
-        raise InputError(f"gain_sd = {gain_sd} must be >= 0 and expected = {expected} > 0")
-    a = np.abs(J[np.triu(m, 1)])
-    a = a[a > 0]
-    if a.size == 0 or gain_sd == 0:
-        return 1.0
-    r = a / a.max()
-
-    def count(h: float) -> float:
-        return float(np.sum(norm.cdf((r / h - 1.0) / gain_sd)))
-
-    lo, hi = 1.0, 1.0 + 10.0 * gain_sd
-    if count(lo) <= expected:
-        return 1.0
-    while count(hi) > expected:
-        hi *= 1.5
-    for _ in range(40):   # bisection to ~1e-12
-        mid = 0.5 * (lo + hi)
-        lo, hi = (lo, mid) if count(mid) <= expected else (mid, hi)
-    return hi

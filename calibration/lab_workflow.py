@@ -26,7 +26,7 @@ import numpy as np
 from thermohw.calibrate import ReplayDevice, design
 from thermohw.calibrate.correct import parameter_errors
 from thermohw.calibrate.report import CalibrationSetup, run_calibration
-from thermohw.calibrate.spice_chip import SpiceVirtualChip
+from thermohw.calibrate.devices import SpiceVirtualChip
 from thermohw.compile import CompiledProgram, CompileOptions, compile_computer
 from thermohw.computer import Computer
 

@@ -58,7 +58,7 @@ def test_error_free_chips_reproduce_a_program_with_per_unit_mobilities():
     """Per-unit mu (C_i = a / mu_i): both virtual chips express the circuit in the program's
     gauge a = mu_i C_i, so a perfect chip is exactly the realised model (a gauge taken from the
     mean mobility once doubled mu and halved J2 here)."""
-    from thermohw.calibrate.spice_chip import SpiceVirtualChip
+    from thermohw.calibrate.devices import SpiceVirtualChip
 
     c = random_computer(3, 3, seed=2, connectivity="dense")
     c = c.replace(mu=np.linspace(0.5, 1.5, c.n_units))

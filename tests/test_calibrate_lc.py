@@ -11,8 +11,7 @@ from thermohw import InputError
 from thermohw.backends import lc
 from thermohw.calibrate import IdealVirtualChip, design, fit
 from thermohw.calibrate.correct import CorrectionConfig, calibrate, correction_step, measure, parameter_errors
-from thermohw.calibrate.device import chip_truth, draw_errors
-from thermohw.calibrate.spice_chip import SpiceVirtualChip
+from thermohw.calibrate.devices import SpiceVirtualChip, chip_truth, draw_errors
 from thermohw.compile import CompileOptions, compile_computer
 
 from conftest import random_computer

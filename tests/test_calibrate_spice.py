@@ -7,7 +7,7 @@ import pytest
 
 from thermohw.calibrate import ChipParameters, HiddenErrors, fit
 from thermohw.calibrate import design
-from thermohw.calibrate.spice_chip import SpiceVirtualChip, copies_circuit
+from thermohw.calibrate.devices import SpiceVirtualChip, copies_circuit
 from thermohw.compile import CompileOptions, compile_computer
 
 from conftest import random_computer

@@ -84,7 +84,7 @@ def test_mismatched_chip_cosim_follows_the_chip_not_the_program(tmp_path):
     the chip's own model to < 1 % of the spread - the mismatched netlist is what the chip model
     says - while the program's realised model, driven by the same noise, ends far away."""
     from thermohw.calibrate import HiddenErrors
-    from thermohw.calibrate.spice_chip import chip_under_test
+    from thermohw.calibrate.devices import chip_under_test
     from thermohw.langevin import simulate
 
     p = small_program()

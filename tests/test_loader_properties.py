@@ -42,7 +42,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from conftest import random_computer
-from thermohw.calibrate.device import open_device
+from thermohw.calibrate.devices import open_device
 from thermohw.calibrate.recording import Recording, read_recording
 from thermohw.compile import CompiledProgram, compile_computer
 from thermohw.computer import Computer

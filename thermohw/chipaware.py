@@ -322,7 +322,7 @@ class QuantSpec:
 @dataclass(frozen=True, eq=False)
 class Mismatch:
     """One chip's component errors in model units (relative errors are fractions), drawn
-    from the target's ``components`` like ``calibrate.device.HiddenErrors``:
+    from the target's ``components`` like ``backends.rc.Mismatch``:
 
     c_rel (N,)   capacitor error ~ U(+-cap_tolerance): mu_i -> mu_i/(1+c), kT_i -> kT_i/(1+c)
                  (rc.circuit_to_computer: mu_i = mu0 C0 / C_i, kT_i = s^2/(2 mu0 C0 C_i V_s^2)).

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .calibrate.device import HiddenErrors, open_device
+from .calibrate.devices import chip_under_test, draw_errors, open_device
 from .calibrate.report import CalibrationSetup, run_calibration
-from .calibrate.spice_chip import chip_under_test
 from .compile import CompiledProgram
 from .data import Digits
 from .errors import InputError
@@ -23,8 +22,8 @@ def fabricated_chip(args, prog: CompiledProgram, chip_opts: dict):
     if onchip.realised.n_units != prog.realised.n_units:
         raise InputError(f"--programmed has {onchip.realised.n_units} units, PROGRAM "
                          f"{prog.realised.n_units}")
-    errs = HiddenErrors.draw(onchip.target, onchip.realised.n_units, chip_opts["chip_seed"],
-                             reciprocal=not chip_opts["directed"], scale=scale)
+    errs = draw_errors(onchip.target, onchip.realised.n_units, chip_opts["chip_seed"],
+                       reciprocal=not chip_opts["directed"], scale=scale)
     return chip_under_test(onchip, errs, label=f"chip {chip_opts['chip_seed']} (mismatch x{scale:g}) "
                            f"programmed with {chip_opts['programmed'] or args.program}", options=chip_opts)
 

@@ -17,7 +17,7 @@ only those (:func:`spice_backend`). A backend that virtual chips can be built fr
 calibration) also has the names in ``CALIBRATION_CONTRACT``: its ``Mismatch`` record (relative
 errors of its own elements, drawn from the target's ``components``), ``mismatched_parameters``
 (the model a mismatched circuit implements, in its program's units), ``copies_circuit`` and
-``imposed_current`` (``calibrate.device.calibration_backend``).
+``imposed_current`` (``calibrate.devices.calibration_backend``).
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 implements, pre-distort the compiled parameters, and verify (docs/design.md#calibration).
 
     device.py     Device (program / run), HiddenErrors, IdealVirtualChip, ReplayDevice
-    spice_chip.py SpiceVirtualChip: the compiled netlist with hidden mismatch, in ngspice
+    devices/      SpiceVirtualChip: the compiled netlist with hidden mismatch, in ngspice
     recording.py  Recording and its CSV / NPZ layouts
     params.py     ChipParameters: the (possibly non-reciprocal) model a chip implements
     fit.py        maximum-likelihood least squares of the Euler drift, standard errors, CRB
@@ -23,7 +23,7 @@ Typical use::
 from . import design
 from .correct import CalibrationResult, Correction, CorrectionConfig, calibrate, correction_step, estimated_errors, \
     parameter_errors
-from .device import Device, HiddenErrors, IdealVirtualChip, ReplayDevice, open_device, protocol_bias
+from .devices import Device, HiddenErrors, IdealVirtualChip, ReplayDevice, open_device, protocol_bias
 from .fit import Fit, Statistics, fit, negative_log_likelihood, standardized_residuals
 from .params import ChipParameters
 from .recording import Recording, read_recording

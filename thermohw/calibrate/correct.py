@@ -54,7 +54,7 @@ from ..compile import CompiledProgram, lower
 from ..computer import Computer
 from ..errors import InputError
 from ..langevin import Protocol
-from .device import Device, protocol_bias
+from .devices.base import Device, protocol_bias
 from .fit import DISCRETISATIONS, MOBILITIES, Fit, Statistics, fit
 from .params import ChipParameters
 

@@ -29,7 +29,7 @@ from ..compile import CompiledProgram, lower
 from ..errors import InputError
 from ..langevin import Protocol
 from .params import ChipParameters
-from .device import HiddenErrors, IdealVirtualChip
+from .devices import HiddenErrors, IdealVirtualChip
 from .fit import fit
 
 

@@ -36,14 +36,13 @@ from ..langevin import generate
 from ..metrics import mean_ci, digit_scores
 from . import design
 from .correct import CorrectionConfig, calibrate, correction_step, estimated_errors, parameter_errors
-from .device import Device, IdealVirtualChip, ReplayDevice
+from .devices import Device, IdealVirtualChip, ReplayDevice, chip_under_test
 from .fit import Fit, fit, standardized_residuals
 from .recording import Recording
 from .. import plots
 from ..cosim import CosimConfig, run_cosim
 from ..data import reference_set
 from ..provenance import provenance
-from .spice_chip import chip_under_test
 
 
 @dataclass(frozen=True)

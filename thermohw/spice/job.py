@@ -1,6 +1,6 @@
 """One SPICE job: run a netlist and read the units' positions back through the backend
 contract. Shared by co-simulation (``cosim.spice_job``, which then reduces the run to heat and
-energies) and the virtual SPICE chip (``calibrate.spice_chip``, which keeps the positions).
+energies) and the virtual SPICE chip (``calibrate.devices.spice``, which keeps the positions).
 
 A job is a plain dict (it travels to worker processes and Dask workers, modules do not):
 netlist, engine, timeout, kind (the backend, by name), circuit (its artefact), grid_s (the

@@ -85,7 +85,7 @@ class SpiceVirtualChip(VirtualChip):
     """The compiled netlist (RC or LC) with hidden, seeded component mismatch, run in ngspice.
 
     errors / chip_seed / reciprocal / noise_common / noise_unit / scale : the chip's hidden
-        errors (as :class:`~thermohw.calibrate.device.IdealVirtualChip`; here ``reciprocal``
+        errors (as :class:`~thermohw.calibrate.devices.IdealVirtualChip`; here ``reciprocal``
         defaults to False: every G_ij is its own element).
     nt_per_sample : TRRANDOM noise samples per sample interval (NT = sample_interval / this).
     runs_per_netlist : runs simulated side by side in one netlist.

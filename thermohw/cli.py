@@ -437,8 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     set_command(["thermohw", *(sys.argv[1:] if argv is None else argv)])  # what provenance records
     plots.set_format(getattr(args, "format", "png"))  # for every plot this command writes
-    # lazy: the subcommands pull in scipy (backends), the calibration stack and the co-simulation,
-    # 0.35 s that `thermohw --help` and a mistyped option need not wait for (0.25 s; 0.5 s with them)
+    # lazy (start-up): the subcommands' modules (scipy, calibration, cosim) make `thermohw --help` 0.5 s, not 0.25 s
     from .commands import COMMANDS
 
     created = None

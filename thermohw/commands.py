@@ -113,8 +113,7 @@ def _fabricated_chip(args, prog: CompiledProgram, chip_opts: dict):
         raise InputError("--programmed needs --chip-seed (it sets what a fabricated chip is programmed with)")
     if chip_opts.get("chip_seed") is None:
         return None
-    # lazy: the calibration stack (tqdm, threadpoolctl, the virtual chips) only when a chip is asked for;
-    # a plain co-simulation runs without it
+    # lazy: the calibration stack (tqdm, threadpoolctl) only when a chip is asked for; plain cosim runs without it
     from .commands_chip import fabricated_chip
 
     return fabricated_chip(args, prog, chip_opts)
@@ -181,7 +180,7 @@ def _readout_summary(rep: dict) -> None:
 
 
 def _calibrate(args) -> int | None:
-    # lazy: the calibration stack (tqdm, threadpoolctl) only for the command that calibrates
+    # lazy: the calibration stack (tqdm, threadpoolctl) only for the command that calibrates (see _fabricated_chip)
     from .commands_chip import calibrate
 
     return calibrate(args)

@@ -286,7 +286,8 @@ def simulate(computer: Computer, x0: np.ndarray, *, n_steps: int, dt: float, see
     Raises DivergenceError, with the fix, if dt is beyond the Euler stability limit or a state
     runs away.
     """
-    from .euler import em_step, heat_tail  # numba: imported on first use (0.5 s)
+    # lazy (start-up): numba; at top it adds 0.2-0.4 s to `import thermohw` and `thermohw --help`
+    from .euler import em_step, heat_tail
 
     c = computer
     dtype = _dtype(dtype)

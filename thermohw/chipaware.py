@@ -29,6 +29,7 @@ import numpy as np
 
 from .computer import Computer, connectivity_mask
 from . import quantise
+from .backends import josephson
 from .errors import InputError
 from .target import Quant, Target, Trim
 
@@ -363,8 +364,6 @@ class Mismatch:
         db = 2.0 * v_os / V_s if V_s else np.zeros(n)  # times J2_i, applied in apply()
         physical = None
         if target.kind == "josephson":  # same draws (same stream), read as the chip's physical errors
-            from .backends import josephson
-
             physical = josephson.chip_errors(target, k3_rel, gain + gain.T, g_rel)
         return cls(c_rel, g_rel, k3_rel, gain + gain.T, db, physical)
 

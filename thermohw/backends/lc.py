@@ -105,6 +105,8 @@ from ..io import atomic_write
 from ..provenance import netlist_line as netlist_provenance
 from ..energy import K_B
 from ..spice.netlist import comment_lines, eng, eng_unit, sanitize_comment, sanitize_name
+from ..spice.ngspice import NgspiceError
+from ..underdamped import slow_rate_error, thermal_velocities
 from .pwl import held_pwl
 
 Q_LIMIT = 0.1          # Q above this is "not << 1/2": the slow rate is off by ~Q^2 >= 1 %
@@ -197,8 +199,6 @@ _UNIT_KEYS = ("tau_s", "phi_s_Wb", "energy_per_model_unit_J", "J2_unit")
 
 
 def scales(p) -> dict:
-    from ..underdamped import slow_rate_error
-
     ph = p.target.physics
     c = p.programmed
     if all(p.scales.get(k) for k in _UNIT_KEYS):
@@ -386,8 +386,6 @@ def check(p) -> list[dict]:
     circ = p.artefact
     if circ is None:
         return out
-    from ..underdamped import slow_rate_error
-
     q0, q1 = circ.quality_factors()
     qmax = float(max(np.max(q0), np.max(q1)))
     if qmax >= Q_LIMIT:
@@ -612,8 +610,6 @@ def spice_start(p, circ: LCCircuit, x0: np.ndarray, seed) -> dict:
     """{"v0": (runs, N)} Maxwell velocities dx/ds (variance kT_i / m_i) at the circuit's own
     noise level kT = s^2 R / (2E): with the coupling-free equilibrium positions, the cells'
     stationary state (velocities and positions are independent in equilibrium, for any Q)."""
-    from ..underdamped import thermal_velocities
-
     kT = circ.s2 * circ.R / (2 * circ.E)
     return {"v0": thermal_velocities(circ.mass, kT, np.shape(x0)[0], seed=seed)}
 
@@ -632,8 +628,6 @@ def spice_netlist(circ: LCCircuit, *, t_stop: float, nt: float, seed: int, noise
 def spice_readout(raw, circ: LCCircuit, grid_s: np.ndarray, x0: np.ndarray) -> np.ndarray:
     """x = L i(VL<i>) / Phi_s on ``grid_s`` (len(grid_s), N); ``x0`` supplies t = 0 (ngspice 39
     does not store t = 0 of a UIC run)."""
-    from ..spice.ngspice import NgspiceError
-
     st = states(raw, circ)
     t, x = st["t"], st["x"]
     grid_s = np.asarray(grid_s, dtype=np.float64)
@@ -695,8 +689,6 @@ def generation_netlist(p, nt_fraction: float = 0.05, dt: float = 1e-3, noise: st
     model's coupling-free equilibrium (the stationary distribution for any Q), velocities
     Maxwell-distributed at each cell's mass and kT, both seeded by ``netlist_seed`` and written
     as element initial conditions; then the trained dynamics for t_f with seeded TRRANDOM noise."""
-    from ..underdamped import thermal_velocities
-
     circ = p.artefact
     t_f, x0 = generation_start(p, dt)
     seed = int(p.options.netlist_seed)

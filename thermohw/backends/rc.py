@@ -30,7 +30,8 @@ from ..errors import InputError
 from ..io import atomic_write
 from ..provenance import netlist_line as netlist_provenance
 from ..spice.netlist import comment_lines, eng, eng_unit, sanitize_comment
-from ..target import snap_to_series
+from ..spice.engines import node_voltages
+from ..target import E_SERIES, snap_to_series
 from ..energy import K_B
 from .pwl import held_pwl as _held_pwl
 
@@ -126,8 +127,6 @@ def lower(p) -> RCCircuit:
 
 def _next_up(R: np.ndarray, series: str) -> np.ndarray:
     """The next larger series value above each R (R already on the series)."""
-    from ..target import E_SERIES
-
     vals = np.asarray(E_SERIES[series])
     dec = np.floor(np.log10(R) + 1e-9)
     m = R / 10 ** dec
@@ -431,8 +430,6 @@ def spice_netlist(circ: RCCircuit, *, t_stop: float, nt: float, seed: int, noise
 
 def spice_readout(raw, circ: RCCircuit, grid_s: np.ndarray, x0: np.ndarray) -> np.ndarray:
     """x = v(u<i>) / V_s on ``grid_s`` (len(grid_s), N); ``x0`` supplies t = 0."""
-    from ..spice.engines import node_voltages
-
     return node_voltages(raw, circ.n_units, grid_s, v0=circ.V_s * np.asarray(x0)) / circ.V_s
 
 

@@ -53,7 +53,7 @@ from tqdm.auto import tqdm
 from ..compile import CompiledProgram, lower
 from ..computer import Computer
 from ..errors import InputError
-from ..langevin import Protocol
+from ..langevin import Protocol, generate
 from .devices.base import Device, protocol_bias
 from .fit import DISCRETISATIONS, MOBILITIES, Fit, Statistics, fit
 from .params import ChipParameters
@@ -472,8 +472,6 @@ def _match_generation(laws: dict, intended: Computer, vals: dict, untrim: dict,
 
     The candidate with the smallest predicted |paired dQ| is returned (the per-parameter one
     included, so matching cannot make the prediction worse)."""
-    from ..langevin import generate
-
     G, dt = int(config.match_generation), float(config.match_dt)
     kT0 = intended.kT_ref
     ref = generate(intended, G, dt=dt, seed=_MATCH_SEED, stratonovich=False)

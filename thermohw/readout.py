@@ -18,7 +18,7 @@ from .errors import InputError
 from .io import write_json
 from .spice.ngspice import NgspiceError, read_raw
 from . import plots
-from .backends import pwl, lc, mechanical, josephson
+from .backends import get_backend, pwl
 from .metrics import digit_scores
 from .provenance import provenance
 
@@ -32,24 +32,16 @@ def states(p: CompiledProgram, raw) -> tuple[np.ndarray, np.ndarray]:
     if nodes != n:
         raise InputError(f"the raw file has {nodes} unit nodes v(u<i>), the program {n} units: it is a run of "
                          "another netlist; run this program's chip.cir")
+    be = get_backend(p.target.kind)
+    if not callable(getattr(be, "states", None)):
+        raise InputError(f"readout needs a backend that reads its own raw files (states); the {p.target.kind} "
+                         "backend has none")
     try:
-        if p.target.kind == "rc":
-            x = np.stack([raw[f"v(u{i})"] for i in range(n)], axis=1) / circ.V_s
-            return np.asarray(raw["time"]) / circ.tau, x
-        if p.target.kind == "lc":
-            st = lc.states(raw, circ)
-            return st["s"], st["x"]
-        if p.target.kind == "mechanical":
-            st = mechanical.states(raw, circ)
-            return st["s"], st["x"]
-        if p.target.kind == "josephson":
-            st = josephson.states(raw, circ)
-            return st["s"], st["x"]
+        st = be.states(raw, circ)
     except KeyError as e:
         raise InputError(f"the raw file lacks {e}: it is not a run of this program's netlist "
                          f"({n} units; compile it again or pass the matching raw file)") from None
-    raise InputError(f"readout needs an rc, lc, mechanical or josephson program; {p.target.name!r} is "
-                     f"{p.target.kind!r}")
+    return st["s"], st["x"]
 
 
 def read_run(p: CompiledProgram, raw_path: str | Path, *, digits: Digits | None = None,

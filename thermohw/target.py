@@ -46,7 +46,7 @@ from .target_sections import (  # noqa: F401
     LCPhysics, MechanicalPhysics, Noise, Quant, RCPhysics, RelativeTrim, Topology, Trim, _edge_tuple)
 
 SCHEMA = "thermohw.target/1"
-KINDS = ("rc", "lc", "mechanical", "josephson")
+KINDS = tuple(PHYSICS)   # one physics section per kind (target_sections.PHYSICS)
 
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")

@@ -410,6 +410,14 @@ def netlist(circ: RCCircuit, *, t_stop: float, nt: float | None = None, seed: in
 # ---------------------------------------------------------------------------------------------
 # the co-simulation contract (docs/design.md#backend-contract): thin wrappers over the above
 # ---------------------------------------------------------------------------------------------
+def states(raw, circ: RCCircuit) -> dict:
+    """Model-unit states from an ngspice run of :func:`netlist`: ``t`` (s), ``s`` (model time)
+    and ``x`` (T, N) = v / V_s, on ngspice's own time points."""
+    t = np.asarray(raw["time"])
+    x = np.stack([raw[f"v(u{i})"] for i in range(circ.n_units)], axis=1) / circ.V_s
+    return {"t": t, "s": t / circ.tau, "x": x}
+
+
 def time_unit(circ: RCCircuit) -> float:
     """Seconds per model time unit."""
     return float(circ.tau)

@@ -51,4 +51,10 @@ def spice_backend(kind: str) -> ModuleType:
     return be
 
 
+def calibratable_kinds() -> tuple[str, ...]:
+    """The kinds whose backends have the calibration contract (a mismatch model of their own
+    elements: virtual chips, and trims the correction loop can set)."""
+    return tuple(k for k, m in BACKENDS.items() if all(hasattr(m, f) for f in CALIBRATION_CONTRACT))
+
+
 BACKENDS: dict[str, ModuleType] = {"rc": rc, "lc": lc, "mechanical": mechanical, "josephson": josephson}

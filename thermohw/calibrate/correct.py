@@ -50,6 +50,7 @@ from typing import Any, Callable
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..backends import calibratable_kinds
 from ..compile import CompiledProgram, lower
 from ..computer import Computer
 from ..errors import InputError
@@ -386,9 +387,9 @@ def correction_step(history: list[tuple[CompiledProgram, Fit]], intended: Comput
     n = p.programmed.n_units
     if intended.n_units != n:
         raise InputError(f"the intended model has {intended.n_units} units, the program {n}")
-    if p.target.kind not in ("rc", "lc"):
-        raise InputError(f"correction maps onto the element trims of RC and LC chips; target {p.target.name!r} "
-                         f"is {p.target.kind!r}")
+    if p.target.kind not in calibratable_kinds():
+        raise InputError(f"correction maps onto the element trims of backends with a mismatch model "
+                         f"({', '.join(calibratable_kinds())}); target {p.target.name!r} is {p.target.kind!r}")
     st = _Step(history, intended, config)
     if config.trim_couplings and st.ii.size:
         _correct_couplings(st)

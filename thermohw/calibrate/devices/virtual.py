@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ...backends import BACKENDS, CALIBRATION_CONTRACT, get_backend, rc
+from ...backends import calibratable_kinds, get_backend, rc
 from ...compile import CompiledProgram
 from ...errors import DivergenceError, InputError
 from ...langevin import Protocol, simulate
@@ -43,10 +43,10 @@ def calibration_backend(kind: str):
     calibration contract: ``Mismatch``, ``mismatched_parameters``, ``copies_circuit``,
     ``imposed_current``), else InputError naming the kinds that can."""
     be = get_backend(kind)
-    if not all(hasattr(be, f) for f in CALIBRATION_CONTRACT):
-        can = [k for k, m in BACKENDS.items() if all(hasattr(m, f) for f in CALIBRATION_CONTRACT)]
+    if kind not in calibratable_kinds():
         raise InputError(f"no mismatch model for {kind!r} chips, so no virtual chip can be built of one "
-                         f"(available: {', '.join(can)}); calibrate it from recorded files with replay:PATH")
+                         f"(available: {', '.join(calibratable_kinds())}); calibrate it from recorded files with "
+                         "replay:PATH")
     return be
 
 

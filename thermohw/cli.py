@@ -323,7 +323,7 @@ def _add_calibrate(sub) -> None:
                         "(files: CSV/NPZ/HDF5, layouts in thermohw.calibrate.recording; a lab CSV with a "
                         "columns.yaml map beside it, calibration/README.md) gives one fit and the "
                         "recommended correction.")
-    ca.add_argument("program", help="folder written by 'thermohw compile' (rc target for the virtual chips)")
+    ca.add_argument("program", help="folder written by 'thermohw compile' (an rc or lc target for the virtual chips)")
     ca.add_argument("--device", required=True,
                     help="virtual-ideal | virtual-spice | replay:PATH (a .csv/.npz/.h5 file or a folder of them)")
     ca.add_argument("-o", "--out", required=True, help="output folder")

@@ -15,7 +15,7 @@ if [ -f "$out/train/checkpoint.npz" ] && [ ! -f "$out/train/model.npz" ]; then
 elif [ ! -f "$out/train/model.npz" ]; then
   thermohw train "${train[@]}" -o "$out/train"
 fi
-thermohw compile "$out/train/model.npz" --target rc-mnist-crossbar -o "$out/chip"
+thermohw compile "$out/train/model.npz" --target rc-mnist-crossbar --coupling-headroom 1 -o "$out/chip"
 thermohw sample "$out/chip/realised.npz" --runs 1000 --seed 1 -o "$out/samples" --reference "$images"
 ( cd "$out/chip" && time ngspice -b -r out.raw chip.cir > ngspice.log )
 thermohw readout "$out/chip" "$out/chip/out.raw" -o "$out/readout" --reference "$images"

@@ -37,6 +37,20 @@ def gain_errors(rng: np.random.Generator, n: int, scale: float, sigma: float, re
     return g
 
 
+def active_element_errors(rng: np.random.Generator, n: int, scale: float, comp, reciprocal: bool,
+                          noise_common: float, noise_unit: float) -> tuple[np.ndarray, ...]:
+    """The errors of a chip's active elements, drawn after its passives' (same order on every
+    backend): the nonlinear element's gain N(0, gain_mismatch), every coupling's gain
+    (:func:`gain_errors`), the offsets N(0, offset_V) and the noise amplitude (a common
+    N(0, noise_common) plus a per-unit N(0, noise_unit); the target does not describe the noise
+    generator's accuracy). Returns (k3_rel, gain, offset_V, noise_rel)."""
+    k3_rel = scale * rng.normal(0, 1, n) * comp.gain_mismatch
+    gain = gain_errors(rng, n, scale, comp.gain_mismatch, reciprocal)
+    offset = scale * rng.normal(0, 1, n) * comp.offset_V
+    noise = scale * (rng.normal(0, noise_common) + rng.normal(0, noise_unit, n))
+    return k3_rel, gain, offset, noise
+
+
 class MismatchRecord:
     """Base of the backends' frozen ``Mismatch`` dataclasses. A subclass lists its per-unit
     relative errors in ``RELATIVE`` (each must stay > -1: an element cannot vanish or change
@@ -46,7 +60,7 @@ class MismatchRecord:
     RELATIVE: tuple[str, ...] = ()
     PER_UNIT: tuple[str, ...] = ()
 
-    def _validate(self) -> None:
+    def __post_init__(self) -> None:   # dataclass subclasses inherit it: validated on construction
         first = getattr(self, self.RELATIVE[0])
         n = np.asarray(first).shape[0] if np.ndim(first) == 1 else -1
         if n < 1:

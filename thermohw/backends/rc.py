@@ -24,7 +24,7 @@ import numpy as np
 
 from . import pwl as pwl_files
 from .common import adopt_program, generation_notes, generation_start
-from .mismatch import MismatchRecord, gain_errors
+from .mismatch import MismatchRecord, active_element_errors
 from ..computer import Computer
 from ..errors import InputError
 from ..io import atomic_write
@@ -199,9 +199,6 @@ class Mismatch(MismatchRecord):
     RELATIVE = ("c_rel", "g_rel", "k3_rel", "noise_rel")
     PER_UNIT = ("offset_V",)
 
-    def __post_init__(self) -> None:
-        self._validate()
-
     @classmethod
     def draw(cls, target, n_units: int, seed: int, *, reciprocal: bool = True,
              noise_common: float = 0.03, noise_unit: float = 0.01, scale: float = 1.0) -> "Mismatch":
@@ -217,10 +214,7 @@ class Mismatch(MismatchRecord):
         s = float(scale)
         c_rel = s * rng.uniform(-1, 1, n) * comp.cap_tolerance
         g_rel = s * rng.uniform(-1, 1, n) * comp.resistor_tolerance
-        k3_rel = s * rng.normal(0, 1, n) * comp.gain_mismatch
-        gain = gain_errors(rng, n, s, comp.gain_mismatch, reciprocal)
-        offset = s * rng.normal(0, 1, n) * comp.offset_V
-        noise = s * (rng.normal(0, noise_common) + rng.normal(0, noise_unit, n))
+        k3_rel, gain, offset, noise = active_element_errors(rng, n, s, comp, reciprocal, noise_common, noise_unit)
         return cls(c_rel, g_rel, k3_rel, gain, offset, noise, seed=int(seed))
 
     def apply_to_circuit(self, circ: RCCircuit) -> RCCircuit:

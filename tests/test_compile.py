@@ -294,3 +294,17 @@ def test_thermal_noise_with_an_inconsistent_voltage_scale_is_reported():
     q = compile_computer(random_computer(2, 2, seed=1), t2)
     assert q.scales["T_eff_K"] == pytest.approx(300.0, rel=1e-12)
     assert not any(v["check"] == "temperature" for v in q.report["violations"])
+
+
+def test_compiled_program_is_validated_on_construction():
+    """A record with a field of the wrong kind fails where it is built, naming the field."""
+    c = random_computer(2, 2, seed=0)
+    p = compile_computer(c, "rc-8bit-dense")
+    with pytest.raises(InputError, match="CompiledProgram.target must be a Target"):
+        p.with_(target="rc-8bit-dense")
+    with pytest.raises(InputError, match="programmed has 4 units, realised 3"):
+        p.with_(realised=random_computer(2, 1, seed=0))
+    with pytest.raises(InputError, match=r"codes\['J'\] must hold integer codes"):
+        p.with_(codes={**p.codes, "J": p.codes["J"] * 0.5})
+    with pytest.raises(InputError, match="energy_scale must be an EnergyScale"):
+        p.with_(energy_scale={"kT_ref_J": 1.0})

@@ -202,6 +202,30 @@ class CompiledProgram:
     report: dict = field(default_factory=dict)
     energy_scale: EnergyScale | None = None
 
+    def __post_init__(self) -> None:
+        # checked on construction (every pass builds a new record): a field of the wrong kind
+        # fails here, naming it, instead of deep inside a later pass or backend
+        for name, kind in (("source", Computer), ("target", Target), ("options", CompileOptions)):
+            if not isinstance(getattr(self, name), kind):
+                raise InputError(f"CompiledProgram.{name} must be a {kind.__name__}, got "
+                                 f"{type(getattr(self, name)).__name__}")
+        for name in ("programmed", "realised"):
+            c = getattr(self, name)
+            if c is not None and not isinstance(c, Computer):
+                raise InputError(f"CompiledProgram.{name} must be a Computer or None, got {type(c).__name__}")
+        if self.programmed is not None and self.realised is not None \
+                and self.programmed.n_units != self.realised.n_units:
+            raise InputError(f"CompiledProgram: programmed has {self.programmed.n_units} units, realised "
+                             f"{self.realised.n_units}")
+        if self.energy_scale is not None and not isinstance(self.energy_scale, EnergyScale):
+            raise InputError("CompiledProgram.energy_scale must be an EnergyScale or None")
+        for name in ("codes", "scales", "report"):
+            if not isinstance(getattr(self, name), dict):
+                raise InputError(f"CompiledProgram.{name} must be a dict")
+        for k, v in self.codes.items():
+            if np.asarray(v).dtype.kind not in "iu":
+                raise InputError(f"CompiledProgram.codes[{k!r}] must hold integer codes")
+
     def with_(self, **changes: Any) -> "CompiledProgram":
         return dataclasses.replace(self, **changes)
 

@@ -34,7 +34,7 @@ from .compile import CompiledProgram
 from .computer import Computer
 from .errors import InputError
 from .io import load_record, save_record, write_json
-from .langevin import Trajectory, equilibrium_start, generate, simulate, steps_for
+from .langevin import equilibrium_start, generate, simulate, steps_for
 from .metrics import mean_ci, digit_scores
 from .resources import check_memory
 from . import plots

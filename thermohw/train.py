@@ -16,7 +16,6 @@ visible-visible block when the model has none, and its step chunks run on all co
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
@@ -24,7 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import abc
 import math
-from typing import Any
-
 import numpy as np
 
 from ...compile import CompiledProgram

@@ -36,7 +36,7 @@ from ..langevin import generate
 from ..metrics import mean_ci, digit_scores
 from . import design
 from .correct import CorrectionConfig, calibrate, correction_step, estimated_errors, parameter_errors
-from .devices import Device, IdealVirtualChip, ReplayDevice, chip_under_test
+from .devices import Device, ReplayDevice, chip_under_test
 from .fit import Fit, fit, standardized_residuals
 from .recording import Recording
 from .. import plots
@@ -90,14 +90,8 @@ class CalibrationSetup:
 def discretisation_for(device: Device) -> str:
     """'euler' when the recordings come from Euler steps of the sample interval (the ideal chip
     with substeps = 1, or a replayed file whose metadata says so), else 'continuous' (SPICE,
-    hardware, oscilloscope captures)."""
-    if isinstance(device, IdealVirtualChip) and device.substeps == 1:
-        return "euler"
-    if isinstance(device, ReplayDevice):
-        m = device.recording.meta
-        if m.get("device") == "virtual-ideal" and m.get("substeps") == 1:
-            return "euler"
-    return "continuous"
+    hardware, oscilloscope captures): the device says (``Device.discretisation``)."""
+    return device.discretisation
 
 
 def _truth_checks(f: Fit, truth) -> dict:
@@ -130,13 +124,13 @@ def run_calibration(program: CompiledProgram, device: Device, out: str | Path,
                               noise_trim=setup.noise_trim, J4_trim_step=setup.J4_trim_step,
                               match_generation=setup.match_generation, match_dt=setup.generate_dt)
     protocol = design.bias_steps(n, setup.runs, setup.amplitude, setup.seed)
-    virtual = hasattr(device, "reveal")
+    virtual = device.virtual
     truths: list = []
     first: dict[str, Any] = {}
     rep: dict[str, Any] = {"schema": "thermohw.calibration/1", "device": type(device).__name__,
                            "target": program.target.name, "units": n, "setup": asdict(setup),
                            "discretisation": disc, "mobility": setup.mobility}
-    if isinstance(device, ReplayDevice):
+    if not device.rerunnable:
         final_program, f0, fits, history = _replay_fit(device, program, intended, setup, disc, config, rep, first)
     else:
         final_program, f0, fits, history = _measure_and_correct(device, program, intended, setup, config, protocol,
@@ -145,13 +139,13 @@ def run_calibration(program: CompiledProgram, device: Device, out: str | Path,
     rep["fits"] = {k: {**f.summary(), "estimated_errors": estimated_errors(f, intended)} for k, f in fits.items()}
     if "rec" not in first:      # resumed: the first measurement came from the checkpoint
         first["rec"] = Recording.load(out / "recording_initial.npz")
-    elif isinstance(device, ReplayDevice):
+    elif not device.rerunnable:
         first["rec"].save(out / "recording_initial.npz")
 
     # generation: intended vs fitted (what a lab knows) and, on virtual chips, the hidden truth
     if setup.generate_runs:
         _generation(rep, intended, fits, truths if virtual else [], setup, digits, out)
-    if setup.verify_runs and virtual and not isinstance(device, ReplayDevice):
+    if setup.verify_runs and virtual and device.rerunnable:
         rep["spice_verification"] = _spice_verification(program, final_program, device, out, setup, digits,
                                                         intended_program or program, progress)
     plots.fitted_vs_programmed(intended, fits, out / "plots" / "fitted_vs_programmed.png")
@@ -165,7 +159,7 @@ def run_calibration(program: CompiledProgram, device: Device, out: str | Path,
     rep["verdicts"] = verdicts(rep)
 
     rep["provenance"] = provenance(ngspice=bool(rep.get("spice_verification")) or "spice" in type(device).__name__.lower(),
-                                   seeds={"calibration": setup.seed, "chip": getattr(device, "_chip_seed", None)})
+                                   seeds={"calibration": setup.seed, "chip": device.describe().get("chip_seed")})
     write_json(out / "report.json", rep)
     return rep
 
@@ -198,14 +192,14 @@ def _measure_and_correct(device: Device, program: CompiledProgram, intended, set
     """A chip that can be re-measured: the correction loop (correct.calibrate). Returns (corrected
     program, first fit, {"before", "after"} fits, history); fills rep, first["rec"] and, on
     virtual chips, truths (the hidden parameters after each round)."""
-    virtual = hasattr(device, "reveal")
+    virtual = device.virtual
 
     def on_iteration(k, q, f, rec) -> None:
         if k == 0 and rec is not None:
             first["rec"] = rec
             rec.save(out / "recording_initial.npz")
         if virtual:
-            truths.append(device.reveal())
+            truths.append(device.truth())
 
     res = calibrate(device, program, protocol=protocol, duration=setup.duration,
                     sample_interval=setup.sample_interval, seed=setup.seed, config=config,
@@ -297,7 +291,7 @@ def _spice_verification(program: CompiledProgram, final: CompiledProgram, device
     """Co-simulate the chip's mismatched netlist in ngspice as programmed and as corrected
     (the generation protocol), each against the intended realised model."""
 
-    errors = device.reveal_errors()
+    errors = device.chip_errors()
     cfg = CosimConfig(runs=setup.verify_runs, workers=setup.verify_workers, seed=setup.seed % 20001)
     res = {}
     for name, prog in (("before", program), ("after", final)):

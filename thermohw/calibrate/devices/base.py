@@ -61,6 +61,10 @@ class Device(abc.ABC):
     #: Euler model, an ideal chip stepped once per sample) or 'continuous' (a chip in
     #: continuous time: SPICE, a lab; Ito-Taylor corrected)
     discretisation: str = "continuous"
+    #: a virtual chip knows its truth (``truth()``, ``chip_errors()``); a real one does not
+    virtual: bool = False
+    #: whether ``run`` records a new experiment (False: replayed files, which cannot be re-measured)
+    rerunnable: bool = True
 
     def describe(self) -> dict:
         """What a measurement on this device depends on besides program, protocol and settings

@@ -40,6 +40,8 @@ class ReplayDevice(Device):
     returns the recording (decimated to ``sample_interval`` and truncated to ``duration``
     when given), and checks a given protocol against the recorded biases."""
 
+    rerunnable = False
+
     def __init__(self, paths: str | Path | Sequence[str | Path]) -> None:
         self.paths = _expand(paths)
         recs = [read_recording(p) for p in self.paths]

@@ -98,6 +98,8 @@ class VirtualChip(Device):
     from the target's component figures with ``chip_seed``: same seed, same chip) and the
     truth they imply, revealed only to tests and reports."""
 
+    virtual = True
+
     def __init__(self, errors: HiddenErrors | None, chip_seed: int, draw: dict) -> None:
         self._errors = errors
         self._draw = draw

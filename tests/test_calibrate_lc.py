@@ -125,3 +125,20 @@ def test_fit_recovers_the_mismatched_lc_spice_chip(program):
     rest = z[kinds != "mu"]
     assert abs(rest.mean()) < 0.45 and abs(np.mean(rest * rest) - 1) < 0.6, (rest.mean(), np.mean(rest * rest))
     assert np.max(np.abs(z[kinds == "mu"])) < 10
+
+
+@pytest.mark.parametrize("target", ["rc-8bit-dense", "lc-overdamped-96"])
+def test_one_mismatch_model_two_views(target):
+    """Chip-aware training's view of a chip (``mismatched_model``: model units, no circuit) and
+    the virtual chips' (the mismatched circuit's ``mismatched_parameters``, symmetrised) are the
+    same model, to rounding."""
+    from thermohw.backends import get_backend
+
+    be = get_backend(target.split("-")[0])
+    p = compile_computer(random_computer(4, 4, seed=1, connectivity="dense"), target, CompileOptions(range="full"))
+    e = draw_errors(p.target, 8, seed=5, reciprocal=True, scale=3.0)
+    circuit_view = chip_truth(be, e, p.artefact, mask=p.realised.mask).to_computer(symmetrise=True)
+    model_view = be.mismatched_model(p.realised, e, p.target)
+    for k in ("J", "b", "J2", "J4", "mu", "kT"):
+        np.testing.assert_allclose(getattr(model_view, k), getattr(circuit_view, k), rtol=1e-12, atol=1e-14, err_msg=k)
+    assert not np.allclose(model_view.J2, p.realised.J2)   # the errors are not a no-op

@@ -3,6 +3,7 @@ mismatch-aware training, and the `thermohw train --target` CLI."""
 import numpy as np
 import pytest
 
+from thermohw.backends import rc
 from thermohw.chipaware import (Mismatch, QuantSpec, chip_spec, deployed, hooks, layout_stats, perturb,
                                 restrict, target_mask)
 from thermohw.cli import main
@@ -153,20 +154,26 @@ def test_qat_beats_post_training_quantisation_at_2_bits():
 
 # ---- mismatch ------------------------------------------------------------------------------------
 def test_mismatch_draws_are_seeded_by_seed_and_cycle():
+    """Chip-aware training draws the backend's own element errors (``rc.Mismatch``, the model the
+    virtual chips are built from), reciprocal, seeded by (seed, cycle); the chip's model is the
+    backend's ``mismatched_model`` of them (C: mu and kT / (1 + c); coupling gains; ...)."""
     t = k10()
     a, b = Mismatch.draw(t, 100, 3, 7), Mismatch.draw(t, 100, 3, 7)
-    for f in ("c_rel", "g_rel", "k3_rel", "gain", "db"):
-        np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
-    assert not np.array_equal(a.gain, Mismatch.draw(t, 100, 3, 8).gain)
-    assert not np.array_equal(a.gain, Mismatch.draw(t, 100, 4, 7).gain)
-    np.testing.assert_array_equal(a.gain, a.gain.T)
-    assert np.max(np.abs(a.c_rel)) <= 0.02 and np.max(np.abs(a.g_rel)) <= 0.01
+    assert isinstance(a.errors, rc.Mismatch) and a.errors.reciprocal
+    for f in ("c_rel", "g_rel", "k3_rel", "gain", "offset_V", "noise_rel"):
+        np.testing.assert_array_equal(getattr(a.errors, f), getattr(b.errors, f))
+    assert not np.array_equal(a.errors.gain, Mismatch.draw(t, 100, 3, 8).errors.gain)
+    assert not np.array_equal(a.errors.gain, Mismatch.draw(t, 100, 4, 7).errors.gain)
+    comp = t.components
+    assert np.max(np.abs(a.errors.c_rel)) <= comp.cap_tolerance and np.max(np.abs(a.errors.g_rel)) <= comp.resistor_tolerance
     c = Computer.zeros(64, 36)
     c = c.replace(J=np.where(c.mask, 0.1, 0.0))
     p = perturb(c, t, 3, 7)
-    np.testing.assert_allclose(p.mu * (1 + a.c_rel), c.mu)
-    np.testing.assert_allclose(p.kT * (1 + a.c_rel), c.kT)
-    np.testing.assert_allclose(p.J, c.J * (1 + a.gain))
+    e = a.errors
+    np.testing.assert_allclose(p.mu * (1 + e.c_rel), c.mu)
+    np.testing.assert_allclose(p.kT * (1 + e.c_rel), c.kT * (1 + e.noise_rel) ** 2)
+    np.testing.assert_allclose(p.J, c.J * (1 + e.gain))
+    np.testing.assert_allclose(p.J2, c.J2 * (1 + e.g_rel))
     assert not p.J[~c.mask].any()
 
 

@@ -260,10 +260,11 @@ def test_mismatch_j2_sensitivity_matches_the_backend():
     assert r1.J2[1] == r0.J2[1]
     m = Mismatch.draw(t, 3, 3, 7)
     got = m.apply(p.programmed)
-    art = dataclasses.replace(a, I_c=a.I_c * (1 + m.k3_rel), M=a.M * (1 + m.gain), R=a.R * (1 + m.g_rel))
+    e = m.errors   # josephson.ChipErrors: I_c, coupler and shunt errors
+    art = dataclasses.replace(a, I_c=a.I_c * (1 + e.ic_rel), M=a.M * (1 + e.m_rel), R=a.R * (1 + e.r_rel))
     want = jj.to_computer(art)
     for k in ("J", "b", "J2", "J4", "mu", "kT"):
         np.testing.assert_allclose(getattr(got, k), getattr(want, k), rtol=1e-10, atol=1e-13, err_msg=k)
     # 2 % I_c spread: J2 moves ~12x as much as J4
     dj2 = got.J2 / p.programmed.J2 - 1
-    np.testing.assert_allclose(dj2, jj.j2_sensitivity(a.beta_L) * m.k3_rel, rtol=1e-9)
+    np.testing.assert_allclose(dj2, jj.j2_sensitivity(a.beta_L) * e.ic_rel, rtol=1e-9)

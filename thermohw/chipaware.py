@@ -12,8 +12,9 @@ Three pieces, combinable:
   straight-through estimator: float "shadow" parameters are kept; each cycle's path gradient
   is evaluated at the quantised model and applied to the shadow.
 - **mismatch** - :func:`perturb` draws one chip's component errors from the target's
-  tolerances (seeded by training seed and cycle) and returns the model that chip implements;
-  the gradient is evaluated there and applied to the nominal parameters.
+  tolerances (seeded by training seed and cycle) with the backend's own mismatch model (the one
+  the virtual chips are built from) and returns the model that chip implements; the gradient
+  is evaluated there and applied to the nominal parameters.
 
 The hooks plug into :func:`thermohw.train.train` (``forward`` / ``project``); the settings are
 a small JSON dict (:func:`chip_spec`) kept in the training checkpoint, so resume is exact.
@@ -29,7 +30,7 @@ import numpy as np
 
 from .computer import Computer, connectivity_mask
 from . import quantise
-from .backends import josephson
+from .backends import calibratable_kinds, get_backend, josephson
 from .errors import InputError
 from .target import Quant, Target, Trim
 
@@ -322,58 +323,52 @@ class QuantSpec:
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class Mismatch:
-    """One chip's component errors in model units (relative errors are fractions), drawn
-    from the target's ``components`` like ``backends.rc.Mismatch``:
+    """One chip's errors for chip-aware training, in the backend's own physical terms - the same
+    model the virtual chips are built from (docs/design.md#calibration-contract):
 
-    c_rel (N,)   capacitor error ~ U(+-cap_tolerance): mu_i -> mu_i/(1+c), kT_i -> kT_i/(1+c)
-                 (rc.circuit_to_computer: mu_i = mu0 C0 / C_i, kT_i = s^2/(2 mu0 C0 C_i V_s^2)).
-    g_rel (N,)   ground-resistor error ~ U(+-resistor_tolerance): J2_i -> J2_i (1+g).
-    k3_rel (N,)  cubic-element gain error ~ N(0, gain_mismatch): J4_i -> J4_i (1+k3).
-    gain (N, N)  symmetric coupling gain error ~ N(0, gain_mismatch): J_ij -> J_ij (1+gain).
-    db (N,)      bias shift from offsets, 2 J2_i V_os/V_s with V_os ~ N(0, offset_V) (volts;
-                 zero when the target has no V_s, i.e. non-electrical kinds).
-    The target does not describe the noise generator's accuracy, so noise amplitude errors
-    are not drawn. Errors are clipped to +-0.5 so no element changes sign.
-    physical     the backend's own mismatch model when its elements are not one per parameter
-                 (josephson: k3_rel is the critical-current spread, which moves J4 and, x12 at
-                 beta_L = 0.923, J2; gain the coupler spread; g_rel the shunt R;
-                 ``josephson.ChipErrors``); it then realises the errors in :meth:`apply`.
+    errors : rc / lc: the backend's ``Mismatch`` record (relative errors of C, R or L, the
+             nonlinear element's and every coupling's gain, offsets, the noise amplitude),
+             drawn reciprocal (one element per pair: training learns a gradient system);
+             josephson: ``josephson.ChipErrors`` (critical-current spread, which moves J4 and,
+             x12 at beta_L = 0.923, J2; coupler spread; shunt R), drawn from the same stream.
+    target : the chip's target. :meth:`apply` gives the model the chip implements.
     """
 
-    c_rel: np.ndarray
-    g_rel: np.ndarray
-    k3_rel: np.ndarray
-    gain: np.ndarray
-    db: np.ndarray
-    physical: Any = None
+    errors: Any
+    target: Target
 
     @classmethod
     def draw(cls, target: Target, n_units: int, seed: int, cycle: int, scale: float = 1.0) -> "Mismatch":
         """Seeded by (training seed, cycle): the same cycle always sees the same chip, so a
         resumed run is bit-identical without storing any draw."""
-        comp = target.components
-        rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(cycle), _MISMATCH_KEY]))
-        n, s = int(n_units), float(scale)
-        lim = lambda a: np.clip(a, -0.5, 0.5)  # noqa: E731
-        c_rel = lim(s * comp.cap_tolerance * rng.uniform(-1, 1, n))
-        g_rel = lim(s * comp.resistor_tolerance * rng.uniform(-1, 1, n))
-        k3_rel = lim(s * comp.gain_mismatch * rng.standard_normal(n))
-        gain = np.triu(lim(s * comp.gain_mismatch * rng.standard_normal((n, n))), 1)
-        v_os = s * comp.offset_V * rng.standard_normal(n)
-        V_s = getattr(target.physics, "V_s_V", None)
-        db = 2.0 * v_os / V_s if V_s else np.zeros(n)  # times J2_i, applied in apply()
-        physical = None
-        if target.kind == "josephson":  # same draws (same stream), read as the chip's physical errors
-            physical = josephson.chip_errors(target, k3_rel, gain + gain.T, g_rel)
-        return cls(c_rel, g_rel, k3_rel, gain + gain.T, db, physical)
+        ss = np.random.SeedSequence([int(seed), int(cycle), _MISMATCH_KEY])
+        if target.kind == "josephson":
+            return cls(_josephson_errors(target, int(n_units), np.random.default_rng(ss), float(scale)), target)
+        if target.kind not in calibratable_kinds():
+            raise InputError(f"no mismatch model for {target.kind!r} chips (available: "
+                             f"{', '.join(calibratable_kinds() + ('josephson',))})")
+        chip_seed = int(ss.generate_state(1, np.uint32)[0])
+        return cls(get_backend(target.kind).Mismatch.draw(target, int(n_units), chip_seed, reciprocal=True,
+                                                          scale=float(scale)), target)
 
     def apply(self, c: Computer) -> Computer:
         """The model a chip with these errors implements when programmed with ``c``."""
-        if self.physical is not None:
-            return self.physical.apply(c)
-        one_c = 1.0 + self.c_rel
-        return c.replace(J=c.J * (1.0 + self.gain), b=c.b + self.db * c.J2, J2=c.J2 * (1.0 + self.g_rel),
-                         J4=c.J4 * (1.0 + self.k3_rel), mu=c.mu / one_c, kT=c.kT / one_c)
+        if self.target.kind == "josephson":
+            return self.errors.apply(c)
+        return get_backend(self.target.kind).mismatched_model(c, self.errors, self.target)
+
+
+def _josephson_errors(target: Target, n: int, rng: np.random.Generator, s: float):
+    """rf-SQUID errors from the target's figures: critical-current spread N(0, gain_mismatch)
+    (read from the cubic's draw), coupler spread N(0, gain_mismatch), shunt R U(+-resistor
+    tolerance); clipped to +-0.5 so that no element changes sign."""
+    comp = target.components
+    lim = lambda a: np.clip(a, -0.5, 0.5)  # noqa: E731
+    lim(s * comp.cap_tolerance * rng.uniform(-1, 1, n))       # C: drawn to keep the stream; not an error of the model
+    g_rel = lim(s * comp.resistor_tolerance * rng.uniform(-1, 1, n))
+    k3_rel = lim(s * comp.gain_mismatch * rng.standard_normal(n))
+    gain = np.triu(lim(s * comp.gain_mismatch * rng.standard_normal((n, n))), 1)
+    return josephson.chip_errors(target, k3_rel, gain + gain.T, g_rel)
 
 
 def perturb(c: Computer, target: Target, seed: int, cycle: int, scale: float = 1.0) -> Computer:

@@ -16,7 +16,8 @@ A backend that can be co-simulated in ngspice also has the functions named in
 only those (:func:`spice_backend`). A backend that virtual chips can be built from (for
 calibration) also has the names in ``CALIBRATION_CONTRACT``: its ``Mismatch`` record (relative
 errors of its own elements, drawn from the target's ``components``), ``mismatched_parameters``
-(the model a mismatched circuit implements, in its program's units), ``copies_circuit`` and
+(the model a mismatched circuit implements, in its program's units), ``mismatched_model`` (the
+same in model units without a circuit: chip-aware training), ``copies_circuit`` and
 ``imposed_current`` (``calibrate.devices.calibration_backend``).
 """
 from __future__ import annotations
@@ -31,7 +32,8 @@ from .common import adopt_program, generation_notes, generation_start  # noqa: F
 SPICE_CONTRACT = ("time_unit", "noise_interval", "spice_start", "spice_netlist", "spice_readout",
                   "spice_energy", "spice_pwl_current")
 # the calibration contract: what a virtual chip of the kind is built from
-CALIBRATION_CONTRACT = ("Mismatch", "mismatched_parameters", "copies_circuit", "imposed_current")
+CALIBRATION_CONTRACT = ("Mismatch", "mismatched_parameters", "mismatched_model", "copies_circuit",
+                        "imposed_current")
 
 
 def get_backend(kind: str) -> ModuleType:

@@ -344,6 +344,20 @@ def mismatched_parameters(bad: LCCircuit, nominal: LCCircuit) -> dict[str, np.nd
     return circuit_parameters(bad)
 
 
+def mismatched_model(c: Computer, errors: Mismatch, target) -> Computer:
+    """The model a chip with ``errors`` implements when programmed with ``c``, in model units
+    without building its circuit: J2/(1 + l), J4 (1 + k3), J_ij (1 + gain_ij) (symmetric part),
+    mu (1 + r), kT (1 + n)^2 (1 + r), and b + V_os/(V_s mu (1 + r)) (the series offset's V_os/R
+    in model units: Phi_s/(R E) = 1/(V_s mu) with V_s = Phi_s/tau the target's; none without
+    one). The same model as :func:`mismatched_parameters` of the mismatched circuit."""
+    V_s = getattr(target.physics, "V_s_V", None)
+    r = 1.0 + errors.r_rel
+    db = errors.offset_V / (V_s * c.mu * r) if V_s else 0.0
+    gain = 0.5 * (errors.gain + errors.gain.T)
+    return c.replace(J=c.J * (1.0 + gain), b=c.b + db, J2=c.J2 / (1.0 + errors.l_rel), J4=c.J4 * (1.0 + errors.k3_rel),
+                     mu=c.mu * r, kT=c.kT * (1.0 + errors.noise_rel) ** 2 * r)
+
+
 def copies_circuit(circ: LCCircuit, I_extra: np.ndarray) -> LCCircuit:
     """``len(I_extra)`` uncoupled copies of ``circ`` in one circuit; copy r gets the extra bias
     currents I_extra[r] (A, into each node). Node r*N + i is unit i of copy r."""

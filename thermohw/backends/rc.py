@@ -237,6 +237,22 @@ def mismatched_parameters(bad: RCCircuit, nominal: RCCircuit) -> dict[str, np.nd
     return circuit_parameters(bad, nominal.gauge)
 
 
+def mismatched_model(c: Computer, errors: Mismatch, target) -> Computer:
+    """The model a chip with ``errors`` implements when programmed with ``c``, in model units
+    without building its circuit (chip-aware training draws a chip every cycle): mu/(1 + c),
+    kT (1 + n)^2/(1 + c), J2 (1 + g), J4 (1 + k3), J_ij (1 + gain_ij) (symmetric part), and
+    b + 2 J2 (1 + g) V_os/V_s (offsets need the target's V_s; a thermal-noise target without
+    one gets none). The same model as :func:`mismatched_parameters` of the mismatched circuit
+    (tests/test_calibrate_lc.py holds them together)."""
+    V_s = getattr(target.physics, "V_s_V", None)
+    g = 1.0 + errors.g_rel
+    one_c = 1.0 + errors.c_rel
+    db = 2.0 * c.J2 * g * errors.offset_V / V_s if V_s else 0.0
+    gain = 0.5 * (errors.gain + errors.gain.T)
+    return c.replace(J=c.J * (1.0 + gain), b=c.b + db, J2=c.J2 * g, J4=c.J4 * (1.0 + errors.k3_rel),
+                     mu=c.mu / one_c, kT=c.kT * (1.0 + errors.noise_rel) ** 2 / one_c)
+
+
 def copies_circuit(circ: RCCircuit, I_extra: np.ndarray) -> RCCircuit:
     """``len(I_extra)`` uncoupled copies of ``circ`` in one circuit; copy r gets the extra
     bias currents I_extra[r] (A, into each node). Node r*N + i is unit i of copy r."""

@@ -1,9 +1,10 @@
 """Hardware-in-the-loop calibration: measure a chip, fit the Langevin computer it really
 implements, pre-distort the compiled parameters, and verify (docs/design.md#calibration).
 
-    device.py     Device (program / run), HiddenErrors, IdealVirtualChip, ReplayDevice
-    devices/      SpiceVirtualChip: the compiled netlist with hidden mismatch, in ngspice
-    recording.py  Recording and its CSV / NPZ layouts
+    devices/      Device (program / run / describe), virtual chips built from the backend's own
+                  mismatch (IdealVirtualChip; SpiceVirtualChip: the compiled netlist in ngspice),
+                  ReplayDevice (recorded files), open_device; RC and LC programs
+    recording.py  Recording files and their CSV / NPZ / HDF5 layouts (trajectories.py: the record)
     params.py     ChipParameters: the (possibly non-reciprocal) model a chip implements
     fit.py        maximum-likelihood least squares of the Euler drift, standard errors, CRB
     design.py     calibration protocols (bias steps, pairwise excitation, free runs)

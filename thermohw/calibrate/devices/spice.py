@@ -64,7 +64,7 @@ def chip_under_test(program: CompiledProgram, errors, label: str = "mismatched c
                           **({"options": dict(options)} if options else {})})
 
 
-# the RC copies (kept importable here, where the tests and notebooks found them)
+# the RC backend's copies, importable beside the chip (the SPICE chip itself uses its program's backend)
 copies_circuit = rc.copies_circuit
 
 

@@ -144,7 +144,7 @@ class VirtualChip(Device):
 
 
 class IdealVirtualChip(VirtualChip):
-    """The ideal Langevin model of the compiled RC circuit with hidden component mismatch.
+    """The ideal Langevin model of the compiled circuit (RC or LC) with hidden component mismatch.
 
     errors : the chip's :class:`HiddenErrors`; default: drawn at the first ``program`` from
         the target's component figures with ``chip_seed`` (same seed, same chip).

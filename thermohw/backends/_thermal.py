@@ -51,8 +51,8 @@ def frozen(a: Any, dtype=np.float64) -> np.ndarray:
 
 def freeze_fields(obj: Any, lead: str, vectors: tuple, matrices: tuple, positive: tuple, what: str) -> int:
     """Validate and freeze an artefact's per-unit arrays in place: ``lead`` and ``vectors`` are
-    (n,), ``matrices`` and the boolean ``coupled`` are (n, n), all finite, ``positive`` > 0.
-    Returns n. ``what`` names one element of ``lead`` for the error message."""
+    (n,), ``matrices`` and the boolean ``coupled`` are (n, n), all finite, ``positive`` > 0;
+    its scales ``energy_unit_J`` and ``tau_s`` > 0; its ``meta`` a dict of its own. Returns n. ``what`` names one element of ``lead`` for the error message."""
 
     n = np.shape(getattr(obj, lead))[0] if np.ndim(getattr(obj, lead)) == 1 else -1
     if n < 1:
@@ -72,6 +72,9 @@ def freeze_fields(obj: Any, lead: str, vectors: tuple, matrices: tuple, positive
     for name in positive:
         if np.any(getattr(obj, name) <= 0):
             raise InputError(f"{name} must be > 0")
+    if not (obj.energy_unit_J > 0 and obj.tau_s > 0):
+        raise InputError("energy_unit_J and tau_s must be > 0")
+    object.__setattr__(obj, "meta", dict(obj.meta or {}))
     return n
 
 

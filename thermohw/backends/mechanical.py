@@ -123,9 +123,6 @@ class OscillatorArray:
     def __post_init__(self) -> None:
         th.freeze_fields(self, "k", ("alpha", "mass", "gamma", "F", "temperature", "l"), ("kappa",),
                          ("mass", "gamma", "temperature", "l"), "stiffness per oscillator")
-        if not (self.energy_unit_J > 0 and self.tau_s > 0):
-            raise InputError("energy_unit_J and tau_s must be > 0")
-        object.__setattr__(self, "meta", dict(self.meta or {}))
 
     # ---- derived quantities ------------------------------------------------------------
     @property

@@ -52,9 +52,6 @@ class RFSquidArray:
                          ("L", "C", "R", "s", "temperature"), "critical current per SQUID")
         if np.any(self.I_c < 0):
             raise InputError("I_c must be >= 0")
-        if not (self.energy_unit_J > 0 and self.tau_s > 0):
-            raise InputError("energy_unit_J and tau_s must be > 0")
-        object.__setattr__(self, "meta", dict(self.meta or {}))
 
     # ---- derived quantities ------------------------------------------------------------
     @property

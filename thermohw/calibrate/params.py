@@ -89,10 +89,17 @@ class ChipParameters:
         Same formulas as ``rc.circuit_to_computer`` (``rc.circuit_parameters``) without
         requiring G symmetric. Pass the *nominal* circuit's gauge so that a mismatched circuit
         is expressed in the units of the program it was built from."""
-        m = circuit_parameters(circ, gauge)
+        return cls.from_parameters(circuit_parameters(circ, gauge), mask)
+
+    @classmethod
+    def from_parameters(cls, m: dict, mask: np.ndarray | None = None) -> "ChipParameters":
+        """From a backend's parameter dict (J2, J4, b, mu, kT and directed K, e.g. its
+        ``mismatched_parameters``); ``mask`` defaults to the pairs with a coupling either way."""
+        m = dict(m)
         K = m.pop("K")
         if mask is None:
             mask = (K != 0) | (K.T != 0)
+            np.fill_diagonal(mask, False)
         return cls(**m, K=np.where(mask, K, 0.0), mask=mask)
 
     # ---- views --------------------------------------------------------------------------

@@ -225,6 +225,13 @@ def _pooled_offset(P: np.ndarray, M: np.ndarray, S: np.ndarray) -> np.ndarray:
     return d * _shrink(d, 1.0 / np.sqrt(np.sum(w, axis=0)))
 
 
+def _stacked(hist: list, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(programmed P, measured M, standard errors S) of class ``key`` over the measurements so
+    far, stacked along the first axis: what the pooled element laws are fitted to."""
+    return (np.stack([getattr(q, key) for q, _ in hist]), np.stack([a[key][0] for _, a in hist]),
+            np.stack([a[key][1] for _, a in hist]))
+
+
 class _Step:
     """The state one correction step builds up, class by class: the pooled measurements, the
     new codes, what was requested, clipped and left untrimmed, and the new element values."""
@@ -246,11 +253,8 @@ class _Step:
         self.new = {k: getattr(self.prog, k).copy() for k in ("J", "b", "J2", "J4", "kT", "mu")}
         self.J4_continuous = False
 
-    def stack(self, key: str, getp: Callable[[Computer], np.ndarray]):
-        P = np.stack([getp(q) for q, _ in self.hist])
-        M = np.stack([a[key][0] for _, a in self.hist])
-        S = np.stack([a[key][1] for _, a in self.hist])
-        return P, M, S
+    def stack(self, key: str):
+        return _stacked(self.hist, key)
 
     def clip_report(self, name: str, req: np.ndarray, lo: float, hi: float, idx) -> None:
         for k in np.nonzero((req < lo) | (req > hi))[0]:
@@ -261,7 +265,7 @@ class _Step:
 def _correct_couplings(st: _Step) -> None:
     """One code per pair: the symmetric part, through the pooled gain of each pair."""
     ii, jj, n = st.ii, st.jj, st.prog.n_units
-    P, M, S = st.stack("J", lambda c: c.J)
+    P, M, S = st.stack("J")
     gam = _pooled_gain(P[:, ii, jj], M[:, ii, jj], S[:, ii, jj])
     prog_ok = np.abs(P[-1, ii, jj]) > 0
     gam = np.where(prog_ok & (gam > 0.2), gam, 1.0)   # a zero or sign-flipped element: do not invert
@@ -279,7 +283,7 @@ def _correct_couplings(st: _Step) -> None:
 
 def _correct_biases(st: _Step) -> None:
     """Offsets: the pooled additive error of each bias."""
-    P, M, S = st.stack("b", lambda c: c.b)
+    P, M, S = st.stack("b")
     req = st.intended.b - _pooled_offset(P, M, S)
     st.requested["b"] = req
     qb = dataclasses.replace(st.p.bias_quant, rounding="nearest")
@@ -290,7 +294,7 @@ def _correct_biases(st: _Step) -> None:
 
 def _correct_J2(st: _Step) -> None:
     """The diagonal trims: gains."""
-    P, M, S = st.stack("J2", lambda c: c.J2)
+    P, M, S = st.stack("J2")
     req = st.intended.J2 / _pooled_gain(P, M, S)
     st.requested["J2"] = req
     tr = st.p.target.diagonal
@@ -310,7 +314,7 @@ def _correct_relative_trims(st: _Step) -> None:
             if key == "mu":     # no trim: the speed of each unit stays as built
                 st.untrim["mu"] = st.excess.get("mu", 0.0)
             continue
-        P, M, S = st.stack(key, lambda c, key=key: getattr(c, key))
+        P, M, S = st.stack(key)
         ref = getattr(st.intended, key)
         req = ref / _pooled_gain(P, M, S)
         st.requested[key] = req
@@ -323,7 +327,7 @@ def _correct_relative_trims(st: _Step) -> None:
 
 def _correct_J4_continuous(st: _Step) -> None:
     """A cubic trim the target does not describe (``CorrectionConfig.J4_trim_step``)."""
-    P, M, S = st.stack("J4", lambda c: c.J4)
+    P, M, S = st.stack("J4")
     req = st.intended.J4 / _pooled_gain(P, M, S)
     st.requested["J4"] = req
     step = st.config.J4_trim_step
@@ -335,7 +339,7 @@ def _correct_J4_continuous(st: _Step) -> None:
 
 def _correct_noise(st: _Step) -> None:
     """The injected noise amplitude per unit (continuous, or on a relative grid)."""
-    P, M, S = st.stack("kT", lambda c: c.kT)
+    P, M, S = st.stack("kT")
     req = st.intended.kT / _pooled_gain(P, M, S)
     st.requested["kT"] = req
     if st.config.noise_trim_step is not None:   # the amplitude s ~ sqrt(kT) is set on a relative grid
@@ -431,23 +435,19 @@ _MATCH_MAX_SCALE = 0.05
 def _element_laws(hist: list, intended: Computer) -> dict[str, np.ndarray]:
     """The pooled per-element laws of every class (gains; the bias offset), including the
     classes that have no trim: what the chip will implement for any programmed values."""
-    def stack(key, getp):
-        return (np.stack([getp(q) for q, _ in hist]), np.stack([a[key][0] for _, a in hist]),
-                np.stack([a[key][1] for _, a in hist]))
-
     n = intended.n_units
     ii, jj = _pairs(intended.mask)
     laws: dict[str, np.ndarray] = {"J": np.ones((n, n))}
     if ii.size:
-        P, M, S = stack("J", lambda c: c.J)
+        P, M, S = _stacked(hist, "J")
         g = _pooled_gain(P[:, ii, jj], M[:, ii, jj], S[:, ii, jj])
         g = np.where((np.abs(P[-1, ii, jj]) > 0) & (g > 0.2), g, 1.0)
         laws["J"][ii, jj] = g
         laws["J"][jj, ii] = g
-    P, M, S = stack("b", lambda c: c.b)
+    P, M, S = _stacked(hist, "b")
     laws["b"] = _pooled_offset(P, M, S)
     for key in ("J2", "J4", "kT", "mu"):
-        P, M, S = stack(key, lambda c, key=key: getattr(c, key))
+        P, M, S = _stacked(hist, key)
         g = _pooled_gain(P, M, S)
         laws[key] = np.where(np.isfinite(g) & (g > 0), g, 1.0)
     return laws

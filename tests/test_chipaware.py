@@ -1,10 +1,12 @@
 """Chip-aware training (thermohw.chipaware): topology-constrained, quantisation-aware and
 mismatch-aware training, and the `thermohw train --target` CLI."""
+import json
+
 import numpy as np
 import pytest
 
 from thermohw.backends import rc
-from thermohw.chipaware import (Mismatch, QuantSpec, chip_spec, deployed, hooks, layout_stats, perturb,
+from thermohw.chipaware import (Mismatch, QuantSpec, ChipSpec, hooks, layout_stats, perturb,
                                 restrict, target_mask)
 from thermohw.cli import main
 from thermohw.compile import CompileOptions, compile_computer
@@ -52,7 +54,7 @@ def _chip_state(target, cfg, n_hidden=36, **kw):
     c = new_state(d, cfg, n_hidden=n_hidden).computer
     mask, placement = target_mask(target, c.n_visible, c.n_hidden, image_shape=c.image_shape)
     c, _ = restrict(c, mask, placement)
-    return TrainState(c, d, cfg, chip=chip_spec(target, placement=placement, seed=cfg.seed, **kw))
+    return TrainState(c, d, cfg, chip=ChipSpec(target, placement=placement, seed=cfg.seed, **kw))
 
 
 # ---- topology ----------------------------------------------------------------------------------
@@ -114,7 +116,7 @@ def test_qat_model_is_on_the_grid_and_compile_changes_nothing():
     t = k10()
     st = train(_chip_state(t, TrainConfig(cycles=10, t_f=0.1, seed=1), qat=True, bits=4), progress=False)
     spec = QuantSpec.from_target(t, bits=4)
-    m = deployed(st.computer, st.chip)
+    m = st.chip.deployed(st.computer)
     np.testing.assert_array_equal(spec.quantize(m).J, m.J)  # idempotent: already on the grid
     qj, _ = spec.quantizers(m)
     k = m.J[m.mask] / qj.step
@@ -140,13 +142,13 @@ def test_qat_beats_post_training_quantisation_at_2_bits():
     fl = train(base, progress=False)
     cfg2 = TrainConfig(cycles=100, t_f=0.25, seed=1)
     more = train(TrainState(fl.computer, d, cfg2, chip=base.chip), progress=False)
-    qchip = chip_spec(t, placement=base.chip["placement"], qat=True, bits=2)
+    qchip = ChipSpec(t, placement=base.chip.placement, qat=True, bits=2)
     qat = train(TrainState(fl.computer, d, cfg2, chip=qchip), progress=False)
     spec = QuantSpec.from_target(t, bits=2)
     ev = TrainConfig(cycles=1, batch=64, t_f=0.25, seed=99)
     X = noising_batch(fl.computer, d, ev, np.random.default_rng(12345))
     a_ptq = reverse_action(spec.quantize(more.computer), X, ev.dt)
-    a_qat = reverse_action(deployed(qat.computer, qchip), X, ev.dt)
+    a_qat = reverse_action(qchip.deployed(qat.computer), X, ev.dt)
     a_float = reverse_action(more.computer, X, ev.dt)
     assert a_float < a_ptq
     assert a_ptq - a_qat > 0.5 * (a_ptq - a_float)
@@ -191,7 +193,7 @@ def test_chip_aware_resume_is_bit_identical(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train(_chip_state(t, cfg, **kw), checkpoint=ck, progress=False, on_cycle=interrupt)
     saved = TrainState.load(ck)
-    assert saved.cycle == 4 and saved.chip["mismatch"] and saved.chip["bits"] == 5
+    assert saved.cycle == 4 and saved.chip.mismatch and saved.chip.bits == 5
     resumed = train(saved, progress=False)
     np.testing.assert_array_equal(resumed.computer.J, straight.computer.J)
     np.testing.assert_array_equal(resumed.computer.b, straight.computer.b)
@@ -205,16 +207,64 @@ def test_plain_checkpoint_has_no_chip(tmp_path):
     st = new_state(_digits(), TrainConfig(cycles=1, t_f=0.02), n_hidden=2)
     st.save(tmp_path / "s.npz")
     assert TrainState.load(tmp_path / "s.npz").chip is None
-    assert hooks(chip_spec(k10())) == (None, None)
+    assert hooks(ChipSpec(k10())) == (None, None)
 
 
 def test_chip_spec_errors():
     with pytest.raises(InputError, match="qat"):
-        chip_spec(k10(), bits=4)
+        ChipSpec(k10(), bits=4)
     with pytest.raises(InputError, match="tolerances"):
-        chip_spec(Target.preset("rc-degree16").replace(components={}), mismatch=True)
+        ChipSpec(Target.preset("rc-degree16").replace(components={}), mismatch=True)
     with pytest.raises(InputError, match="bits"):
-        chip_spec(k10(), qat=True, bits=1)
+        ChipSpec(k10(), qat=True, bits=1)
+    with pytest.raises(InputError, match="two logical units on one physical"):
+        ChipSpec(k10(), placement=[0, 1, 1])
+    with pytest.raises(InputError, match="has 100 units"):
+        ChipSpec(k10(), placement=[0, 100])
+    with pytest.raises(InputError, match="range"):
+        ChipSpec(k10(), range="half")
+    with pytest.raises(InputError, match="mismatch_scale"):
+        ChipSpec(k10(), mismatch_scale=float("nan"))
+    with pytest.raises(InputError, match="damaged"):
+        ChipSpec.from_dict({"qat": True})
+
+
+def test_chip_spec_round_trips_through_the_checkpoint_json():
+    spec = ChipSpec(k10(), placement=[3, 0, 2, 1], qat=True, bits=5, mismatch=True, mismatch_scale=2.0, seed=9)
+    back = ChipSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert back.to_dict() == spec.to_dict()
+    np.testing.assert_array_equal(back.placement, [3, 0, 2, 1])
+    assert back.quant().to_dict() == spec.quant().to_dict()
+    assert back.quant().couplings.bits == 5 and ChipSpec(k10()).quant() is None
+
+
+def test_placement_is_a_model_field_saved_and_read_back(tmp_path):
+    c = Computer.zeros(2, 2, meta={"digits": "x"})
+    placed = c.replace(placement=[2, 0, 3, 1])
+    placed.save(tmp_path / "m.npz")
+    back = Computer.load(tmp_path / "m.npz")
+    np.testing.assert_array_equal(back.placement, [2, 0, 3, 1])
+    assert back.meta == {"digits": "x"} and Computer.load(_saved(c, tmp_path / "p.npz")).placement is None
+    with pytest.raises(InputError, match="one per unit|4 units"):
+        c.replace(placement=[0, 1, 2])
+    with pytest.raises(InputError, match="two logical units"):
+        c.replace(placement=[0, 1, 1, 2])
+    # a file from before the field kept the placement in meta["placement"]: read into the field
+    c.replace(meta={"digits": "x", "placement": [1, 0, 3, 2]}).save(tmp_path / "old.npz")
+    old = Computer.load(tmp_path / "old.npz")
+    np.testing.assert_array_equal(old.placement, [1, 0, 3, 2])
+    assert "placement" not in old.meta
+
+
+def _saved(c, path):
+    c.save(path)
+    return path
+
+
+def test_compile_refuses_a_placement_beyond_the_first_units():
+    c = Computer.zeros(2, 2, connectivity="dense").replace(placement=[0, 1, 2, 7])
+    with pytest.raises(InputError, match="beyond physical units 0..3"):
+        compile_computer(c, Target.preset("rc-kings"))
 
 
 # ---- CLI -----------------------------------------------------------------------------------------

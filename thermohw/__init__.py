@@ -7,11 +7,12 @@ from .computer import Computer, connectivity_mask
 from .errors import DivergenceError, InputError, ThermohwError
 from .langevin import Protocol, Trajectory, generate, noising, simulate
 from .target import Target, list_presets
+from .chipspec import ChipSpec
 from .compile import CompiledProgram, CompileOptions, compile_computer
 
 
 __all__ = [
     "Computer", "connectivity_mask", "Protocol", "Trajectory", "simulate", "generate", "noising",
-    "Target", "list_presets", "CompiledProgram", "CompileOptions", "compile_computer",
+    "Target", "list_presets", "ChipSpec", "CompiledProgram", "CompileOptions", "compile_computer",
     "ThermohwError", "InputError", "DivergenceError", "__version__",
 ]

@@ -6,9 +6,9 @@ Three pieces, combinable:
 - **topology** - :func:`target_mask` gives the coupling mask a target offers to a model of a
   given size (in logical order: visible units first) together with the placement of logical
   onto physical units. Training on that mask leaves compile nothing to prune; the placement is
-  stored in the model's ``meta["placement"]`` and compile's ``place`` pass starts from it.
-- **precision** - :class:`QuantSpec` quantises couplings, biases and the J2 trim exactly as
-  compile's ``scale`` + ``quantise`` passes do. Quantisation-aware training uses the
+  the model's ``placement`` field and compile's ``place`` pass starts from it.
+- **precision** - :class:`thermohw.chipspec.QuantSpec` quantises couplings, biases and the J2
+  trim exactly as compile's ``scale`` + ``quantise`` passes do. Quantisation-aware training uses the
   straight-through estimator: float "shadow" parameters are kept; each cycle's path gradient
   is evaluated at the quantised model and applied to the shadow.
 - **mismatch** - :func:`perturb` draws one chip's component errors from the target's
@@ -17,22 +17,22 @@ Three pieces, combinable:
   is evaluated there and applied to the nominal parameters.
 
 The hooks plug into :func:`thermohw.train.train` (``forward`` / ``project``); the settings are
-a small JSON dict (:func:`chip_spec`) kept in the training checkpoint, so resume is exact.
+one :class:`thermohw.chipspec.ChipSpec`, kept as JSON in the training checkpoint, so resume is
+exact.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
-from .computer import Computer, connectivity_mask
-from . import quantise
 from .backends import calibratable_kinds, get_backend, josephson
+from .chipspec import ChipSpec, QuantSpec
+from .computer import Computer, connectivity_mask
 from .errors import InputError
-from .target import Quant, Target, Trim
+from .target import Target
 
 LAYOUTS = ("auto", "identity", "dither", "lines", "local")
 _MISMATCH_KEY = 0x6D69736D  # "mism": separates mismatch draws from every other seeded stream
@@ -242,83 +242,6 @@ def layout_stats(target: Target, mask: np.ndarray, placement: np.ndarray, n_visi
 
 
 # ---------------------------------------------------------------------------------------------
-# precision
-# ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class QuantSpec:
-    """The target's programmable precision, applied as compile applies it.
-
-    couplings, biases : signed codes over the target's *largest* range (model units); the
-        full scale actually used is chosen per model as compile's ``scale`` pass does:
-        ``range = "auto"``: the smallest symmetric range holding the values, capped by the
-        target's; ``"full"``: the target's range (fixed).
-    trim : the unsigned J2 trim grid (model units), or None when the target has no trim.
-    gain_sd / coupling_headroom : the coupling headroom compile leaves for trims
-        (``quantise.headroom_for``: ``coupling_headroom`` if given, else the rule for couplings
-        with relative gain errors of sd ``gain_sd``, the target's ``components.gain_mismatch``).
-    Rounding is always to nearest (stochastic rounding would make the forward model random).
-    """
-
-    couplings: Quant
-    biases: Quant
-    trim: Trim | None = None
-    range: str = "auto"
-    gain_sd: float = 0.0
-    coupling_headroom: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.range not in ("auto", "full"):
-            raise InputError(f"range = {self.range!r}; use 'auto' or 'full'")
-        for name in ("couplings", "biases"):
-            if not isinstance(getattr(self, name), Quant):
-                raise InputError(f"{name} must be a Quant")
-        if self.trim is not None and not isinstance(self.trim, Trim):
-            raise InputError("trim must be a Trim or None")
-
-    @classmethod
-    def from_target(cls, target: Target, *, bits: int | None = None, bias_bits: int | None = None,
-                    range: str = "auto") -> "QuantSpec":
-        """The target's codes, with optional coupling / bias bit-width overrides (2..16)."""
-        quantise.check_bits(bits, "bits")
-        quantise.check_bits(bias_bits, "bias_bits")
-        return cls(couplings=quantise.with_settings(target.couplings, bits, "nearest", None),
-                   biases=quantise.with_settings(target.biases, bias_bits, "nearest", None),
-                   trim=target.diagonal, range=range,
-                   gain_sd=target.components.gain_mismatch if target.components is not None else 0.0)
-
-    def ranges(self, c: Computer) -> tuple[tuple[float, float], tuple[float, float]]:
-        """The (coupling, bias) ranges compile's ``scale`` pass would choose for ``c``."""
-        h = quantise.headroom_for(c, self.couplings, self.gain_sd, self.range, self.coupling_headroom)
-        return quantise.ranges(self.couplings, self.biases, c, self.range, h)[:2]
-
-    def quantizers(self, c: Computer) -> tuple[Quant, Quant]:
-        rj, rb = self.ranges(c)
-        return quantise.with_settings(self.couplings, None, None, rj), quantise.with_settings(self.biases, None, None, rb)
-
-    def quantize(self, c: Computer) -> Computer:
-        """The model the target's codes realise for ``c`` (same arithmetic as compile's
-        ``scale`` + ``quantise``, so compiling the result again changes nothing)."""
-        qj, qb = self.quantizers(c)
-        codes_j, codes_b = quantise.codes(c, qj, qb)
-        J, b = qj.decode(codes_j), qb.decode(codes_b)
-        J2 = c.J2 if self.trim is None else self.trim.quantize(c.J2)
-        return c.replace(J=J, b=b, J2=J2)
-
-    def clip(self, c: Computer) -> Computer:
-        """``c`` with couplings and biases clipped to the target's largest range: keeps the
-        straight-through shadow from drifting where no code can follow it."""
-        q, qb = self.couplings, self.biases
-        J, b = np.where(c.mask, np.clip(c.J, q.min, q.max), 0.0), np.clip(c.b, qb.min, qb.max)
-        if np.array_equal(J, c.J) and np.array_equal(b, c.b):
-            return c
-        return c.replace(J=J, b=b)
-
-    def to_dict(self) -> dict:
-        return {"coupling_bits": self.couplings.bits, "bias_bits": self.biases.bits, "range": self.range,
-                "trim_bits": None if self.trim is None else self.trim.bits}
-
-
-# ---------------------------------------------------------------------------------------------
 # mismatch
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
@@ -379,46 +302,14 @@ def perturb(c: Computer, target: Target, seed: int, cycle: int, scale: float = 1
 # ---------------------------------------------------------------------------------------------
 # training hooks
 # ---------------------------------------------------------------------------------------------
-def chip_spec(target: Target, *, placement: np.ndarray | None = None, qat: bool = False,
-              bits: int | None = None, bias_bits: int | None = None, range: str = "auto",
-              mismatch: bool = False, mismatch_scale: float = 1.0, seed: int = 0) -> dict:
-    """The JSON-serialisable chip-aware settings kept in ``TrainState.chip``."""
-    if (bits is not None or bias_bits is not None) and not qat:
-        raise InputError("bits only matter for quantisation-aware training; add qat=True (--qat)")
-    if qat:
-        QuantSpec.from_target(target, bits=bits, bias_bits=bias_bits, range=range)  # validate
-    if mismatch:
-        comp = target.components
-        if not (comp.cap_tolerance or comp.resistor_tolerance or comp.gain_mismatch or comp.offset_V):
-            raise InputError(f"target {target.name!r} lists no component tolerances; "
-                             "mismatch-aware training needs its 'components' section")
-        if not mismatch_scale > 0:
-            raise InputError("mismatch_scale must be > 0")
-    return {"target": target.to_dict(), "qat": bool(qat), "bits": bits, "bias_bits": bias_bits,
-            "range": range, "mismatch": bool(mismatch), "mismatch_scale": float(mismatch_scale),
-            "seed": int(seed), "placement": None if placement is None else np.asarray(placement).tolist()}
-
-
-def spec_target(chip: dict) -> Target:
-    return Target.from_dict(chip["target"], label="checkpoint chip target")
-
-
-def quant_spec(chip: dict) -> QuantSpec | None:
-    if not chip.get("qat"):
-        return None
-    return QuantSpec.from_target(spec_target(chip), bits=chip.get("bits"), bias_bits=chip.get("bias_bits"),
-                                 range=chip.get("range", "auto"))
-
-
-def hooks(chip: dict) -> tuple[Callable[[Computer, int], Computer] | None, Callable[[Computer], Computer] | None]:
+def hooks(chip: ChipSpec) -> tuple[Callable[[Computer, int], Computer] | None,
+                                  Callable[[Computer], Computer] | None]:
     """``forward(c, cycle)`` and ``project(c)`` for :func:`thermohw.train.train` (None when
     the setting is plain topology-constrained training: the mask alone does that)."""
-    target = spec_target(chip)
-    q = quant_spec(chip)
-    mm = bool(chip.get("mismatch"))
-    if q is None and not mm:
+    q = chip.quant()
+    if q is None and not chip.mismatch:
         return None, None
-    seed, scale = int(chip.get("seed", 0)), float(chip.get("mismatch_scale", 1.0))
+    target, seed, scale, mm = chip.target, chip.seed, chip.mismatch_scale, chip.mismatch
 
     def forward(c: Computer, cycle: int) -> Computer:
         # The gradient found at this model is applied unchanged to the float parameters: the
@@ -432,24 +323,17 @@ def hooks(chip: dict) -> tuple[Callable[[Computer, int], Computer] | None, Calla
     return forward, (q.clip if q is not None else None)
 
 
-def deployed(c: Computer, chip: dict | None) -> Computer:
-    """The model to save after training: the quantised model for QAT, else ``c`` itself."""
-    q = quant_spec(chip) if chip else None
-    return q.quantize(c) if q is not None else c
-
-
 def restrict(c: Computer, mask: np.ndarray, placement: np.ndarray | None = None) -> tuple[Computer, int]:
-    """``c`` (e.g. a float model to fine-tune) moved onto ``mask``: couplings outside it are
-    dropped. Returns the model and how many nonzero couplings were dropped."""
+    """``c`` (e.g. a float model to fine-tune) moved onto ``mask`` (and ``placement``, when
+    given): couplings outside it are dropped. Returns the model and how many nonzero couplings
+    were dropped."""
     mask = np.asarray(mask, dtype=bool)
     if mask.shape != c.mask.shape:
         raise InputError(f"the model has {c.n_units} units; the target mask is for {mask.shape[0]}")
     dropped = int(np.count_nonzero(np.triu((c.J != 0) & ~mask, 1)))
-    meta = dict(c.meta)
-    if placement is not None:
-        meta["placement"] = np.asarray(placement).tolist()
-    return c.replace(J=np.where(mask, c.J, 0.0), mask=mask, meta=meta), dropped
+    return c.replace(J=np.where(mask, c.J, 0.0), mask=mask,
+                     placement=c.placement if placement is None else placement), dropped
 
 
-__all__ = ["target_mask", "layout_stats", "QuantSpec", "Mismatch", "perturb", "chip_spec", "hooks",
-           "deployed", "restrict", "quant_spec", "LAYOUTS"]
+__all__ = ["target_mask", "layout_stats", "QuantSpec", "ChipSpec", "Mismatch", "perturb", "hooks", "restrict",
+           "LAYOUTS"]

@@ -451,15 +451,16 @@ def _degree_limited(W: np.ndarray, mask: np.ndarray, d: int) -> np.ndarray:
 
 
 def _placement_hint(c: Computer, n: int) -> np.ndarray:
-    """The placement a chip-aware training run recorded in ``meta["placement"]`` (physical
-    unit of each logical unit), so the trained mask lands exactly on the target's graph;
-    identity when absent or not a permutation of 0..n-1."""
-    hint = c.meta.get("placement") if isinstance(c.meta, dict) else None
-    if hint is not None:
-        h = np.asarray(hint)
-        if h.shape == (n,) and h.dtype.kind in "iu" and np.array_equal(np.sort(h), np.arange(n)):
-            return h.astype(np.int64)
-    return np.arange(n)
+    """The placement a chip-aware training run gave the model (``Computer.placement``), so the
+    trained mask lands exactly on the target's graph; identity when there is none."""
+    if c.placement is None:
+        return np.arange(n)
+    if not np.array_equal(np.sort(c.placement), np.arange(n)):
+        # place() searches permutations of the first n physical units (the target's mask(n))
+        raise InputError(f"the model's placement spreads its {n} units beyond physical units 0..{n - 1}; "
+                         "compile places a model on the first units of a target - retrain it with "
+                         "thermohw train --target, or drop the placement (Computer.replace(placement=None))")
+    return c.placement
 
 
 def place(p: CompiledProgram) -> CompiledProgram:
@@ -467,7 +468,7 @@ def place(p: CompiledProgram) -> CompiledProgram:
 
     all-to-all / admitted masks: identity. Degree-limited (programmable routing): keep the
     strongest couplings within the degree bound. Fixed sparse graphs (lattice, bipartite, edge
-    list): identity (or the placement recorded by chip-aware training in ``meta``) improved
+    list): identity (or the model's ``placement`` from chip-aware training) improved
     by a swap search that maximises the retained sum of |J|.
     """
     c, t = p.source, p.target
@@ -497,7 +498,8 @@ def place(p: CompiledProgram) -> CompiledProgram:
         raise InputError(f"target {t.name!r} ({topo.type}) cannot host {n_lost} of the model's "
                          f"{c.n_couplings} couplings (e.g. {ex}; {100 * lost_w / total_w:.1f} % of sum |J|); "
                          "train for this topology (thermohw train --target) or allow pruning (--prune)")
-    prog = c.replace(J=np.where(keep, c.J, 0.0), mask=keep & c.mask)
+    # a chip-aware model keeps its placement field, as the search left it (p.placement is the authority)
+    prog = c.replace(J=np.where(keep, c.J, 0.0), mask=keep & c.mask, placement=None if c.placement is None else perm)
     q = p.with_(placement=perm, programmed=prog).note("placement", info)
     if n_lost:
         q = q.violation("topology", f"{n_lost} couplings pruned ({100 * lost_w / total_w:.1f} % of sum |J|)",

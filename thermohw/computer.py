@@ -136,6 +136,25 @@ def _checked_image_shape(shape: Any, nv: int) -> tuple[int, ...] | None:
     return shape
 
 
+def checked_placement(value: Any, n: int | None) -> np.ndarray:
+    """A placement (``placement[i]`` = physical unit of logical unit i) as a frozen int64
+    array: one whole number >= 0 per unit (``n`` of them unless None), no unit twice."""
+    a = np.asarray(value)
+    if a.dtype.kind not in "iu" or a.ndim != 1:
+        raise InputError(f"placement must be a list of whole numbers, one per unit (got {a.dtype} {a.shape})")
+    if n is not None and a.shape != (n,):
+        raise InputError(f"placement has {a.size} entries; the model has {n} units")
+    if a.dtype == np.uint64 and a.size and a.max() >= 2 ** 63:
+        raise InputError("placement holds a physical unit beyond 2**63")
+    a = a.astype(np.int64)
+    if a.size and a.min() < 0:
+        raise InputError("placement holds a negative physical unit")
+    if np.unique(a).size != a.size:
+        raise InputError("placement puts two logical units on one physical unit")
+    a.setflags(write=False)
+    return a
+
+
 @dataclass(frozen=True, eq=False)
 class Computer:
     """An immutable, validated Langevin computer.
@@ -150,6 +169,8 @@ class Computer:
     bias_trainable : (N,) bool, which biases training may change (default: the hidden ones).
     image_shape : shape of the visible units as an image, e.g. (28, 28).
     meta : small JSON-serialisable dict (provenance: data, training config, ...).
+    placement : (N,) physical unit of each logical unit on the chip this model was trained for
+        (chip-aware training, ``thermohw train --target``), or None; compile starts from it.
     """
 
     J: np.ndarray
@@ -163,6 +184,7 @@ class Computer:
     bias_trainable: Any = None
     image_shape: tuple[int, ...] | None = None
     meta: dict = field(default_factory=dict)
+    placement: Any = None
 
     def __post_init__(self) -> None:
         # each field checked in turn (the first fault is the one reported), then frozen
@@ -198,6 +220,8 @@ class Computer:
         fz(self, "bias_trainable", bt)
         fz(self, "image_shape", shape)
         fz(self, "meta", dict(self.meta))
+        if self.placement is not None:
+            fz(self, "placement", checked_placement(self.placement, n))
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -301,6 +325,8 @@ class Computer:
         stores only its couplings, as index pairs i < j and values, not the N x N matrices."""
         header = {"n_visible": self.n_visible, "image_shape": self.image_shape, "meta": self.meta}
         arrays = dict(b=self.b, J2=self.J2, J4=self.J4, mu=self.mu, kT=self.kT, bias_trainable=self.bias_trainable)
+        if self.placement is not None:
+            arrays["placement"] = self.placement
         n = self.n_units
         if self.n_couplings < n * (n - 1) // 4:
             ii, jj = np.nonzero(np.triu(self.mask, 1))
@@ -363,10 +389,15 @@ class Computer:
         if missing:
             raise InputError(f"{source}: missing arrays {missing}; the file is incomplete")
         try:
+            meta = header.get("meta") or {}
+            placement = arrays.get("placement")
+            if placement is None and isinstance(meta, dict) and "placement" in meta:
+                meta = dict(meta)   # files from before the field kept the placement in meta
+                placement = meta.pop("placement")
             return cls(J=arrays["J"], b=arrays["b"], mask=arrays["mask"],
                        n_visible=header["n_visible"], J2=arrays["J2"], J4=arrays["J4"],
                        mu=arrays["mu"], kT=arrays["kT"], bias_trainable=arrays["bias_trainable"],
-                       image_shape=header.get("image_shape"), meta=header.get("meta") or {})
+                       image_shape=header.get("image_shape"), meta=meta, placement=placement)
         except InputError as e:
             raise InputError(f"{source}: {e}") from None
         except (KeyError, TypeError, ValueError) as e:

@@ -1,6 +1,6 @@
 """Quantisation: how a model's couplings, biases and J2 become a chip's codes - one home for
 the arithmetic that the compiler's ``scale`` and ``quantise`` passes, chip-aware training
-(``chipaware.QuantSpec``) and calibration's trims must share exactly (a model trained on the
+(``chipspec.QuantSpec``) and calibration's trims must share exactly (a model trained on the
 grid compiles to the same codes).
 
     with_settings(q, bits, rounding, value_range)   a target ``Quant`` with overrides

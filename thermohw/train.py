@@ -34,6 +34,7 @@ from .io import load_record, save_record
 from .langevin import euler_limits, noising, noising_field, steps_for, generate
 from .resources import available_bytes, check_memory
 from .chipaware import hooks
+from .chipspec import ChipSpec
 from .metrics import digit_scores
 
 STATE_SCHEMA = "thermohw.trainstate/1"
@@ -294,9 +295,9 @@ class TrainState:
     rng_state: dict | None = None
     losses: np.ndarray = field(default_factory=lambda: np.zeros(0))
     seconds: float = 0.0
-    # chip-aware training settings (thermohw.chipaware.chip_spec): None = plain float training.
-    # Stored in the checkpoint so a resumed run rebuilds the same forward/project hooks.
-    chip: dict | None = None
+    # chip-aware training settings: None = plain float training. Stored in the checkpoint so a
+    # resumed run rebuilds the same forward/project hooks.
+    chip: ChipSpec | None = None
     # tail average (config.average_from): sums of J and b over the iterates averaged so far
     avg_J: np.ndarray | None = None
     avg_b: np.ndarray | None = None
@@ -313,7 +314,8 @@ class TrainState:
     def save(self, path: str | Path) -> Path:
         c = self.computer
         header = {"cycle": self.cycle, "rng_state": self.rng_state, "config": asdict(self.config),
-                  "seconds": self.seconds, "chip": self.chip, "avg_count": self.avg_count,
+                  "seconds": self.seconds, "chip": None if self.chip is None else self.chip.to_dict(),
+                  "avg_count": self.avg_count,
                   "computer": {"n_visible": c.n_visible, "image_shape": c.image_shape, "meta": c.meta},
                   "digits": {"image_shape": self.digits.image_shape, "source": self.digits.source,
                              "origin": self.digits.origin, "indices": self.digits.indices,
@@ -338,7 +340,8 @@ class TrainState:
             cfg = TrainConfig(**h["config"])
             n_avg = int(h.get("avg_count", 0))
             return cls(comp, digits, cfg, int(h["cycle"]), h.get("rng_state"), a["losses"],
-                       float(h.get("seconds", 0.0)), h.get("chip"),
+                       float(h.get("seconds", 0.0)),
+                       ChipSpec.from_dict(h["chip"], f"{path}: chip") if h.get("chip") is not None else None,
                        a["avg_J"] if n_avg else None, a["avg_b"] if n_avg else None, n_avg,
                        a["scores"].reshape(-1, 4) if "scores" in a else np.zeros((0, 4)))
         except (KeyError, TypeError) as e:

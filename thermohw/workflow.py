@@ -20,7 +20,8 @@ from .metrics import digit_scores, heat_stats, mlp_denoiser_advantage, thermodyn
 from .resources import check_memory
 from .provenance import provenance
 from .train import TrainConfig, TrainState, imposed_field, new_state, train
-from .chipaware import chip_spec, layout_stats, restrict, target_mask, deployed, quant_spec
+from .chipaware import layout_stats, restrict, target_mask
+from .chipspec import ChipSpec
 from .target import resolve
 
 PAPER_HEAT_KT = (2.9e3, 3.5e2)  # Whitelam 2025: <Q> and s.d. over 1000 generated trajectories
@@ -111,7 +112,7 @@ def resume_training(out: str | Path, asked: dict | None = None, *, progress: boo
 def _changed_run_settings(st: TrainState, given: dict) -> list[str]:
     """The run settings outside TrainConfig that ``given`` would change, as 'name (stored,
     asked)' texts."""
-    c, chip, out = st.computer, st.chip or {}, []
+    c, chip, out = st.computer, st.chip, []
     unknown = sorted(set(given) - {"mnist", "digits", "indices", "n_hidden", "connectivity", "J2", "J4", "kT",
                                    "target", "qat", "bits", "mismatch", "init", "pixels"})
     if unknown:
@@ -145,11 +146,10 @@ def _changed_run_settings(st: TrainState, given: dict) -> list[str]:
         if not same:
             out.append(f"mnist ({stored!r} in the checkpoint, {str(given['mnist'])!r} asked)")
     if "target" in given:
-        stored = (chip.get("target") or {}).get("name")
-        differs("target", stored, resolve(given["target"]).name)
+        differs("target", chip.target.name if chip else None, resolve(given["target"]).name)
     for name in ("qat", "bits", "mismatch"):
         if name in given:
-            differs(name, chip.get(name), given[name])
+            differs(name, getattr(chip, name) if chip else None, given[name])
     if "init" in given:
         differs("init", c.meta.get("init"), str(given["init"]))
     return out
@@ -167,13 +167,10 @@ def _train_and_finish(out: Path, st: TrainState, progress: bool) -> dict:
                         **({"averaged_iterates": st.avg_count} if st.avg_count else {})})
     chip_info = None
     if st.chip is not None:
-        chip_info = {k: st.chip[k] for k in ("qat", "bits", "bias_bits", "range", "mismatch", "mismatch_scale")}
-        chip_info["target"] = st.chip["target"]["name"]
-        q = quant_spec(st.chip)
-        if q is not None:
-            chip_info["quantisation"] = q.to_dict()
+        chip_info = st.chip.summary()
+        if st.chip.qat:
             c.replace(meta={**c.meta, "chip": {**chip_info, "role": "float shadow"}}).save(out / "shadow.npz")
-        c = deployed(c, st.chip).replace(meta={**c.meta, "chip": chip_info})
+        c = st.chip.deployed(c).replace(meta={**c.meta, "chip": chip_info})
     c.save(out / "model.npz")
     pdir = out / "plots"
     plots.loss_curve(st.losses, pdir / "loss.png", scores=st.scores)
@@ -215,7 +212,7 @@ def _initial_state(d: Digits, config: TrainConfig, *, n_hidden: int, connectivit
         if c0.n_visible != d.n_pixels:
             raise InputError(f"--init model has {c0.n_visible} visible units; the training digits have "
                              f"{d.n_pixels} pixels")
-        c0 = c0.replace(image_shape=d.image_shape,
+        c0 = c0.replace(image_shape=d.image_shape, placement=None,
                         meta={**{k: v for k, v in c0.meta.items() if k not in ("chip", "train")},
                               "digits": d.source, "labels": d.labels.tolist(), "init": str(init)})
         st = TrainState(c0, d, config)
@@ -229,8 +226,8 @@ def _initial_state(d: Digits, config: TrainConfig, *, n_hidden: int, connectivit
     mask, placement = target_mask(t, c.n_visible, c.n_hidden, image_shape=c.image_shape)
     c, dropped = restrict(c, mask, placement)
     c = c.replace(meta={**c.meta, "connectivity": f"target:{t.name}"})
-    chip = chip_spec(t, placement=placement, qat=qat, bits=bits, mismatch=mismatch,
-                     mismatch_scale=mismatch_scale, seed=config.seed)
+    chip = ChipSpec(t, placement=placement, qat=qat, bits=bits, mismatch=mismatch,
+                    mismatch_scale=mismatch_scale, seed=config.seed)
     if progress:
         s = layout_stats(t, mask, placement, c.n_visible)
         print(f"training for target {t.name!r}: {s['couplings']} couplings (max degree {s['max_degree']})"

@@ -194,6 +194,9 @@ def test_chip_aware_resume_is_bit_identical(tmp_path):
         train(_chip_state(t, cfg, **kw), checkpoint=ck, progress=False, on_cycle=interrupt)
     saved = TrainState.load(ck)
     assert saved.cycle == 4 and saved.chip.mismatch and saved.chip.bits == 5
+    # the model keeps its placement on the lattice through the checkpoint
+    assert saved.computer.placement is not None
+    np.testing.assert_array_equal(saved.computer.placement, saved.chip.placement)
     resumed = train(saved, progress=False)
     np.testing.assert_array_equal(resumed.computer.J, straight.computer.J)
     np.testing.assert_array_equal(resumed.computer.b, straight.computer.b)

@@ -322,6 +322,8 @@ class TrainState:
                              "pixels": self.digits.pixels}}
         arrays = {f"c_{k}": getattr(c, k) for k in ("J", "b", "mask", "J2", "J4", "mu", "kT",
                                                      "bias_trainable")}
+        if c.placement is not None:
+            arrays["c_placement"] = c.placement
         arrays.update(d_patterns=self.digits.patterns, d_labels=self.digits.labels, losses=self.losses)
         if self.avg_count:
             arrays.update(avg_J=self.avg_J, avg_b=self.avg_b)

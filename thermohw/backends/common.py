@@ -6,12 +6,12 @@ from ..langevin import equilibrium_start
 
 
 def adopt_program(c, p):
-    """Give a realised Computer the programmed model's connectivity, trainability and
+    """Give a realised Computer the programmed model's connectivity, trainability, placement and
     metadata (a coupling quantised to zero is still a programmable element of the chip)."""
     if p is None or p.programmed is None:
         return c
     return c.replace(mask=p.programmed.mask | c.mask, bias_trainable=p.programmed.bias_trainable,
-                     meta={**p.programmed.meta, **c.meta})
+                     meta={**p.programmed.meta, **c.meta}, placement=p.programmed.placement)
 
 
 def generation_start(p, dt: float = 1e-3):

@@ -299,17 +299,15 @@ def _spice_verification(program: CompiledProgram, final: CompiledProgram, device
         # replace: a new calibration verifies a new chip state; runs of an earlier one must not be kept
         r = run_cosim(reference, cfg, out / f"cosim-{name}", digits=digits, progress=progress, chip=chip,
                       replace=True)
-        h = r["heat"]
-        res[name] = {"heat_kT": h["spice"], "ideal_realised_heat_kT": h["ideal_realised"],
-                     "heat_welch_p": h["test_spice_vs_realised"]["p"], "heat_agree": h["agree"],
-                     "unit_moments_agree": r["unit_moments"]["agree"],
-                     "mean_rejections": r["unit_moments"]["mean_rejections"],
-                     "variance_rejections": r["unit_moments"]["variance_rejections"]}
-        if "digits" in r:
-            d = r["digits"]
-            res[name]["digits"] = {"spice": d["spice"]["mean_best_abs_corr"],
-                                   "ideal_realised": d["ideal_realised"]["mean_best_abs_corr"],
-                                   "welch_p": d["test_spice_vs_realised"]["p"], "agree": d["agree"]}
+        h, um = r.heat, r.unit_moments
+        res[name] = {"heat_kT": h.spice, "ideal_realised_heat_kT": h.ideal_realised,
+                     "heat_welch_p": h.p, "heat_agree": h.agree, "unit_moments_agree": um.agree,
+                     "mean_rejections": um.mean_rejections, "variance_rejections": um.variance_rejections}
+        if r.digits is not None:
+            d = r.digits
+            res[name]["digits"] = {"spice": d.spice["mean_best_abs_corr"],
+                                   "ideal_realised": d.ideal_realised["mean_best_abs_corr"],
+                                   "welch_p": d.p, "agree": d.agree}
     return res
 
 

@@ -65,3 +65,39 @@ def test_cosim_parts_refuse_bad_values():
         rep.with_(sweep=CosimSweep(**sweep, meta={"chip": {"label": "another chip"}}))
     done = rep.with_(sweep=CosimSweep(**sweep))
     assert done.sweep.complete and done.to_dict()["complete"] is True
+
+
+def _calibration_report(**changes):
+    from thermohw.calibrate.report import CalibrationSetup
+    from thermohw.calibrate.report_record import CalibrationReport
+
+    row = {"iteration": 0, "estimated_errors": {}, "estimated_true_errors": {"J": 0.1}, "codes_changed": 0,
+           "out_of_range": 0}
+    good = dict(device="IdealVirtualChip", target="rc-8bit-dense", units=8, setup=dataclasses.asdict(CalibrationSetup()),
+                discretisation="euler", correction={"converged": True}, history=(row,), fits={"before": {}},
+                corrected_program="out/corrected", corrected_files=3, seconds=1.0)
+    return CalibrationReport(**{**good, **changes})
+
+
+def test_a_good_calibration_report_has_verdicts_and_the_schema():
+    rep = _calibration_report()
+    d = rep.to_dict()
+    assert list(d)[:3] == ["schema", "device", "target"] and d["mobility"] == "bias"
+    assert rep.verdicts[0].startswith("estimated RMS errors") and d["verdicts"] == list(rep.verdicts)
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"units": 0}, "at least 1 unit"),
+    ({"device": ""}, "name the device"),
+    ({"setup": {"runs": 2}}, "CalibrationSetup as a dict"),
+    ({"discretisation": "ito"}, "use 'euler' or 'continuous'"),
+    ({"history": ()}, "one row"),
+    ({"history": [{"estimated_true_errors": {}}]}, "must be a tuple"),
+    ({"fits": {}}, "at least one fit"),
+    ({"virtual_truth": {}, "recording": {}}, "exclude each other"),
+    ({"generation": {}}, "generation and generation_note together"),
+    ({"corrected_files": -1}, "corrected_files"),
+])
+def test_calibration_report_refuses_bad_fields(changes, match):
+    with pytest.raises(InputError, match=match):
+        _calibration_report(**changes)

@@ -101,3 +101,27 @@ def test_a_good_calibration_report_has_verdicts_and_the_schema():
 def test_calibration_report_refuses_bad_fields(changes, match):
     with pytest.raises(InputError, match=match):
         _calibration_report(**changes)
+
+
+def test_compare_is_pure_and_independent_of_the_order_runs_arrive_in(tmp_path, monkeypatch):
+    """cosim.compare: statistics in, record out - no file written (run_cosim writes them), and
+    the runs in any arrival order (parallel workers) give the same record, bit for bit."""
+    from conftest import random_computer
+    from thermohw.compile import compile_computer
+    from thermohw.cosim import CosimConfig, compare, ideal_models
+    from thermohw.target import Target
+
+    p = compile_computer(random_computer(4, 2, seed=1), Target.preset("rc-8bit-dense").replace(units=16))
+    cfg = CosimConfig(runs=5, ideal_runs=40, t_f=0.3)
+    rng = np.random.default_rng(3)
+    n = p.realised.n_units
+    results = [{"index": i, "x_final": rng.normal(size=n), "heat": float(rng.normal()),
+                "heat_strat": float(rng.normal()), "energy": {"dissipated_J": float(rng.random()) * 1e-15}}
+               for i in range(5)]
+    monkeypatch.chdir(tmp_path)
+    ideal = ideal_models(p, cfg)
+    a = compare(p, cfg, results, None, None, ideal)
+    b = compare(p, cfg, results[::-1], None, None, ideal)
+    assert list(tmp_path.iterdir()) == []
+    assert json.dumps(a.to_dict()) == json.dumps(b.to_dict())
+    assert a.spice_runs == 5 and a.sweep is None and a.digits is None and a.paired is None

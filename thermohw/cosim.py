@@ -549,6 +549,7 @@ def compare(p: CompiledProgram, cfg: CosimConfig, results: list[dict], x0: np.nd
 
     if len(results) < 2:
         raise InputError(f"only {len(results)} SPICE runs finished; need at least 2 for a comparison")
+    results = sorted(results, key=lambda r: r["index"])  # by run index: the energy sums' order too
     idx, xs, q_sp, q_st = _spice_finals(results)
     kT = p.realised.kT_ref
     es = p.energy_scale

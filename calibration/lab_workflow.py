@@ -72,14 +72,14 @@ def main(argv=None) -> int:
     print("round 0: record the uncorrected chip")
     record(chip, prog, out / "captures" / "round0", setup, seed=1)
     rep0 = run_calibration(prog, ReplayDevice(out / "captures" / "round0"), out / "cal0", setup)
-    print("\n".join("  " + v for v in rep0["verdicts"]))
+    print("\n".join("  " + v for v in rep0.verdicts))
     corrected = CompiledProgram.load(out / "cal0" / "corrected")
 
     print("round 1: record the chip programmed with the correction")
     record(chip, corrected, out / "captures" / "round1", setup, seed=2)
     rep1 = run_calibration(corrected, ReplayDevice(out / "captures" / "round1"), out / "cal1", setup,
                            intended=prog)
-    print("\n".join("  " + v for v in rep1["verdicts"]))
+    print("\n".join("  " + v for v in rep1.verdicts))
 
     # the bench's secret, for this demonstration only
     chip.program(prog)

@@ -51,7 +51,7 @@ def main() -> None:
     setup = CalibrationSetup(runs=a.runs, duration=20.0, sample_interval=0.005, amplitude=4.0,
                              iterations=a.iterations, seed=0, generate_runs=1000, chunk_runs=256)
     rep = run_calibration(p, chip, a.out, setup, progress=True)
-    print("\n".join(rep["verdicts"]))
+    print("\n".join(rep.verdicts))
 
 
 if __name__ == "__main__":

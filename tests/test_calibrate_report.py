@@ -62,6 +62,8 @@ def test_report_files_and_content(report):
     assert cb["heat_own_kT"]["mean"] == pytest.approx(cb["heat_kT"]["mean"] * ratio, rel=1e-9)
     assert "paired_heat_difference_kT" in cb
     assert any(v.startswith("hidden truth: RMS coupling error") for v in on_disk["verdicts"])
+    # the returned record is the file: to_dict() through JSON is report.json, key order included
+    assert json.dumps(on_disk) == json.dumps(json.loads(json.dumps(rep.to_dict())))
     corrected = CompiledProgram.load(out / "corrected")
     assert corrected.report["calibration"]["out_of_range"] == []
     assert not np.array_equal(corrected.codes["J"], p.codes["J"])
@@ -74,12 +76,14 @@ def test_replay_of_the_recorded_measurement(report, tmp_path):
     dev = ReplayDevice(out / "recording_initial.npz")
     assert discretisation_for(dev) == "euler"
     r2 = run_calibration(p, dev, tmp_path / "replay", CalibrationSetup(generate_runs=0), intended=p)
-    assert r2["correction"]["recommended"]
-    a = r2["fits"]["measured"]["parameters"]
-    b = rep["fits"]["before"]["parameters"]
+    assert r2.correction["recommended"]
+    a = r2.fits["measured"]["parameters"]
+    b = rep.fits["before"]["parameters"]
     assert a.keys() == b.keys()
     np.testing.assert_allclose([a[k]["value"] for k in a], [b[k]["value"] for k in a], rtol=1e-9, atol=1e-12)
     assert (tmp_path / "replay" / "corrected" / "codes.npz").is_file()
+    on_disk = json.loads((tmp_path / "replay" / "report.json").read_text())  # the replay form of the record
+    assert json.dumps(on_disk) == json.dumps(json.loads(json.dumps(r2.to_dict())))
     with pytest.raises(InputError, match="runs must be >= 2"):
         CalibrationSetup(runs=1)
 
@@ -157,7 +161,7 @@ def test_interrupted_calibration_resumes_from_its_measurements(tmp_path):
     assert dev.calls == 2 * 2                          # measurements 1 and 2, two chunks each
     full = run_calibration(p, IdealVirtualChip(chip_seed=5, scale=5.0), tmp_path / "b", setup)
     for k in ("history", "virtual_truth", "correction"):
-        assert resumed[k] == full[k], k
+        assert getattr(resumed, k) == getattr(full, k), k
     # a different setup does not reuse the checkpoint
     dev2 = Flaky(chip_seed=5, scale=5.0)
     run_calibration(p, dev2, tmp_path / "a", CalibrationSetup(**{**setup.__dict__, "seed": 1}))

@@ -30,15 +30,15 @@ def test_paired_noise_spice_equals_realised_ideal(tmp_path):
     p = small_program()
     cfg = CosimConfig(runs=4, ideal_runs=50, t_f=0.5, noise="pwl", nt_fraction=0.02, seed=3)
     rep = run_cosim(p, cfg, tmp_path / "c", progress=False)
-    pr = rep["paired"]
-    assert pr["relative"] < 0.01, pr  # measured 0.13 % at nt_fraction 0.02, scaling with NT
+    pr = rep.paired
+    assert pr.relative < 0.01, pr  # measured 0.13 % at nt_fraction 0.02, scaling with NT
     # and unpaired noise would differ by ~sqrt(2) x the spread: the pairing is real
     hdr, runs = load_runs(tmp_path / "c" / "spice_runs.npz")
     assert runs["x_final"].shape == (4, 6)
     # first law with the injected noise power measured directly: < 1 % of the dissipation
     assert np.max(np.abs(runs["energy_first_law_residual"])) < 0.01, runs["energy_first_law_residual"]
     shuffled = runs["x_final"][::-1]
-    assert np.sqrt(np.mean((shuffled - runs["x_final"]) ** 2)) > 5 * pr["rms_state_difference"]
+    assert np.sqrt(np.mean((shuffled - runs["x_final"]) ** 2)) > 5 * pr.rms_state_difference
 
 
 def test_trrandom_cosim_writes_report_and_heat_is_consistent(tmp_path):
@@ -56,11 +56,13 @@ def test_trrandom_cosim_writes_report_and_heat_is_consistent(tmp_path):
     assert np.all(runs["energy_resistive_J"] > 0)
     # SPICE agrees with the realised ideal model (fixed seeds; the statistical tests are weak at
     # 4 runs, the paired test above is the sharp one)
-    assert rep["unit_moments"]["agree"] and rep["heat"]["agree"], rep["verdicts"]
-    assert rep["verdicts"][0].startswith("per-unit means/variances: AGREE")
+    assert rep.unit_moments.agree and rep.heat.agree, rep.verdicts
+    assert rep.verdicts[0].startswith("per-unit means/variances: AGREE")
     on_disk = json.loads((out / "cosim.json").read_text())
     assert on_disk["spice_runs"] == 4
     assert on_disk["provenance"]["ngspice"].startswith("ngspice-") and on_disk["provenance"]["seeds"]["cosim"] == 1
+    # the returned record is the file: to_dict() through JSON is cosim.json, key order included
+    assert json.dumps(on_disk) == json.dumps(json.loads(json.dumps(rep.to_dict())))
 
 
 def test_cli_cosim_and_parallel_workers(tmp_path, capsys):
@@ -91,8 +93,8 @@ def test_mismatched_chip_cosim_follows_the_chip_not_the_program(tmp_path):
     chip = chip_under_test(p, HiddenErrors.draw(p.target, p.realised.n_units, 3, scale=5.0), label="chip 3")
     cfg = CosimConfig(runs=4, ideal_runs=50, t_f=0.5, noise="pwl", nt_fraction=0.02, seed=3)
     rep = run_cosim(p, cfg, tmp_path / "c", progress=False, chip=chip)
-    assert rep["chip"]["label"] == "chip 3" and rep["verdicts"][0].startswith("SPICE ran: chip 3")
-    assert rep["paired"]["relative"] < 0.01, rep["paired"]
+    assert rep.chip["label"] == "chip 3" and rep.verdicts[0].startswith("SPICE ran: chip 3")
+    assert rep.paired.relative < 0.01, rep.paired
     _, runs = load_runs(tmp_path / "c" / "spice_runs.npz")
     from thermohw.cosim import prepare
 
@@ -100,7 +102,10 @@ def test_mismatched_chip_cosim_follows_the_chip_not_the_program(tmp_path):
     k = noise.shape[0]
     prog = simulate(p.realised, x0, n_steps=k, dt=cfg.t_f / k, noise=noise, stratonovich=False)
     d_prog = np.sqrt(np.mean((runs["x_final"] - prog.x_final) ** 2))
-    assert d_prog > 5 * rep["paired"]["rms_state_difference"], (d_prog, rep["paired"])
+    assert d_prog > 5 * rep.paired.rms_state_difference, (d_prog, rep.paired)
+    # with a chip and paired noise too (the chip sits where the dict report had it)
+    on_disk = json.loads((tmp_path / "c" / "cosim.json").read_text())
+    assert json.dumps(on_disk) == json.dumps(json.loads(json.dumps(rep.to_dict())))
 
 
 def test_cli_cosim_interrupted_then_resumed_equals_an_uninterrupted_sweep(tmp_path):
@@ -170,4 +175,4 @@ def test_mean_test_is_pooled_and_keeps_its_false_alarm_rate_with_few_spice_runs(
     assert r["method"].startswith("Student") and r["p"] == stats.ttest_ind(a[0], b[0], equal_var=True).pvalue
     # the per-unit test on the same draws (units = trials): rejections within the binomial allowance
     um = unit_moments_test(a[:1000].T, b[:1000].T)  # 2 SPICE runs, 200 ideal, 1000 units
-    assert um["mean_rejections"] <= um["allowed_by_chance"]
+    assert um.mean_rejections <= um.allowed_by_chance

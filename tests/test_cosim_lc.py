@@ -36,14 +36,14 @@ def test_paired_noise_lc_spice_tracks_the_realised_overdamped_model(tmp_path):
     p = small_program()
     cfg = CosimConfig(runs=4, ideal_runs=50, t_f=0.5, noise="pwl", nt_fraction=0.02, seed=3)
     rep = run_cosim(p, cfg, tmp_path / "c", progress=False)
-    pr = rep["paired"]
-    assert pr["relative"] < 0.03, pr
+    pr = rep.paired
+    assert pr.relative < 0.03, pr
     _, runs = load_runs(tmp_path / "c" / "spice_runs.npz")
     # the read-out starts exactly where cosim put the cells (inductor ICs, UIC)
     _, x0, _ = prepare(p, cfg)
     np.testing.assert_allclose(runs["x0"], x0, rtol=0, atol=1e-12)
     shuffled = runs["x_final"][::-1]
-    assert np.sqrt(np.mean((shuffled - runs["x_final"]) ** 2)) > 5 * pr["rms_state_difference"]
+    assert np.sqrt(np.mean((shuffled - runs["x_final"]) ** 2)) > 5 * pr.rms_state_difference
     # first law with the injected noise power measured directly. Measured residual -1.1 % of the
     # dissipation: the dissipation v^2/R is dominated by the velocity's RC transients after each
     # noise step, which the trapezoid on ngspice's points over-counts slightly. Bound 2 %.

@@ -177,7 +177,7 @@ def test_dask_worker_lost_mid_sweep_its_run_is_resubmitted(tmp_path, monkeypatch
         took = time.perf_counter() - t0
         th.join(5)
     assert killed.get("was_worker"), killed  # a real worker process died while running run 1
-    assert rep["complete"] and rep["spice_runs"] == 4 and rep["spice_failures"] == [], rep["spice_failures"]
+    assert rep.sweep.complete and rep.spice_runs == 4 and rep.sweep.spice_failures == (), rep.sweep.spice_failures
     _, runs = load_runs(tmp_path / "c" / "spice_runs.npz")
     monkeypatch.setenv("PATH", path0)
     specs, _, _ = prepare(p, cfg)

@@ -12,6 +12,7 @@ from .compile import (CompiledProgram, CompileOptions, check_program_folder, com
                       summary_text)
 from .computer import Computer
 from .cosim import CosimConfig, resume_config, run_cosim
+from .cosim_report import CosimReport
 from .data import Digits
 from .doctor import doctor
 from .download import fetch_mnist
@@ -119,16 +120,17 @@ def _fabricated_chip(args, prog: CompiledProgram, chip_opts: dict):
     return fabricated_chip(args, prog, chip_opts)
 
 
-def _cosim_summary(rep: dict, out: str) -> None:
+def _cosim_summary(rep: CosimReport, out: str) -> None:
     """The verdicts and run counts; failed runs make the command fail (the report covers the rest)."""
-    print("\n".join(rep["verdicts"]))
-    resumed = f", {rep['resumed_runs']} of them resumed" if rep["resumed_runs"] else ""
-    print(f"{rep['spice_runs']} of {rep['runs_requested']} SPICE runs{resumed} ({rep['spice_seconds']:.0f} s "
+    print("\n".join(rep.verdicts))
+    sw = rep.sweep
+    resumed = f", {sw.resumed_runs} of them resumed" if sw.resumed_runs else ""
+    print(f"{rep.spice_runs} of {sw.runs_requested} SPICE runs{resumed} ({sw.spice_seconds:.0f} s "
           f"of SPICE this time); report -> {out}")
-    if rep["missing_runs"]:
+    if sw.missing_runs:
         failed = "; ".join(" ".join(f"run {f['run']} (seed {f['seed']}): {f['error']}".split())
-                           for f in rep["spice_failures"])
-        raise InputError(f"{len(rep['missing_runs'])} of {rep['runs_requested']} SPICE runs failed ({failed}); "
+                           for f in sw.spice_failures)
+        raise InputError(f"{len(sw.missing_runs)} of {sw.runs_requested} SPICE runs failed ({failed}); "
                          "the report covers the others - rerun with --resume to run the failed ones")
 
 

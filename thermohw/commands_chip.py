@@ -47,5 +47,5 @@ def calibrate(args) -> int | None:
                           digits=Digits.load(dfile) if dfile.is_file() else None,
                           intended=CompiledProgram.load(args.intended) if args.intended else None,
                           progress=not args.quiet)
-    print("\n".join(rep["verdicts"]))
-    print(f"calibrated in {rep['seconds']:.0f} s; report -> {args.out}, corrected program -> {rep['corrected_program']}")
+    print("\n".join(rep.verdicts))
+    print(f"calibrated in {rep.seconds:.0f} s; report -> {args.out}, corrected program -> {rep.corrected_program}")

@@ -32,6 +32,8 @@ import numpy as np
 
 from .compile import CompiledProgram
 from .computer import Computer
+from .cosim_report import (CosimReport, CosimSweep, DigitsComparison, HeatComparison, PairedComparison,
+                           UnitMoments)
 from .errors import InputError
 from .io import load_record, save_record, write_json
 from .langevin import equilibrium_start, generate, simulate, steps_for
@@ -367,8 +369,9 @@ def _saved_results(path: Path, arrays: dict, runs: int) -> list[dict]:
 
 def run_cosim(p: CompiledProgram, cfg: CosimConfig, out: str | Path, *, digits=None,
               progress: bool = True, chip: ChipUnderTest | None = None, resume: bool = False,
-              replace: bool = False) -> dict:
-    """Run SPICE and both ideal models, compare, and write the report folder ``out``.
+              replace: bool = False) -> CosimReport:
+    """Run SPICE and both ideal models, compare, write the report folder ``out`` (cosim.json,
+    the ideal runs, plots/) and return the report record.
     ``chip``: co-simulate that circuit (e.g. a mismatched chip) against ``p``'s models.
 
     Finished SPICE runs are saved to ``out/spice_runs.npz`` as they arrive; on Ctrl-C the
@@ -406,15 +409,19 @@ def run_cosim(p: CompiledProgram, cfg: CosimConfig, out: str | Path, *, digits=N
         raise InputError(f"only {len(results)} of {len(specs)} SPICE runs finished{why}; fix the cause and "
                          "rerun with --resume (finished runs are kept)")
     missing = sorted(set(range(cfg.runs)) - {r["index"] for r in results})
-    report = compare(p, cfg, results, x0, noise, out, digits=digits, chip=chip)
-    report.update(spice_seconds=spice_seconds, runs_requested=cfg.runs, resumed_runs=len(saved),
-                  new_runs=len(results) - len(saved), missing_runs=missing, complete=not missing,
-                  spice_failures=failures, interrupted=interrupted, **meta)
-
-    report["provenance"] = provenance(ngspice=True, seeds={
-        "cosim": cfg.seed, "spice_run_seeds": "seed * 100003 + run + 1",
-        "chip": (chip.meta or {}).get("errors_seed") if chip is not None else None})
-    write_json(out / "cosim.json", report)
+    ideal = ideal_models(p, cfg)
+    sweep_done = CosimSweep(spice_seconds=spice_seconds, runs_requested=cfg.runs, resumed_runs=len(saved),
+                            new_runs=len(results) - len(saved), missing_runs=tuple(missing),
+                            spice_failures=tuple(failures), interrupted=interrupted, meta=meta)
+    report = compare(p, cfg, results, x0, noise, ideal, digits=digits, chip=chip).with_(
+        sweep=sweep_done, provenance=provenance(ngspice=True, seeds={
+            "cosim": cfg.seed, "spice_run_seeds": "seed * 100003 + run + 1",
+            "chip": (chip.meta or {}).get("errors_seed") if chip is not None else None}))
+    # the edge: this function owns the folder, so the files and figures are written here
+    for k, tr in ideal.items():
+        tr.save(out / f"ideal_{k}.npz")
+    _cosim_plots(p, report, ideal, results, out / "plots")
+    write_json(out / "cosim.json", report.to_dict())
     if interrupted:
         raise KeyboardInterrupt
     return report
@@ -500,7 +507,7 @@ def _mean_test(a: np.ndarray, b: np.ndarray) -> dict:
     return {"t": float(t), "p": float(pval), "method": MEAN_TEST}
 
 
-def unit_moments_test(xs: np.ndarray, xi: np.ndarray, alpha: float = 0.01) -> dict:
+def unit_moments_test(xs: np.ndarray, xi: np.ndarray, alpha: float = 0.01) -> UnitMoments:
     """Per-unit mean (pooled Student t, see MEAN_TEST) and variance (Brown-Forsythe) tests of SPICE states ``xs`` (runs, N) against ideal states ``xi``; with N
     units, about alpha*N rejections are expected by chance, so the verdict compares the count
     with the binomial 99.9 % point."""
@@ -511,66 +518,60 @@ def unit_moments_test(xs: np.ndarray, xi: np.ndarray, alpha: float = 0.01) -> di
     pv = np.array([stats.levene(xs[:, i], xi[:, i], center="median").pvalue for i in range(n)])
     limit = int(stats.binom.ppf(0.999, n, alpha))
     fm, fv = int(np.sum(pm < alpha)), int(np.sum(pv < alpha))
-    return {"units": n, "alpha": alpha, "mean_rejections": fm, "variance_rejections": fv,
-            "allowed_by_chance": limit, "agree": bool(fm <= limit and fv <= limit),
-            "mean_test": MEAN_TEST,
-            "mean_spice": xs.mean(0).tolist(), "mean_ideal": xi.mean(0).tolist(),
-            "var_spice": xs.var(0, ddof=1).tolist(), "var_ideal": xi.var(0, ddof=1).tolist()}
+    return UnitMoments(units=n, alpha=alpha, mean_rejections=fm, variance_rejections=fv, allowed_by_chance=limit,
+                       agree=bool(fm <= limit and fv <= limit), mean_test=MEAN_TEST,
+                       mean_spice=tuple(xs.mean(0).tolist()), mean_ideal=tuple(xi.mean(0).tolist()),
+                       var_spice=tuple(xs.var(0, ddof=1).tolist()), var_ideal=tuple(xi.var(0, ddof=1).tolist()))
+
+
+def ideal_models(p: CompiledProgram, cfg: CosimConfig) -> dict:
+    """The ideal side of the comparison: ``cfg.ideal_runs`` generation runs of the float and of
+    the realised model (one seed for both), as Trajectories keyed 'float' and 'realised'."""
+    seed = np.random.SeedSequence([cfg.seed, 3])
+    return {"float": generate(p.source, cfg.ideal_runs, t_f=cfg.t_f, dt=cfg.dt, seed=seed),
+            "realised": generate(p.realised, cfg.ideal_runs, t_f=cfg.t_f, dt=cfg.dt, seed=seed)}
+
+
+def _spice_finals(results: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Run indices, final states, model heat and its Stratonovich sum of SPICE ``results``, by index."""
+    results = sorted(results, key=lambda r: r["index"])
+    return (np.array([r["index"] for r in results]), np.stack([r["x_final"] for r in results]),
+            np.array([r["heat"] for r in results]), np.array([r["heat_strat"] for r in results]))
 
 
 def compare(p: CompiledProgram, cfg: CosimConfig, results: list[dict], x0: np.ndarray, noise: np.ndarray | None,
-            out: Path, *, digits=None, chip: ChipUnderTest | None = None) -> dict:
-    """Statistics, verdicts and plots for finished SPICE runs against both ideal models.
-    ``digits``: the training Digits, to score generated images (optional). ``chip``: the
-    circuit SPICE ran, if not the program's; the paired (pwl) comparison then uses its model,
-    so it checks the netlist, and the unpaired ones measure the chip against the program."""
+            ideal: dict, *, digits=None, chip: ChipUnderTest | None = None) -> CosimReport:
+    """Statistics and verdicts for finished SPICE runs against both ideal models (``ideal``:
+    from :func:`ideal_models`); writes nothing (``run_cosim`` does). ``digits``: the training
+    Digits, to score generated images (optional). ``chip``: the circuit SPICE ran, if not the
+    program's; the paired (pwl) comparison then uses its model, so it checks the netlist, and
+    the unpaired ones measure the chip against the program."""
 
     if len(results) < 2:
         raise InputError(f"only {len(results)} SPICE runs finished; need at least 2 for a comparison")
-    results = sorted(results, key=lambda r: r["index"])
-    idx = np.array([r["index"] for r in results])
-    xs = np.stack([r["x_final"] for r in results])
-    q_sp = np.array([r["heat"] for r in results])
-    q_st = np.array([r["heat_strat"] for r in results])
+    results = sorted(results, key=lambda r: r["index"])  # by run index: the energy sums' order too
+    idx, xs, q_sp, q_st = _spice_finals(results)
     kT = p.realised.kT_ref
     es = p.energy_scale
     E = es.joules_per_model_unit if es is not None else p.scales.get("energy_per_model_unit_J", float("nan"))
-    seed = np.random.SeedSequence([cfg.seed, 3])
-    ideal = {"float": generate(p.source, cfg.ideal_runs, t_f=cfg.t_f, dt=cfg.dt, seed=seed),
-             "realised": generate(p.realised, cfg.ideal_runs, t_f=cfg.t_f, dt=cfg.dt, seed=seed)}
-    for k, tr in ideal.items():
-        tr.save(out / f"ideal_{k}.npz")
-    rep: dict[str, Any] = {"spice_runs": int(len(results)), "ideal_runs": cfg.ideal_runs,
-                           "energy_per_model_unit_J": E, "kT_model": kT,
-                           "energy_scale": es.to_dict() if es is not None else None}
-    heat = {"spice": {**mean_ci(q_sp / kT), "joules": mean_ci(q_sp * E)},
-            "spice_stratonovich": mean_ci(q_st / kT)}
-    for k, tr in ideal.items():
-        heat[f"ideal_{k}"] = mean_ci(tr.heat_kT)
-    heat["test_spice_vs_realised"] = _mean_test(q_sp / kT, ideal["realised"].heat_kT)
-    heat["agree"] = bool(heat["test_spice_vs_realised"]["p"] > 0.01)
+    test = _mean_test(q_sp / kT, ideal["realised"].heat_kT)
+    heat = HeatComparison(spice={**mean_ci(q_sp / kT), "joules": mean_ci(q_sp * E)},
+                          spice_stratonovich=mean_ci(q_st / kT), ideal_float=mean_ci(ideal["float"].heat_kT),
+                          ideal_realised=mean_ci(ideal["realised"].heat_kT), test_spice_vs_realised=test,
+                          agree=bool(test["p"] > 0.01))
     energies = {k.removeprefix("energy_"): mean_ci(np.array([r["energy"][k] for r in results]))
                 for k in results[0]["energy"]}
-    rep["heat"] = heat
-    rep["electrical_energy_J"] = energies
-    rep["heat_explanation"] = (
-        "model heat E*Q is the heat the Langevin computer would give its bath; electrical_energy_J is the "
-        "hardware's own balance (dissipated_J in its resistors or dampers, stored_delta_J, noise_delivered_J "
-        "by the first law), which for an electronic emulation of the bath (RC: housekeeping power "
-        "mu C V_s^2 per unit) is larger by orders of magnitude")
-    rep["unit_moments"] = unit_moments_test(xs, ideal["realised"].x_final)
-    if digits is not None and p.source.n_visible == digits.n_pixels:
-        rep["digits"] = _digit_comparison(p, digits, xs, ideal)
-    if noise is not None:
-        rep["paired"] = _paired_comparison(p, cfg, chip, x0, noise, xs, idx, q_sp, kT)
-    if chip is not None:
-        rep["chip"] = chip.describe()
-    rep["verdicts"] = _verdicts(rep)
-    _cosim_plots(p, rep, ideal, xs, q_sp / kT, out / "plots")
-    return rep
+    return CosimReport(
+        spice_runs=int(len(results)), ideal_runs=cfg.ideal_runs, energy_per_model_unit_J=E, kT_model=kT,
+        energy_scale=es.to_dict() if es is not None else None, heat=heat, electrical_energy_J=energies,
+        unit_moments=unit_moments_test(xs, ideal["realised"].x_final),
+        digits=_digit_comparison(p, digits, xs, ideal)
+        if digits is not None and p.source.n_visible == digits.n_pixels else None,
+        paired=_paired_comparison(p, cfg, chip, x0, noise, xs, idx, q_sp, kT) if noise is not None else None,
+        chip=chip.describe() if chip is not None else None)
 
 
-def _digit_comparison(p: CompiledProgram, digits, xs: np.ndarray, ideal: dict) -> dict:
+def _digit_comparison(p: CompiledProgram, digits, xs: np.ndarray, ideal: dict) -> DigitsComparison:
     """Digit scores of the SPICE and ideal samples; SPICE tested against the realised model."""
     nv = p.source.n_visible
     ref = reference_set(digits)
@@ -582,28 +583,32 @@ def _digit_comparison(p: CompiledProgram, digits, xs: np.ndarray, ideal: dict) -
     tm = _mean_test(sp["margin"], re_["margin"])
     for v in sc.values():
         v.pop("per_sample")
-    return {**sc, "test_spice_vs_realised": t, "test_margin_spice_vs_realised": tm,
-            "agree": bool(t["p"] > 0.01 and tm["p"] > 0.01)}
+    return DigitsComparison(spice=sc["spice"], ideal_float=sc["ideal_float"], ideal_realised=sc["ideal_realised"],
+                            test_spice_vs_realised=t, test_margin_spice_vs_realised=tm,
+                            agree=bool(t["p"] > 0.01 and tm["p"] > 0.01))
 
 
 def _paired_comparison(p: CompiledProgram, cfg: CosimConfig, chip: ChipUnderTest | None, x0: np.ndarray,
-                       noise: np.ndarray, xs: np.ndarray, idx: np.ndarray, q_sp: np.ndarray, kT: float) -> dict:
+                       noise: np.ndarray, xs: np.ndarray, idx: np.ndarray, q_sp: np.ndarray, kT: float
+                       ) -> PairedComparison:
     """Paired: the realised ideal model (or the chip's) driven by the very same noise samples, dt = NT."""
     k = noise.shape[0]
     pr = simulate(p.realised if chip is None else chip.model, x0, n_steps=k, dt=cfg.t_f / k, noise=noise,
                   stratonovich=False)
     d = xs - pr.x_final[idx]
     spread = float(np.std(pr.x_final))
-    return {"rms_state_difference": float(np.sqrt(np.mean(d * d))), "state_spread": spread,
-            "relative": float(np.sqrt(np.mean(d * d)) / spread),
-            "heat_difference_kT": mean_ci((q_sp - pr.heat[idx]) / kT),
-            "note": f"SPICE minus {'realised' if chip is None else 'the chip model'}-ideal driven by "
-                    "the same noise; the rest is the Euler discretisation (dt = NT) and SPICE's "
-                    "integration error"}
+    return PairedComparison(rms_state_difference=float(np.sqrt(np.mean(d * d))), state_spread=spread,
+                            relative=float(np.sqrt(np.mean(d * d)) / spread),
+                            heat_difference_kT=mean_ci((q_sp - pr.heat[idx]) / kT),
+                            note=f"SPICE minus {'realised' if chip is None else 'the chip model'}-ideal driven by "
+                                 "the same noise; the rest is the Euler discretisation (dt = NT) and SPICE's "
+                                 "integration error")
 
 
-def _cosim_plots(p: CompiledProgram, rep: dict, ideal: dict, xs: np.ndarray, heat_spice_kT: np.ndarray,
-                 pdir: Path) -> None:
+def _cosim_plots(p: CompiledProgram, rep: CosimReport, ideal: dict, results: list[dict], pdir: Path) -> None:
+    """The report's figures: SPICE and ideal samples side by side (image programs), heat, per-unit moments."""
+    _, xs, q_sp, _ = _spice_finals(results)
+    heat_spice_kT = q_sp / rep.kT_model
     if p.source.image_shape:
         nv = p.source.n_visible
         plots.side_by_side({"float ideal": ideal["float"].x_final[:8, :nv],
@@ -612,32 +617,6 @@ def _cosim_plots(p: CompiledProgram, rep: dict, ideal: dict, xs: np.ndarray, hea
     plots.heat_histogram({"SPICE": heat_spice_kT, "realised ideal": ideal["realised"].heat_kT,
                           "float ideal": ideal["float"].heat_kT}, pdir / "heat.png",
                          title="heat per generated sample: SPICE vs ideal (densities)")
-    um = rep["unit_moments"]
-    plots.unit_moments(np.array(um["mean_ideal"]), np.array(um["mean_spice"]), np.array(um["var_ideal"]),
-                       np.array(um["var_spice"]), len(xs), pdir / "unit_moments.png")
-
-
-def _verdicts(rep: dict) -> list[str]:
-    v = []
-    if rep.get("chip"):
-        v.append(f"SPICE ran: {rep['chip']['label']} (compared with the program's realised ideal model)")
-    um = rep["unit_moments"]
-    v.append(f"per-unit means/variances: {'AGREE' if um['agree'] else 'DIFFER'} "
-             f"({um['mean_rejections']} mean and {um['variance_rejections']} variance rejections of {um['units']} "
-             f"units at alpha = {um['alpha']}; <= {um['allowed_by_chance']} expected by chance; {um.get('mean_test', 'Welch t')} / Brown-Forsythe)")
-    h = rep["heat"]
-    v.append(f"<Q>: {'AGREE' if h['agree'] else 'DIFFER'} (SPICE {h['spice']['mean']:.4g} ± {h['spice']['sem']:.2g} kT "
-             f"vs realised ideal {h['ideal_realised']['mean']:.4g} ± {h['ideal_realised']['sem']:.2g} kT, ± s.e., "
-             f"n = {h['spice']['n']} and {h['ideal_realised']['n']}; "
-             f"{h['test_spice_vs_realised'].get('method', 'Welch t')} p = {h['test_spice_vs_realised']['p']:.3g})")
-    if "digits" in rep:
-        d = rep["digits"]
-        v.append(f"digit quality: {'AGREE' if d['agree'] else 'DIFFER'} (mean best |corr| SPICE "
-                 f"{d['spice']['mean_best_abs_corr']:.3f} vs realised ideal {d['ideal_realised']['mean_best_abs_corr']:.3f}, "
-                 f"{d['test_spice_vs_realised'].get('method', 'Welch t')} p = {d['test_spice_vs_realised']['p']:.3g}; margin {d['spice']['mean_margin']:.3f} vs "
-                 f"{d['ideal_realised']['mean_margin']:.3f}, p = {d['test_margin_spice_vs_realised']['p']:.3g})")
-    if "paired" in rep:
-        pr = rep["paired"]
-        v.append(f"paired (same noise): rms state difference {pr['rms_state_difference']:.3g} "
-                 f"({100 * pr['relative']:.1f} % of the spread)")
-    return v
+    um = rep.unit_moments
+    plots.unit_moments(np.array(um.mean_ideal), np.array(um.mean_spice), np.array(um.var_ideal),
+                       np.array(um.var_spice), len(xs), pdir / "unit_moments.png")

@@ -10,6 +10,7 @@ implements, pre-distort the compiled parameters, and verify (docs/design.md#cali
     design.py     calibration protocols (bias steps, pairwise excitation, free runs)
     correct.py    per-element corrections in the target's trim resolution; the loop
     report.py     the workflow behind 'thermohw calibrate' (report.json, plots, corrected/)
+    report_record.py  CalibrationReport: the record run_calibration returns (to_dict(): report.json)
 
 Typical use::
 

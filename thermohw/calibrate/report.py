@@ -21,6 +21,7 @@ that to verify.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -39,6 +40,7 @@ from .correct import CorrectionConfig, calibrate, correction_step, estimated_err
 from .devices import Device, ReplayDevice, chip_under_test
 from .fit import Fit, fit, standardized_residuals
 from .recording import Recording
+from .report_record import CalibrationReport, verdicts  # noqa: F401 (verdicts: importable from here as before)
 from .. import plots
 from ..cosim import CosimConfig, run_cosim
 from ..data import reference_set
@@ -103,96 +105,115 @@ def _truth_checks(f: Fit, truth) -> dict:
             "se_over_crb_max": float(np.max(f.se / crb)), "rms_error_over_crb": float(np.sqrt(np.mean((err / crb) ** 2)))}
 
 
+@dataclass(frozen=True)
+class _Measured:
+    """What measuring (and, where the chip can be re-measured, correcting) found: the corrected
+    program, the first fit and its recording, every fit by name, one history row per
+    measurement, the correction's summary, and the hidden truths after each round (virtual
+    chips) with their comparison (``virtual_truth``) or the replayed recording's size."""
+
+    program: CompiledProgram
+    first_fit: Fit
+    first_rec: Recording | None
+    fits: dict
+    history: list
+    correction: dict
+    truths: list
+    virtual_truth: dict | None = None
+    recording: dict | None = None
+
+
 def run_calibration(program: CompiledProgram, device: Device, out: str | Path,
                     setup: CalibrationSetup = CalibrationSetup(), *, digits=None,
-                    intended: CompiledProgram | None = None, progress: bool = False) -> dict:
+                    intended: CompiledProgram | None = None, progress: bool = False) -> CalibrationReport:
     """Calibrate ``device`` running ``program``; write the report folder ``out`` (module
-    docstring) and return the report dict. ``intended``: the program whose realised model the
+    docstring) and return the report record. ``intended``: the program whose realised model the
     chip should implement (default ``program`` itself; pass the original program when
-    ``program`` is an already corrected one, e.g. to verify replayed captures of round 2)."""
+    ``program`` is an already corrected one, e.g. to verify replayed captures of round 2).
+
+    This is the edge that owns ``out``: measuring writes the recordings and checkpoints, the
+    statistics (:func:`generation`) are computed apart, and the figures, the corrected program
+    and report.json are written here."""
     out = Path(out)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    intended_program = intended
-    intended = (intended or program).realised
+    reference = intended or program
+    intended = reference.realised
     if intended.n_units != program.realised.n_units:
         raise InputError(f"the intended program has {intended.n_units} units, the programmed one "
                          f"{program.realised.n_units}")
-    n = intended.n_units
     disc = setup.discretisation or discretisation_for(device)
-    config = CorrectionConfig(iterations=setup.iterations, mobility=setup.mobility, discretisation=disc,
-                              noise_trim=setup.noise_trim, J4_trim_step=setup.J4_trim_step,
-                              match_generation=setup.match_generation, match_dt=setup.generate_dt)
-    protocol = design.bias_steps(n, setup.runs, setup.amplitude, setup.seed)
-    virtual = device.virtual
-    truths: list = []
-    first: dict[str, Any] = {}
-    rep: dict[str, Any] = {"schema": "thermohw.calibration/1", "device": type(device).__name__,
-                           "target": program.target.name, "units": n, "setup": asdict(setup),
-                           "discretisation": disc, "mobility": setup.mobility}
-    if not device.rerunnable:
-        final_program, f0, fits, history = _replay_fit(device, program, intended, setup, disc, config, rep, first)
-    else:
-        final_program, f0, fits, history = _measure_and_correct(device, program, intended, setup, config, protocol,
-                                                                out, rep, first, truths, progress)
-    rep["history"] = history
-    rep["fits"] = {k: {**f.summary(), "estimated_errors": estimated_errors(f, intended)} for k, f in fits.items()}
-    if "rec" not in first:      # resumed: the first measurement came from the checkpoint
-        first["rec"] = Recording.load(out / "recording_initial.npz")
-    elif not device.rerunnable:
-        first["rec"].save(out / "recording_initial.npz")
-
+    m = _measure(device, program, intended, setup, disc, out, progress)
+    fits = {k: {**f.summary(), "estimated_errors": estimated_errors(f, intended)} for k, f in m.fits.items()}
     # generation: intended vs fitted (what a lab knows) and, on virtual chips, the hidden truth
-    if setup.generate_runs:
-        _generation(rep, intended, fits, truths if virtual else [], setup, digits, out)
-    if setup.verify_runs and virtual and device.rerunnable:
-        rep["spice_verification"] = _spice_verification(program, final_program, device, out, setup, digits,
-                                                        intended_program or program, progress)
-    plots.fitted_vs_programmed(intended, fits, out / "plots" / "fitted_vs_programmed.png")
-    plots.residual_histogram(standardized_residuals(first["rec"], f0.params), out / "plots" / "residuals.png")
-    plots.error_history(history, out / "plots" / "error_history.png",
-                        untrimmable=rep["correction"].get("untrimmable"))
-    files = final_program.save(out / "corrected")
-    rep["corrected_program"] = str(out / "corrected")
-    rep["corrected_files"] = len(files)
-    rep["seconds"] = time.perf_counter() - t0
-    rep["verdicts"] = verdicts(rep)
-
-    rep["provenance"] = provenance(ngspice=bool(rep.get("spice_verification")) or "spice" in type(device).__name__.lower(),
-                                   seeds={"calibration": setup.seed, "chip": device.describe().get("chip_seed")})
-    write_json(out / "report.json", rep)
+    gen = generation(intended, m.fits, m.truths if device.virtual else [], setup, digits) \
+        if setup.generate_runs else None
+    spice = None
+    if setup.verify_runs and device.virtual and device.rerunnable:
+        spice = _spice_verification(program, m.program, device, out, setup, digits, reference, progress)
+    if gen is not None:
+        _generation_plots(gen, intended, out / "plots")
+    plots.fitted_vs_programmed(intended, m.fits, out / "plots" / "fitted_vs_programmed.png")
+    plots.residual_histogram(standardized_residuals(m.first_rec, m.first_fit.params), out / "plots" / "residuals.png")
+    plots.error_history(m.history, out / "plots" / "error_history.png", untrimmable=m.correction.get("untrimmable"))
+    files = m.program.save(out / "corrected")
+    rep = CalibrationReport(
+        device=type(device).__name__, target=program.target.name, units=intended.n_units, setup=asdict(setup),
+        discretisation=disc, correction=m.correction, history=tuple(m.history), fits=fits,
+        corrected_program=str(out / "corrected"), corrected_files=len(files), seconds=time.perf_counter() - t0,
+        virtual_truth=m.virtual_truth, recording=m.recording, generation=gen.rows if gen else None,
+        generation_note=gen.note if gen else None, spice_verification=spice)
+    rep = rep.with_(provenance=provenance(ngspice=bool(spice) or "spice" in type(device).__name__.lower(),
+                                          seeds={"calibration": setup.seed, "chip": device.describe().get("chip_seed")}))
+    write_json(out / "report.json", rep.to_dict())
     return rep
 
 
+def _measure(device: Device, program: CompiledProgram, intended, setup: CalibrationSetup, disc: str, out: Path,
+             progress: bool) -> _Measured:
+    """Measure (replay: fit once; otherwise the correction loop). Writes out/recording_initial.npz
+    (the first measurement) and the loop's checkpoints in out/measurements."""
+    config = CorrectionConfig(iterations=setup.iterations, mobility=setup.mobility, discretisation=disc,
+                              noise_trim=setup.noise_trim, J4_trim_step=setup.J4_trim_step,
+                              match_generation=setup.match_generation, match_dt=setup.generate_dt)
+    if not device.rerunnable:
+        m = _replay_fit(device, program, intended, setup, disc, config)
+        m.first_rec.save(out / "recording_initial.npz")
+        return m
+    m = _measure_and_correct(device, program, intended, setup, config, out, progress)
+    if m.first_rec is None:     # resumed: the first measurement came from the checkpoint
+        m = dataclasses.replace(m, first_rec=Recording.load(out / "recording_initial.npz"))
+    return m
+
+
 def _replay_fit(device: ReplayDevice, program: CompiledProgram, intended, setup: CalibrationSetup, disc: str,
-                config: CorrectionConfig, rep: dict, first: dict) -> tuple:
-    """Replayed traces: one fit and the recommended correction (they cannot be re-measured).
-    Returns (corrected program, the fit, {"measured": fit}, history); fills rep and first["rec"]."""
+                config: CorrectionConfig) -> _Measured:
+    """Replayed traces: one fit and the recommended correction (they cannot be re-measured)."""
     device.program(program)
     rec = device.run(None)
-    first["rec"] = rec
     f0 = fit(rec, mask=intended.mask, mobility=setup.mobility, discretisation=disc,
              mu=intended.mu if setup.mobility == "nominal" else None)
     corr = correction_step([(program, f0)], intended, config)
-    rep["correction"] = {"recommended": True, "out_of_range": corr.out_of_range, "untrimmable": corr.untrimmable,
-                         "estimated_errors": corr.estimated_errors,
-                         "note": "replayed traces cannot be re-measured: program the chip with out/corrected, "
-                                 "record again and replay to verify"}
+    correction = {"recommended": True, "out_of_range": corr.out_of_range, "untrimmable": corr.untrimmable,
+                  "estimated_errors": corr.estimated_errors,
+                  "note": "replayed traces cannot be re-measured: program the chip with out/corrected, "
+                          "record again and replay to verify"}
     history = [{"iteration": 0, "estimated_errors": corr.estimated_errors,
                 "estimated_true_errors": corr.estimated_true_errors, "codes_changed": corr.codes_changed,
                 "out_of_range": len(corr.out_of_range)}]
-    rep["recording"] = {"runs": rec.n_runs, "samples": rec.n_samples, "sample_interval": rec.sample_interval,
-                        "source": rec.meta.get("source", "")}
-    return corr.program, f0, {"measured": f0}, history
+    recording = {"runs": rec.n_runs, "samples": rec.n_samples, "sample_interval": rec.sample_interval,
+                 "source": rec.meta.get("source", "")}
+    return _Measured(corr.program, f0, rec, {"measured": f0}, history, correction, [], recording=recording)
 
 
 def _measure_and_correct(device: Device, program: CompiledProgram, intended, setup: CalibrationSetup,
-                         config: CorrectionConfig, protocol, out: Path, rep: dict, first: dict, truths: list,
-                         progress: bool) -> tuple:
-    """A chip that can be re-measured: the correction loop (correct.calibrate). Returns (corrected
-    program, first fit, {"before", "after"} fits, history); fills rep, first["rec"] and, on
-    virtual chips, truths (the hidden parameters after each round)."""
+                         config: CorrectionConfig, out: Path, progress: bool) -> _Measured:
+    """A chip that can be re-measured: the correction loop (correct.calibrate), with the
+    {"before", "after"} fits and, on virtual chips, the hidden parameters after each round.
+    ``first_rec`` is None when the first measurement came from a checkpoint (resumed)."""
     virtual = device.virtual
+    first: dict[str, Any] = {}
+    truths: list = []
 
     def on_iteration(k, q, f, rec) -> None:
         if k == 0 and rec is not None:
@@ -201,8 +222,9 @@ def _measure_and_correct(device: Device, program: CompiledProgram, intended, set
         if virtual:
             truths.append(device.truth())
 
-    res = calibrate(device, program, protocol=protocol, duration=setup.duration,
-                    sample_interval=setup.sample_interval, seed=setup.seed, config=config,
+    res = calibrate(device, program, protocol=design.bias_steps(intended.n_units, setup.runs, setup.amplitude,
+                                                                setup.seed),
+                    duration=setup.duration, sample_interval=setup.sample_interval, seed=setup.seed, config=config,
                     on_iteration=on_iteration, intended=intended, chunk_runs=setup.chunk_runs,
                     progress=progress, checkpoint=out / "measurements")
     f0 = res.initial_fit
@@ -211,22 +233,37 @@ def _measure_and_correct(device: Device, program: CompiledProgram, intended, set
                               "estimated_true_errors": {k: v["excess"] for k, v in
                                                         estimated_errors(res.final_fit, intended).items()},
                               "codes_changed": 0, "out_of_range": len(res.out_of_range)}]
-    rep["correction"] = {"converged": res.converged, "out_of_range": res.out_of_range,
-                         "untrimmable": res.untrimmable, "notes": res.notes}
+    correction = {"converged": res.converged, "out_of_range": res.out_of_range,
+                  "untrimmable": res.untrimmable, "notes": res.notes}
+    vt = None
     if virtual:
-        rep["virtual_truth"] = {"errors_before": parameter_errors(truths[0], intended),
-                                "errors_after": parameter_errors(truths[-1], intended),
-                                "initial_fit_vs_truth": _truth_checks(f0, truths[0]),
-                                "final_fit_vs_truth": _truth_checks(res.final_fit, truths[-1])}
-        eb, ea = rep["virtual_truth"]["errors_before"]["J"], rep["virtual_truth"]["errors_after"]["J"]
-        rep["virtual_truth"]["coupling_error_reduction"] = eb / ea if ea > 0 else math.inf
-    return res.program, f0, {"before": f0, "after": res.final_fit}, history
+        vt = {"errors_before": parameter_errors(truths[0], intended),
+              "errors_after": parameter_errors(truths[-1], intended),
+              "initial_fit_vs_truth": _truth_checks(f0, truths[0]),
+              "final_fit_vs_truth": _truth_checks(res.final_fit, truths[-1])}
+        eb, ea = vt["errors_before"]["J"], vt["errors_after"]["J"]
+        vt["coupling_error_reduction"] = eb / ea if ea > 0 else math.inf
+    return _Measured(res.program, f0, first.get("rec"), {"before": f0, "after": res.final_fit}, history,
+                     correction, truths, virtual_truth=vt)
 
 
-def _generation(rep: dict, intended, fits: dict, truths: list, setup: CalibrationSetup, digits, out: Path) -> None:
+@dataclass(frozen=True)
+class Generation:
+    """The before/after generation comparison: ``rows`` (report.json's "generation", one row per
+    model), ``note``, and what its figures show - per-run heat in the intended kT, the first
+    samples' visible states (image models) and the paired differences (with digits)."""
+
+    rows: dict
+    note: str
+    heat: dict
+    images: dict | None = None
+    paired: dict | None = None
+
+
+def generation(intended, fits: dict, truths: list, setup: CalibrationSetup, digits) -> Generation:
     """Generate with the intended model, each fitted model and (virtual chips: ``truths``) the
-    hidden chip before and after; rep["generation"] gets their heat (and digit scores), paired
-    against the intended model, and the plots are drawn."""
+    hidden chip before and after: their heat (and digit scores), paired against the intended
+    model. Draws nothing (:func:`_generation_plots` does)."""
     from scipy import stats
 
     models = {"intended (realised)": intended}
@@ -246,29 +283,29 @@ def _generation(rep: dict, intended, fits: dict, truths: list, setup: Calibratio
     kT0 = intended.kT_ref
     heat = {k: g.heat / kT0 for k, g in gens.items()}
     ref = heat["intended (realised)"]
-    rep["generation"] = {}
+    rows = {}
     for k, g in gens.items():
         row = {"heat_kT": mean_ci(heat[k]), "heat_own_kT": mean_ci(g.heat_kT), "welch_t_vs_intended": 0.0}
         if k != "intended (realised)":
             row["welch_t_vs_intended"] = float(stats.ttest_ind(heat[k], ref, equal_var=False).statistic)
             d = mean_ci(heat[k] - ref)
             row["paired_heat_difference_kT"] = {**d, "t": d["mean"] / d["sem"] if d["sem"] > 0 else 0.0}
-        rep["generation"][k] = row
-    rep["generation_note"] = ("heat in units of the intended model's kT (a fixed energy: "
-                              f"{kT0:g} model units); heat_own_kT divides by each model's own mean kT; "
-                              "all models share the noise seed, so paired differences are given")
-    plots.heat_histogram(heat, out / "plots" / "heat_before_after.png",
-                         title="heat per generated sample (intended kT): intended vs chip")
+        rows[k] = row
+    note = ("heat in units of the intended model's kT (a fixed energy: "
+            f"{kT0:g} model units); heat_own_kT divides by each model's own mean kT; "
+            "all models share the noise seed, so paired differences are given")
     nv = intended.n_visible
+    images = paired = None
     if intended.image_shape and nv:
-        plots.side_by_side({k: g.x_final[:8, :nv] for k, g in gens.items()}, intended.image_shape,
-                           out / "plots" / "digits_before_after.png")
+        images = {k: g.x_final[:8, :nv] for k, g in gens.items()}
         if digits is not None and digits.n_pixels == nv:
-            _generation_digits(rep, gens, heat, digits, nv, out)
+            paired = _generation_digits(rows, gens, heat, digits, nv)
+    return Generation(rows, note, heat, images, paired)
 
 
-def _generation_digits(rep: dict, gens: dict, heat: dict, digits, nv: int, out: Path) -> None:
-    """Digit scores of each model's samples, paired against the intended model's."""
+def _generation_digits(rows: dict, gens: dict, heat: dict, digits, nv: int) -> dict:
+    """Digit scores of each model's samples (into ``rows``), paired against the intended model's;
+    returns the paired differences (heat and best |corr|) for the figure."""
     ref = heat["intended (realised)"]
     per = {}
     held_out = reference_set(digits)
@@ -278,12 +315,20 @@ def _generation_digits(rep: dict, gens: dict, heat: dict, digits, nv: int, out: 
         if k != "intended (realised)":
             d = mean_ci(per[k] - per["intended (realised)"])
             sc["paired_difference"] = {**d, "t": d["mean"] / d["sem"] if d["sem"] > 0 else 0.0}
-        rep["generation"][k]["digits"] = sc
-    paired = {"heat [intended kT]": {k: heat[k] - ref for k in heat if k != "intended (realised)"},
-              "mean best |corr|": {k: per[k] - per["intended (realised)"] for k in per
-                                   if k != "intended (realised)"}}
-    plots.paired_differences(paired, out / "plots" / "paired_differences.png",
-                             title="generation vs the intended model (same noise)")
+        rows[k]["digits"] = sc
+    return {"heat [intended kT]": {k: heat[k] - ref for k in heat if k != "intended (realised)"},
+            "mean best |corr|": {k: per[k] - per["intended (realised)"] for k in per
+                                 if k != "intended (realised)"}}
+
+
+def _generation_plots(g: Generation, intended, pdir: Path) -> None:
+    plots.heat_histogram(g.heat, pdir / "heat_before_after.png",
+                         title="heat per generated sample (intended kT): intended vs chip")
+    if g.images is not None:
+        plots.side_by_side(g.images, intended.image_shape, pdir / "digits_before_after.png")
+    if g.paired is not None:
+        plots.paired_differences(g.paired, pdir / "paired_differences.png",
+                                 title="generation vs the intended model (same noise)")
 
 
 def _spice_verification(program: CompiledProgram, final: CompiledProgram, device, out: Path,
@@ -299,57 +344,13 @@ def _spice_verification(program: CompiledProgram, final: CompiledProgram, device
         # replace: a new calibration verifies a new chip state; runs of an earlier one must not be kept
         r = run_cosim(reference, cfg, out / f"cosim-{name}", digits=digits, progress=progress, chip=chip,
                       replace=True)
-        h = r["heat"]
-        res[name] = {"heat_kT": h["spice"], "ideal_realised_heat_kT": h["ideal_realised"],
-                     "heat_welch_p": h["test_spice_vs_realised"]["p"], "heat_agree": h["agree"],
-                     "unit_moments_agree": r["unit_moments"]["agree"],
-                     "mean_rejections": r["unit_moments"]["mean_rejections"],
-                     "variance_rejections": r["unit_moments"]["variance_rejections"]}
-        if "digits" in r:
-            d = r["digits"]
-            res[name]["digits"] = {"spice": d["spice"]["mean_best_abs_corr"],
-                                   "ideal_realised": d["ideal_realised"]["mean_best_abs_corr"],
-                                   "welch_p": d["test_spice_vs_realised"]["p"], "agree": d["agree"]}
+        h, um = r.heat, r.unit_moments
+        res[name] = {"heat_kT": h.spice, "ideal_realised_heat_kT": h.ideal_realised,
+                     "heat_welch_p": h.p, "heat_agree": h.agree, "unit_moments_agree": um.agree,
+                     "mean_rejections": um.mean_rejections, "variance_rejections": um.variance_rejections}
+        if r.digits is not None:
+            d = r.digits
+            res[name]["digits"] = {"spice": d.spice["mean_best_abs_corr"],
+                                   "ideal_realised": d.ideal_realised["mean_best_abs_corr"],
+                                   "welch_p": d.p, "agree": d.agree}
     return res
-
-
-def verdicts(rep: dict) -> list[str]:
-    """One line per headline result."""
-    v = []
-    hist = rep.get("history", [])
-    if hist:
-        e0, e1 = hist[0]["estimated_true_errors"], hist[-1]["estimated_true_errors"]
-        what = "first -> last measurement" if len(hist) > 1 else "this measurement"
-        v.append(f"estimated RMS errors (fit - intended, measurement noise removed), {what}: " +
-                 ", ".join(f"{k} {e0[k]:.3g}" + (f" -> {e1[k]:.3g}" if len(hist) > 1 else "")
-                           for k in ("J", "b", "J2", "J4", "kT") if k in e0))
-    vt = rep.get("virtual_truth")
-    if vt:
-        v.append(f"hidden truth: RMS coupling error {vt['errors_before']['J']:.3g} -> {vt['errors_after']['J']:.3g} "
-                 f"({vt['coupling_error_reduction']:.1f}x)")
-        c = vt["initial_fit_vs_truth"]
-        v.append(f"initial fit vs truth: z mean {c['z_mean']:.3f}, sd {c['z_sd']:.3f} over {c['n_parameters']} "
-                 f"parameters; se/CRB {c['se_over_crb_min']:.2f}..{c['se_over_crb_max']:.2f}; "
-                 f"RMS error/CRB {c['rms_error_over_crb']:.2f}")
-    corr = rep.get("correction", {})
-    if corr.get("out_of_range"):
-        v.append(f"{len(corr['out_of_range'])} element(s) out of their trim range: " +
-                 ", ".join(o["element"] for o in corr["out_of_range"][:8]))
-    if corr.get("untrimmable"):
-        v.append("no trim for: " + ", ".join(f"{k} (RMS {x:.3g})" for k, x in corr["untrimmable"].items()))
-    g = rep.get("generation")
-    if g:
-        v.append("<Q> [intended kT], ± s.e.: " + "; ".join(
-            f"{k} {x['heat_kT']['mean']:.4g} ± {x['heat_kT']['sem']:.2g}"
-            + (f" (paired difference {x['paired_heat_difference_kT']['mean']:+.3g} ± "
-               f"{x['paired_heat_difference_kT']['sem']:.2g})" if "paired_heat_difference_kT" in x else "")
-            for k, x in g.items()))
-    for k, x in rep.get("spice_verification", {}).items():
-        v.append(f"ngspice, chip {k} correction: <Q> {x['heat_kT']['mean']:.4g} ± {x['heat_kT']['sem']:.2g} kT "
-                 f"(± s.e., n = {x['heat_kT']['n']} runs) vs "
-                 f"intended {x['ideal_realised_heat_kT']['mean']:.4g} ± {x['ideal_realised_heat_kT']['sem']:.2g} "
-                 f"(Welch p = {x['heat_welch_p']:.3g}); per-unit moments "
-                 f"{'agree' if x['unit_moments_agree'] else 'differ'}"
-                 + (f"; digits {x['digits']['spice']:.3f} vs {x['digits']['ideal_realised']:.3f}" if "digits" in x
-                    else ""))
-    return v

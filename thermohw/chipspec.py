@@ -49,8 +49,7 @@ class QuantSpec:
     coupling_headroom: float | None = None
 
     def __post_init__(self) -> None:
-        if self.range not in ("auto", "full"):
-            raise InputError(f"range = {self.range!r}; use 'auto' or 'full'")
+        quantise.check_range(self.range)
         for name in ("couplings", "biases"):
             if not isinstance(getattr(self, name), Quant):
                 raise InputError(f"{name} must be a Quant")
@@ -100,13 +99,9 @@ class QuantSpec:
                 "trim_bits": None if self.trim is None else self.trim.bits}
 
 
-
 # ---------------------------------------------------------------------------------------------
 # the chip-aware training setting
 # ---------------------------------------------------------------------------------------------
-_RANGES = ("auto", "full")
-
-
 @dataclass(frozen=True, eq=False)
 class ChipSpec:
     """One chip-aware training setting, validated on construction.
@@ -145,8 +140,7 @@ class ChipSpec:
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
             object.__setattr__(self, name, bool(getattr(self, name)))
-        if self.range not in _RANGES:
-            raise InputError(f"range = {self.range!r}; use one of {', '.join(_RANGES)}")
+        quantise.check_range(self.range)
         if (self.bits is not None or self.bias_bits is not None) and not self.qat:
             raise InputError("bits only matter for quantisation-aware training; add qat=True (--qat)")
         if self.qat:

@@ -139,8 +139,7 @@ class CompileOptions:
             raise InputError(f"rounding = {self.rounding!r}; use 'nearest' or 'stochastic'")
         if self.prune not in (None, "prune", "refuse"):
             raise InputError(f"prune = {self.prune!r}; use 'prune' or 'refuse'")
-        if self.range not in ("auto", "full"):
-            raise InputError(f"range = {self.range!r}; use 'auto' or 'full'")
+        quantise_.check_range(self.range)
         if self.coupling_headroom is not None and not (isinstance(self.coupling_headroom, (int, float))
                                                        and math.isfinite(self.coupling_headroom)
                                                        and self.coupling_headroom >= 1.0):

@@ -10,6 +10,7 @@ grid compiles to the same codes).
     coupling_headroom(J, mask, gain_sd)             the trim headroom the gain mismatch needs
     headroom_for(c, gain_sd, mode, headroom)        the headroom compile and chip-aware training use
     check_bits(bits, what)                          a code width the hardware can have
+    check_range(mode)                               a full-scale rule: 'auto' or 'full'
 """
 from __future__ import annotations
 
@@ -22,15 +23,24 @@ import numpy as np
 from .computer import Computer
 from .errors import InputError
 
+RANGES = ("auto", "full")   # full-scale rules: smallest range holding the model / the target's
 HEADROOM_SD = 2.5   # default coupling headroom: 1 + 2.5 gain-mismatch sd (headroom_for)
 
-__all__ = ["with_settings", "value_range", "ranges", "codes", "coupling_headroom", "headroom_for", "check_bits"]
+__all__ = ["with_settings", "value_range", "ranges", "codes", "coupling_headroom", "headroom_for", "check_bits",
+           "check_range", "RANGES"]
 
 
 def check_bits(bits: Any, what: str) -> None:
     """InputError unless ``bits`` is None (the target's) or a width in 2..16."""
     if bits is not None and not 2 <= int(bits) <= 16:
         raise InputError(f"{what} = {bits} is outside 2..16")
+
+
+def check_range(mode: Any) -> None:
+    """InputError unless ``mode`` is a full-scale rule of :data:`RANGES`."""
+    if mode not in RANGES:
+        raise InputError(f"range = {mode!r}; use 'auto' (the smallest range holding the model) or 'full' "
+                         "(the target's)")
 
 
 def with_settings(q, bits, rounding, value_range):
